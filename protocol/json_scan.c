@@ -1,0 +1,447 @@
+#include "json_scan.h"
+
+#include <string.h>
+
+static bool scan_value(struct json_cursor *c, int depth);
+
+static bool
+fail(struct json_cursor *c, const char *why)
+{
+	c->error = why;
+	return false;
+}
+
+void
+json_cursor_init(struct json_cursor *c, const char *data, size_t len)
+{
+	c->p = data;
+	c->end = data + len;
+	c->error = NULL;
+}
+
+void
+json_skip_ws(struct json_cursor *c)
+{
+	while (c->p < c->end &&
+	       (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+		c->p++;
+}
+
+enum json_kind
+json_peek(struct json_cursor *c)
+{
+	json_skip_ws(c);
+	if (c->p >= c->end)
+		return JSON_KIND_NONE;
+	switch (*c->p) {
+	case '{': return JSON_KIND_OBJECT;
+	case '[': return JSON_KIND_ARRAY;
+	case '"': return JSON_KIND_STRING;
+	case 't': return JSON_KIND_TRUE;
+	case 'f': return JSON_KIND_FALSE;
+	case 'n': return JSON_KIND_NULL;
+	default:
+		if (*c->p == '-' || (*c->p >= '0' && *c->p <= '9'))
+			return JSON_KIND_NUMBER;
+		return JSON_KIND_NONE;
+	}
+}
+
+bool
+json_expect(struct json_cursor *c, char ch)
+{
+	json_skip_ws(c);
+	if (c->p >= c->end || *c->p != ch)
+		return false;
+	c->p++;
+	return true;
+}
+
+/* Length of the UTF-8 sequence at s (1..4), or 0 when it is not valid. */
+static size_t
+utf8_seq_len(const unsigned char *s, const unsigned char *end)
+{
+	unsigned char b = s[0];
+	size_t n;
+	unsigned int cp;
+
+	if (b < 0x80)
+		return 1;
+	if (b >= 0xc2 && b <= 0xdf) {
+		n = 2;
+		cp = b & 0x1f;
+	} else if (b >= 0xe0 && b <= 0xef) {
+		n = 3;
+		cp = b & 0x0f;
+	} else if (b >= 0xf0 && b <= 0xf4) {
+		n = 4;
+		cp = b & 0x07;
+	} else
+		return 0;
+	if ((size_t)(end - s) < n)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+	    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+bool
+json_utf8_valid(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *end = p + len;
+
+	while (p < end) {
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		size_t n = utf8_seq_len(p, end);
+		if (n == 0)
+			return false;
+		p += n;
+	}
+	return true;
+}
+
+static int
+hex_value(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+static bool
+read_hex4(const char *p, const char *end, unsigned int *out)
+{
+	unsigned int v = 0;
+
+	if (end - p < 4)
+		return false;
+	for (int i = 0; i < 4; i++) {
+		int h = hex_value(p[i]);
+		if (h < 0)
+			return false;
+		v = (v << 4) | (unsigned int)h;
+	}
+	*out = v;
+	return true;
+}
+
+bool
+json_scan_string(struct json_cursor *c, const char **raw, size_t *raw_len,
+		 bool *has_escapes)
+{
+	const char *start;
+	bool escapes = false;
+
+	json_skip_ws(c);
+	if (c->p >= c->end || *c->p != '"')
+		return fail(c, "expected a string");
+	start = ++c->p;
+	while (c->p < c->end) {
+		unsigned char ch = (unsigned char)*c->p;
+
+		if (ch == '"') {
+			*raw = start;
+			*raw_len = (size_t)(c->p - start);
+			*has_escapes = escapes;
+			c->p++;
+			return true;
+		}
+		if (ch < 0x20)
+			return fail(c, "control character in string");
+		if (ch == '\\') {
+			escapes = true;
+			if (c->end - c->p < 2)
+				return fail(c, "unterminated string");
+			switch (c->p[1]) {
+			case '"': case '\\': case '/': case 'b':
+			case 'f': case 'n': case 'r': case 't':
+				c->p += 2;
+				break;
+			case 'u': {
+				unsigned int u, lo;
+				if (!read_hex4(c->p + 2, c->end, &u))
+					return fail(c, "bad \\u escape");
+				c->p += 6;
+				if (u >= 0xdc00 && u <= 0xdfff)
+					return fail(c, "lone low surrogate in string");
+				if (u >= 0xd800 && u <= 0xdbff) {
+					if (c->end - c->p < 6 || c->p[0] != '\\' ||
+					    c->p[1] != 'u' ||
+					    !read_hex4(c->p + 2, c->end, &lo) ||
+					    lo < 0xdc00 || lo > 0xdfff)
+						return fail(c, "lone high surrogate in string");
+					c->p += 6;
+				}
+				break;
+			}
+			default:
+				return fail(c, "bad escape in string");
+			}
+			continue;
+		}
+		if (ch < 0x80) {
+			c->p++;
+			continue;
+		}
+		size_t n = utf8_seq_len((const unsigned char *)c->p,
+					(const unsigned char *)c->end);
+		if (n == 0)
+			return fail(c, "invalid UTF-8 in string");
+		c->p += n;
+	}
+	return fail(c, "unterminated string");
+}
+
+static size_t
+put_utf8(unsigned int cp, char *out)
+{
+	if (cp < 0x80) {
+		out[0] = (char)cp;
+		return 1;
+	}
+	if (cp < 0x800) {
+		out[0] = (char)(0xc0 | (cp >> 6));
+		out[1] = (char)(0x80 | (cp & 0x3f));
+		return 2;
+	}
+	if (cp < 0x10000) {
+		out[0] = (char)(0xe0 | (cp >> 12));
+		out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		out[2] = (char)(0x80 | (cp & 0x3f));
+		return 3;
+	}
+	out[0] = (char)(0xf0 | (cp >> 18));
+	out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+	out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+	out[3] = (char)(0x80 | (cp & 0x3f));
+	return 4;
+}
+
+size_t
+json_unescape(const char *raw, size_t raw_len, char *out)
+{
+	const char *p = raw, *end = raw + raw_len;
+	size_t n = 0;
+
+	while (p < end) {
+		if (*p != '\\') {
+			out[n++] = *p++;
+			continue;
+		}
+		char e = p[1];
+		p += 2;
+		switch (e) {
+		case 'b': out[n++] = '\b'; break;
+		case 'f': out[n++] = '\f'; break;
+		case 'n': out[n++] = '\n'; break;
+		case 'r': out[n++] = '\r'; break;
+		case 't': out[n++] = '\t'; break;
+		case 'u': {
+			unsigned int u = 0, lo = 0;
+			read_hex4(p, end, &u);
+			p += 4;
+			if (u >= 0xd800 && u <= 0xdbff) {
+				read_hex4(p + 2, end, &lo);
+				p += 6;
+				u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+			}
+			n += put_utf8(u, out + n);
+			break;
+		}
+		default: out[n++] = e; break;	/* '"', '\\', '/' */
+		}
+	}
+	return n;
+}
+
+static const char hex_digits[] = "0123456789abcdef";
+
+size_t
+json_escaped_len(const char *s, size_t len)
+{
+	size_t n = 2;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' ||
+		    ch == '\n' || ch == '\r' || ch == '\t')
+			n += 2;
+		else if (ch < 0x20)
+			n += 6;
+		else
+			n += 1;
+	}
+	return n;
+}
+
+size_t
+json_escape(const char *s, size_t len, char *out)
+{
+	size_t n = 0;
+
+	out[n++] = '"';
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		char short_esc = 0;
+
+		switch (ch) {
+		case '"': short_esc = '"'; break;
+		case '\\': short_esc = '\\'; break;
+		case '\b': short_esc = 'b'; break;
+		case '\f': short_esc = 'f'; break;
+		case '\n': short_esc = 'n'; break;
+		case '\r': short_esc = 'r'; break;
+		case '\t': short_esc = 't'; break;
+		default: break;
+		}
+		if (short_esc) {
+			out[n++] = '\\';
+			out[n++] = short_esc;
+		} else if (ch < 0x20) {
+			memcpy(out + n, "\\u00", 4);
+			out[n + 4] = hex_digits[ch >> 4];
+			out[n + 5] = hex_digits[ch & 0xf];
+			n += 6;
+		} else
+			out[n++] = (char)ch;
+	}
+	out[n++] = '"';
+	return n;
+}
+
+static bool
+is_digit(char ch)
+{
+	return ch >= '0' && ch <= '9';
+}
+
+static bool
+scan_number(struct json_cursor *c)
+{
+	if (c->p < c->end && *c->p == '-')
+		c->p++;
+	if (c->p >= c->end || !is_digit(*c->p))
+		return fail(c, "bad number");
+	if (*c->p == '0')
+		c->p++;
+	else
+		while (c->p < c->end && is_digit(*c->p))
+			c->p++;
+	if (c->p < c->end && *c->p == '.') {
+		c->p++;
+		if (c->p >= c->end || !is_digit(*c->p))
+			return fail(c, "bad number");
+		while (c->p < c->end && is_digit(*c->p))
+			c->p++;
+	}
+	if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+		c->p++;
+		if (c->p < c->end && (*c->p == '+' || *c->p == '-'))
+			c->p++;
+		if (c->p >= c->end || !is_digit(*c->p))
+			return fail(c, "bad number");
+		while (c->p < c->end && is_digit(*c->p))
+			c->p++;
+	}
+	return true;
+}
+
+static bool
+scan_literal(struct json_cursor *c, const char *word, size_t len)
+{
+	if ((size_t)(c->end - c->p) < len || memcmp(c->p, word, len) != 0)
+		return fail(c, "bad literal");
+	c->p += len;
+	return true;
+}
+
+static bool
+scan_container(struct json_cursor *c, int depth, char close, bool object)
+{
+	c->p++;	/* the opening bracket */
+	if (json_expect(c, close))
+		return true;
+	for (;;) {
+		if (object) {
+			const char *raw;
+			size_t raw_len;
+			bool esc;
+
+			if (json_peek(c) != JSON_KIND_STRING)
+				return fail(c, "expected an object key");
+			if (!json_scan_string(c, &raw, &raw_len, &esc))
+				return false;
+			if (!json_expect(c, ':'))
+				return fail(c, "expected ':' after object key");
+		}
+		if (!scan_value(c, depth + 1))
+			return false;
+		if (json_expect(c, ','))
+			continue;
+		if (json_expect(c, close))
+			return true;
+		return fail(c, object ? "expected ',' or '}'" : "expected ',' or ']'");
+	}
+}
+
+static bool
+scan_value(struct json_cursor *c, int depth)
+{
+	const char *raw;
+	size_t raw_len;
+	bool esc;
+
+	if (depth > JSON_SCAN_MAX_DEPTH)
+		return fail(c, "nesting too deep");
+	switch (json_peek(c)) {
+	case JSON_KIND_OBJECT: return scan_container(c, depth, '}', true);
+	case JSON_KIND_ARRAY: return scan_container(c, depth, ']', false);
+	case JSON_KIND_STRING: return json_scan_string(c, &raw, &raw_len, &esc);
+	case JSON_KIND_NUMBER: return scan_number(c);
+	case JSON_KIND_TRUE: return scan_literal(c, "true", 4);
+	case JSON_KIND_FALSE: return scan_literal(c, "false", 5);
+	case JSON_KIND_NULL: return scan_literal(c, "null", 4);
+	case JSON_KIND_NONE:
+	default:
+		return fail(c, c->p >= c->end ? "unexpected end of input"
+					      : "unexpected character");
+	}
+}
+
+bool
+json_skip_value(struct json_cursor *c)
+{
+	return scan_value(c, 0);
+}
+
+bool
+json_validate(const char *data, size_t len, const char **error)
+{
+	struct json_cursor c;
+
+	json_cursor_init(&c, data, len);
+	if (!json_skip_value(&c)) {
+		*error = c.error;
+		return false;
+	}
+	json_skip_ws(&c);
+	if (c.p != c.end) {
+		*error = "trailing data after JSON value";
+		return false;
+	}
+	return true;
+}

@@ -1,0 +1,78 @@
+/*
+ * json_scan: strict, allocation-free JSON validation and string helpers.
+ *
+ * The codec never builds a tree for a frame: it validates the payload once and
+ * keeps its bytes as a span, so the daemon can splice them into other messages
+ * without re-encoding. Grammar is RFC 8259; strings must be valid UTF-8.
+ */
+#ifndef PHXD_JSON_SCAN_H
+#define PHXD_JSON_SCAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Nesting deeper than this is rejected: the scanner recurses. */
+#define JSON_SCAN_MAX_DEPTH 128
+
+enum json_kind {
+	JSON_KIND_NONE = 0,
+	JSON_KIND_OBJECT,
+	JSON_KIND_ARRAY,
+	JSON_KIND_STRING,
+	JSON_KIND_NUMBER,
+	JSON_KIND_TRUE,
+	JSON_KIND_FALSE,
+	JSON_KIND_NULL,
+};
+
+struct json_cursor {
+	const char *p;
+	const char *end;
+	const char *error;	/* static text, set when a call fails */
+};
+
+void json_cursor_init(struct json_cursor *c, const char *data, size_t len);
+
+/* Skips JSON white space. */
+void json_skip_ws(struct json_cursor *c);
+
+/* Peeks at the kind of the value at the cursor (after white space). */
+enum json_kind json_peek(struct json_cursor *c);
+
+/* Validates one value and moves past it. Returns false and sets c->error. */
+bool json_skip_value(struct json_cursor *c);
+
+/* Consumes the single character ch (after white space). */
+bool json_expect(struct json_cursor *c, char ch);
+
+/*
+ * Parses a string at the cursor. *raw and *raw_len receive the bytes between
+ * the quotes (still escaped); *has_escapes tells whether they must be decoded
+ * with json_unescape() before use.
+ */
+bool json_scan_string(struct json_cursor *c, const char **raw, size_t *raw_len,
+		      bool *has_escapes);
+
+/*
+ * Decodes the escaped body of a validated string into out (room for at least
+ * raw_len bytes; the result is never longer). Returns the decoded length.
+ */
+size_t json_unescape(const char *raw, size_t raw_len, char *out);
+
+/* Bytes json_escape() writes for s, quotes included. */
+size_t json_escaped_len(const char *s, size_t len);
+
+/*
+ * Writes s as a quoted JSON string the way JSON.stringify and the Phoenix
+ * server do: UTF-8 kept raw, only '"', '\\' and control characters escaped.
+ * Returns the number of bytes written (json_escaped_len()).
+ */
+size_t json_escape(const char *s, size_t len, char *out);
+
+/* True when the whole buffer is exactly one JSON value (white space allowed). */
+bool json_validate(const char *data, size_t len, const char **error);
+
+/* True when s is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+bool json_utf8_valid(const char *s, size_t len);
+
+#endif

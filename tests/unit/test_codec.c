@@ -1,0 +1,769 @@
+/* Unit tests of protocol/: the JSON scanner and the Phoenix V2 codec. */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "fixtures.h"
+#include "protocol/json_scan.h"
+#include "protocol/phx_codec.h"
+
+static struct fx_file *fx_files;
+static size_t fx_count;
+
+static enum phx_err
+decode(const char *text, unsigned flags, struct phx_msg *m)
+{
+	struct phx_error err;
+	return phx_decode_text(text, strlen(text), flags, m, &err);
+}
+
+static void
+assert_field(struct phx_field f, const char *want)
+{
+	if (want == NULL) {
+		ck_assert_ptr_null(f.s);
+		return;
+	}
+	ck_assert_ptr_nonnull(f.s);
+	ck_assert_uint_eq(f.len, strlen(want));
+	ck_assert_mem_eq(f.s, want, f.len);
+}
+
+static char *
+encode_alloc(const struct phx_msg *m, enum phx_origin origin, size_t *len)
+{
+	struct phx_error err;
+
+	ck_assert_int_eq(phx_check_encodable(m, origin, &err), PHX_OK);
+	*len = phx_encoded_len(m, origin);
+	char *out = malloc(*len + 1);
+	ck_assert_uint_eq(phx_encode(m, origin, out), *len);
+	out[*len] = '\0';
+	return out;
+}
+
+/* --- text decoding ------------------------------------------------------ */
+
+START_TEST(decode_join_reply)
+{
+	struct phx_msg m;
+	const char *f = "[\"1\",\"1\",\"rooms:lobby\",\"phx_reply\","
+			"{\"response\":{\"joined\":\"rooms:lobby\"},\"status\":\"ok\"}]";
+
+	ck_assert_int_eq(decode(f, 0, &m), PHX_OK);
+	ck_assert_int_eq(m.kind, PHX_TEXT);
+	assert_field(m.join_ref, "1");
+	assert_field(m.ref, "1");
+	assert_field(m.topic, "rooms:lobby");
+	assert_field(m.event, "phx_reply");
+	assert_field(m.payload, "{\"response\":{\"joined\":\"rooms:lobby\"},\"status\":\"ok\"}");
+
+	struct phx_reply r;
+	ck_assert_int_eq(phx_reply_parse(&m, &r, NULL), PHX_OK);
+	assert_field(r.status, "ok");
+	assert_field(r.response, "{\"joined\":\"rooms:lobby\"}");
+	ck_assert(!r.binary);
+}
+END_TEST
+
+START_TEST(decode_nulls_and_whitespace)
+{
+	struct phx_msg m;
+
+	ck_assert_int_eq(decode(" [ null , null ,\"t\" , \"e\" , [1, 2] ] \n", 0, &m), PHX_OK);
+	assert_field(m.join_ref, NULL);
+	assert_field(m.ref, NULL);
+	assert_field(m.payload, "[1, 2]");
+}
+END_TEST
+
+START_TEST(decode_escaped_fields)
+{
+	struct phx_msg m;
+
+	ck_assert_int_eq(decode("[\"a\\\"b\",\"\\u00e9\",\"t\\/x\",\"\\ud83d\\ude00\",\"s\"]", 0, &m),
+			 PHX_OK);
+	assert_field(m.join_ref, "a\"b");
+	assert_field(m.ref, "\xc3\xa9");
+	assert_field(m.topic, "t/x");
+	assert_field(m.event, "\xf0\x9f\x98\x80");
+	assert_field(m.payload, "\"s\"");
+}
+END_TEST
+
+START_TEST(decode_extra_elements)
+{
+	struct phx_msg m;
+	const char *f = "[\"1\",\"2\",\"t\",\"e\",{},\"extra\"]";
+
+	ck_assert_int_eq(decode(f, PHX_DECODE_STRICT, &m), PHX_ERR_ARITY);
+	ck_assert_int_eq(decode(f, PHX_DECODE_ALLOW_EXTRA, &m), PHX_OK);
+	assert_field(m.payload, "{}");
+}
+END_TEST
+
+struct bad_case {
+	const char *frame;
+	enum phx_err want;
+};
+
+static const struct bad_case bad_text[] = {
+	{ "", PHX_ERR_EMPTY },
+	{ "hello", PHX_ERR_NOT_JSON },
+	{ "{\"topic\":\"t\"}", PHX_ERR_NOT_ARRAY },
+	{ "\"str\"", PHX_ERR_NOT_ARRAY },
+	{ "[]", PHX_ERR_ARITY },
+	{ "[\"1\"]", PHX_ERR_ARITY },
+	{ "[\"1\",\"1\",\"rooms:lobby\"]", PHX_ERR_ARITY },
+	{ "[\"1\",\"1\",\"t\",\"e\"]", PHX_ERR_ARITY },
+	{ "[1,\"1\",\"t\",\"e\",{}]", PHX_ERR_TYPE },
+	{ "[\"1\",2,\"t\",\"e\",{}]", PHX_ERR_TYPE },
+	{ "[\"1\",\"1\",null,\"e\",{}]", PHX_ERR_TYPE },
+	{ "[\"1\",\"1\",\"t\",null,{}]", PHX_ERR_TYPE },
+	{ "[\"1\",\"1\",[],\"e\",{}]", PHX_ERR_TYPE },
+	{ "[\"1\",\"1\",\"t\",\"e\",{]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"t\",\"e\",{}] x", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"t\",\"e\",]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"t\",\"e\",{}", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"t\",\"e\",01]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"t\",\"e\",1.]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"t\",\"e\",-]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"t\",\"e\",1e]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"t\",\"e\",tru]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"t\",\"e\",{\"a\"}]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"t\",\"e\",{1:2}]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"t\x01\",\"e\",{}]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"\\x\",\"e\",{}]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"\\ud800\",\"e\",{}]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"\\udc00\",\"e\",{}]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"\\u12\",\"e\",{}]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"\xff\",\"e\",{}]", PHX_ERR_NOT_JSON },
+	{ "[\"1\",\"1\",\"\xc0\xaf\",\"e\",{}]", PHX_ERR_NOT_JSON },	/* overlong */
+	{ "[\"1\",\"1\",\"\xed\xa0\x80\",\"e\",{}]", PHX_ERR_NOT_JSON },	/* surrogate */
+	{ "[\"1\",\"1\",\"\xe2\x98\",\"e\",{}]", PHX_ERR_NOT_JSON },	/* cut short */
+	{ "[\"1\",\"1\",\"t\",\"e\",\"\xf5\x80\x80\x80\"]", PHX_ERR_NOT_JSON },
+	{ "[\"1\" \"1\",\"t\",\"e\",{}]", PHX_ERR_NOT_JSON },
+};
+
+START_TEST(decode_rejects_bad_text)
+{
+	const struct bad_case *bc = &bad_text[_i];
+	struct phx_msg m;
+	struct phx_error err = { 0 };
+	enum phx_err rc = phx_decode_text(bc->frame, strlen(bc->frame), 0, &m, &err);
+
+	ck_assert_msg(rc == bc->want, "frame %s: got %s (%s), want %s", bc->frame,
+		      phx_err_name(rc), err.detail, phx_err_name(bc->want));
+	ck_assert_int_eq(err.code, bc->want);
+	ck_assert(err.detail[0] != '\0');
+}
+END_TEST
+
+START_TEST(decode_field_size_limits)
+{
+	char frame[2400], topic[300];
+	struct phx_msg m;
+
+	memset(topic, 'a', 255);
+	topic[255] = '\0';
+	snprintf(frame, sizeof(frame), "[null,null,\"%s\",\"e\",{}]", topic);
+	ck_assert_int_eq(decode(frame, 0, &m), PHX_OK);
+	ck_assert_uint_eq(m.topic.len, 255);
+
+	memset(topic, 'a', 256);
+	topic[256] = '\0';
+	snprintf(frame, sizeof(frame), "[null,null,\"%s\",\"e\",{}]", topic);
+	ck_assert_int_eq(decode(frame, 0, &m), PHX_ERR_OVERSIZE);
+
+	/* 255 escaped characters decode to 255 bytes: allowed, kept in store[] */
+	char *p = frame + sprintf(frame, "[\"");
+	for (int i = 0; i < 255; i++)
+		p += sprintf(p, "\\u0041");
+	sprintf(p, "\",null,\"t\",\"e\",{}]");
+	ck_assert_int_eq(decode(frame, 0, &m), PHX_OK);
+	ck_assert_uint_eq(m.join_ref.len, 255);
+	ck_assert_int_eq(m.join_ref.s[254], 'A');
+
+	/* 256 of them are one too many */
+	p = frame + sprintf(frame, "[\"");
+	for (int i = 0; i < 256; i++)
+		p += sprintf(p, "\\u0041");
+	sprintf(p, "\",null,\"t\",\"e\",{}]");
+	ck_assert_int_eq(decode(frame, 0, &m), PHX_ERR_OVERSIZE);
+}
+END_TEST
+
+START_TEST(decode_deep_nesting_is_refused)
+{
+	size_t depth = 100000;
+	char *frame = malloc(depth * 2 + 64);
+	size_t n = (size_t)sprintf(frame, "[\"1\",\"1\",\"t\",\"e\",");
+	struct phx_msg m;
+
+	memset(frame + n, '[', depth);
+	memset(frame + n + depth, ']', depth);
+	strcpy(frame + n + 2 * depth, "]");
+	ck_assert_int_eq(phx_decode_text(frame, strlen(frame), 0, &m, NULL), PHX_ERR_NOT_JSON);
+
+	/* within the limit it is fine */
+	n = (size_t)sprintf(frame, "[\"1\",\"1\",\"t\",\"e\",");
+	memset(frame + n, '[', 100);
+	memset(frame + n + 100, ']', 100);
+	strcpy(frame + n + 200, "]");
+	ck_assert_int_eq(phx_decode_text(frame, strlen(frame), 0, &m, NULL), PHX_OK);
+	free(frame);
+}
+END_TEST
+
+START_TEST(decode_every_prefix_fails_cleanly)
+{
+	const char *f = "[\"1\",\"2\",\"rooms:lobby\",\"echo\",{\"a\":[1,2.5e-3,{\"b\":null}],"
+			"\"s\":\"h\\u00e9llo\",\"t\":true,\"f\":false}]";
+	size_t len = strlen(f);
+	struct phx_msg m;
+
+	for (size_t i = 0; i < len; i++) {
+		/* a heap copy of exactly i bytes, so ASan sees any over-read */
+		char *prefix = malloc(i ? i : 1);
+		memcpy(prefix, f, i);
+		ck_assert_int_ne(phx_decode_text(prefix, i, 0, &m, NULL), PHX_OK);
+		free(prefix);
+	}
+	ck_assert_int_eq(phx_decode_text(f, len, 0, &m, NULL), PHX_OK);
+}
+END_TEST
+
+START_TEST(decode_random_bytes_never_crash)
+{
+	/* Bounded fuzz: the sanitizer build turns any bad access into a failure. */
+	uint32_t seed = 12345;
+	unsigned char buf[64];
+	const char alphabet[] = "[]{}\",:\\u0123456789abcdefnulltrue -.eE\xc3\xa9\xff";
+	struct phx_msg m;
+
+	for (int round = 0; round < 200000; round++) {
+		size_t len;
+
+		seed = seed * 1103515245u + 12345u;
+		len = (seed >> 16) % sizeof(buf);
+		for (size_t i = 0; i < len; i++) {
+			seed = seed * 1103515245u + 12345u;
+			buf[i] = (round & 1) ? (unsigned char)(seed >> 16)
+					     : (unsigned char)alphabet[(seed >> 16) %
+								       (sizeof(alphabet) - 1)];
+		}
+		unsigned char *copy = malloc(len ? len : 1);
+		memcpy(copy, buf, len);
+		phx_decode_text((const char *)copy, len, PHX_DECODE_ALLOW_EXTRA, &m, NULL);
+		phx_decode_binary(copy, len, PHX_FROM_SERVER, &m, NULL);
+		phx_decode_binary(copy, len, PHX_FROM_CLIENT, &m, NULL);
+		free(copy);
+	}
+}
+END_TEST
+
+/* --- binary frames ------------------------------------------------------ */
+
+static const unsigned char bin_client_push[] = {
+	0x00, 0x01, 0x01, 0x0b, 0x03, '1', '2', 'r', 'o', 'o', 'm', 's', ':', 'l', 'o', 'b',
+	'b', 'y', 'b', 'i', 'n', 0x00, 0x01, 0x02, 0x7f, 0x80, 0xfe, 0xff
+};
+
+START_TEST(binary_client_push_round_trip)
+{
+	struct phx_msg m;
+	size_t len;
+
+	ck_assert_int_eq(phx_decode_binary(bin_client_push, sizeof(bin_client_push),
+					   PHX_FROM_CLIENT, &m, NULL), PHX_OK);
+	ck_assert_int_eq(m.kind, PHX_BIN_PUSH);
+	assert_field(m.join_ref, "1");
+	assert_field(m.ref, "2");
+	assert_field(m.topic, "rooms:lobby");
+	assert_field(m.event, "bin");
+	ck_assert_uint_eq(m.payload.len, 7);
+	ck_assert_mem_eq(m.payload.s, "\x00\x01\x02\x7f\x80\xfe\xff", 7);
+
+	char *out = encode_alloc(&m, PHX_FROM_CLIENT, &len);
+	ck_assert_uint_eq(len, sizeof(bin_client_push));
+	ck_assert_mem_eq(out, bin_client_push, len);
+	free(out);
+}
+END_TEST
+
+START_TEST(binary_server_kinds)
+{
+	struct phx_msg m, back;
+	size_t len;
+	struct phx_reply r;
+
+	/* push, reply and broadcast, encoded then decoded */
+	memset(&m, 0, sizeof(m));
+	m.kind = PHX_BIN_BROADCAST;
+	m.topic = phx_field_str("rooms:x");
+	m.event = phx_field_str("ev");
+	m.payload = (struct phx_field){ "\x00\x01", 2 };
+	char *out = encode_alloc(&m, PHX_FROM_SERVER, &len);
+	ck_assert_uint_eq(len, 1 + 2 + 7 + 2 + 2);
+	ck_assert_int_eq(out[0], 2);
+	ck_assert_int_eq(phx_decode_binary(out, len, PHX_FROM_SERVER, &back, NULL), PHX_OK);
+	ck_assert_int_eq(back.kind, PHX_BIN_BROADCAST);
+	assert_field(back.join_ref, NULL);
+	assert_field(back.ref, NULL);
+	assert_field(back.topic, "rooms:x");
+	assert_field(back.event, "ev");
+	ck_assert_uint_eq(back.payload.len, 2);
+	free(out);
+
+	m.kind = PHX_BIN_REPLY;
+	m.join_ref = phx_field_str("4");
+	m.ref = phx_field_str("17");
+	m.status = phx_field_str("error");
+	out = encode_alloc(&m, PHX_FROM_SERVER, &len);
+	ck_assert_int_eq(phx_decode_binary(out, len, PHX_FROM_SERVER, &back, NULL), PHX_OK);
+	ck_assert_int_eq(back.kind, PHX_BIN_REPLY);
+	assert_field(back.event, "phx_reply");
+	ck_assert_int_eq(phx_reply_parse(&back, &r, NULL), PHX_OK);
+	ck_assert(r.binary);
+	assert_field(r.status, "error");
+	ck_assert_uint_eq(r.response.len, 2);
+	free(out);
+
+	/* a server push with no join_ref: length 0, decoded back as null */
+	m.kind = PHX_BIN_PUSH;
+	m.join_ref = (struct phx_field){ NULL, 0 };
+	out = encode_alloc(&m, PHX_FROM_SERVER, &len);
+	ck_assert_uint_eq(len, 1 + 3 + 0 + 7 + 2 + 2);
+	ck_assert_int_eq(phx_decode_binary(out, len, PHX_FROM_SERVER, &back, NULL), PHX_OK);
+	assert_field(back.join_ref, NULL);
+	assert_field(back.ref, NULL);
+	free(out);
+}
+END_TEST
+
+START_TEST(binary_rejects_bad_frames)
+{
+	struct phx_msg m;
+	struct phx_error err;
+
+	ck_assert_int_eq(phx_decode_binary("", 0, PHX_FROM_SERVER, &m, &err), PHX_ERR_EMPTY);
+	ck_assert_int_eq(phx_decode_binary("\x09\x01\x02", 3, PHX_FROM_CLIENT, &m, &err),
+			 PHX_ERR_KIND);
+	ck_assert_int_eq(phx_decode_binary("\x03\x00\x00", 3, PHX_FROM_SERVER, &m, &err),
+			 PHX_ERR_KIND);
+	/* replies and broadcasts never come from a client */
+	ck_assert_int_eq(phx_decode_binary("\x01\x00\x00\x01\x02tok", 8, PHX_FROM_CLIENT, &m,
+					   &err), PHX_ERR_KIND);
+	ck_assert_int_eq(phx_decode_binary("\x00\x01", 2, PHX_FROM_CLIENT, &m, &err),
+			 PHX_ERR_TRUNCATED);
+	ck_assert_int_eq(phx_decode_binary("\x02\x05\x01" "abc", 6, PHX_FROM_SERVER, &m, &err),
+			 PHX_ERR_TRUNCATED);
+	ck_assert(strstr(err.detail, "topic") != NULL);
+
+	/* every prefix shorter than the header and strings is truncated */
+	for (size_t i = 1; i < 21; i++) {
+		unsigned char *prefix = malloc(i);
+		memcpy(prefix, bin_client_push, i);
+		ck_assert_int_eq(phx_decode_binary(prefix, i, PHX_FROM_CLIENT, &m, NULL),
+				 PHX_ERR_TRUNCATED);
+		free(prefix);
+	}
+}
+END_TEST
+
+/* --- encoding ----------------------------------------------------------- */
+
+START_TEST(encode_text_escapes_like_json_stringify)
+{
+	struct phx_msg m = { 0 };
+	size_t len;
+
+	m.kind = PHX_TEXT;
+	m.ref = phx_field_str("7");
+	m.topic = (struct phx_field){ "a\"b\\c\n\x01\x1f/\xc3\xa9", 11 };
+	m.event = phx_field_str("e");
+	m.payload = phx_field_str("{}");
+	char *out = encode_alloc(&m, PHX_FROM_CLIENT, &len);
+	ck_assert_str_eq(out, "[null,\"7\",\"a\\\"b\\\\c\\n\\u0001\\u001f/\xc3\xa9\",\"e\",{}]");
+	free(out);
+}
+END_TEST
+
+START_TEST(encode_refuses_what_the_wire_cannot_carry)
+{
+	struct phx_msg m = { 0 };
+	struct phx_error err;
+	char big[300];
+
+	memset(big, 'x', sizeof(big));
+	m.kind = PHX_TEXT;
+	m.topic = phx_field_str("t");
+	m.event = phx_field_str("e");
+	ck_assert_int_eq(phx_check_encodable(&m, PHX_FROM_CLIENT, &err), PHX_ERR_TYPE);
+	m.payload = phx_field_str("{}");
+	ck_assert_int_eq(phx_check_encodable(&m, PHX_FROM_CLIENT, &err), PHX_OK);
+	m.topic = (struct phx_field){ big, 256 };
+	ck_assert_int_eq(phx_check_encodable(&m, PHX_FROM_CLIENT, &err), PHX_ERR_OVERSIZE);
+	m.topic = (struct phx_field){ NULL, 0 };
+	ck_assert_int_eq(phx_check_encodable(&m, PHX_FROM_CLIENT, &err), PHX_ERR_TYPE);
+
+	m.kind = PHX_BIN_PUSH;
+	m.topic = phx_field_str("t");
+	m.event = (struct phx_field){ big, 256 };
+	ck_assert_int_eq(phx_check_encodable(&m, PHX_FROM_CLIENT, &err), PHX_ERR_OVERSIZE);
+	m.event = phx_field_str("e");
+	m.kind = PHX_BIN_REPLY;
+	ck_assert_int_eq(phx_check_encodable(&m, PHX_FROM_CLIENT, &err), PHX_ERR_KIND);
+}
+END_TEST
+
+/* --- replies and refs ----------------------------------------------------- */
+
+START_TEST(reply_parse_rejects_malformed)
+{
+	static const char *const bad[] = {
+		"[\"1\",\"1\",\"t\",\"phx_reply\",{\"response\":{}}]",
+		"[\"1\",\"1\",\"t\",\"phx_reply\",{\"status\":\"ok\"}]",
+		"[\"1\",\"1\",\"t\",\"phx_reply\",{\"status\":1,\"response\":{}}]",
+		"[\"1\",\"1\",\"t\",\"phx_reply\",[\"ok\"]]",
+		"[\"1\",\"1\",\"t\",\"phx_reply\",\"ok\"]",
+		"[\"1\",\"1\",\"t\",\"phx_reply\",{}]",
+		"[\"1\",\"1\",\"t\",\"other\",{\"status\":\"ok\",\"response\":{}}]",
+	};
+	struct phx_msg m;
+	struct phx_reply r;
+	struct phx_error err;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_int_eq(decode(bad[i], 0, &m), PHX_OK);
+		ck_assert_msg(phx_reply_parse(&m, &r, &err) != PHX_OK, "accepted %s", bad[i]);
+	}
+	/* keys in any order, other keys ignored */
+	ck_assert_int_eq(decode("[null,\"3\",\"t\",\"phx_reply\",{\"x\":[1],\"status\":\"error\","
+				"\"response\":\"str\"}]", 0, &m), PHX_OK);
+	ck_assert_int_eq(phx_reply_parse(&m, &r, &err), PHX_OK);
+	assert_field(r.status, "error");
+	assert_field(r.response, "\"str\"");
+}
+END_TEST
+
+START_TEST(refs_count_up_and_wrap)
+{
+	struct phx_refgen g = { 0 };
+	char buf[PHX_REF_BUFSZ];
+
+	ck_assert_uint_eq(phx_ref_next(&g, buf), 1);
+	ck_assert_str_eq(buf, "1");
+	phx_ref_next(&g, buf);
+	ck_assert_str_eq(buf, "2");
+	g.last = UINT64_MAX - 1;
+	ck_assert_uint_eq(phx_ref_next(&g, buf), 20);
+	ck_assert_str_eq(buf, "18446744073709551615");
+	phx_ref_next(&g, buf);
+	ck_assert_str_eq(buf, "1");
+}
+END_TEST
+
+START_TEST(json_unescape_round_trip)
+{
+	const char *raw = "a\\\"\\\\\\/\\b\\f\\n\\r\\t\\u0000\\u00e9\\u20ac\\ud83d\\ude00";
+	char out[64], again[128];
+	size_t n = json_unescape(raw, strlen(raw), out);
+
+	ck_assert_uint_eq(n, 1 + 1 + 1 + 1 + 5 + 1 + 2 + 3 + 4);
+	ck_assert_mem_eq(out, "a\"\\/\b\f\n\r\t\0\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", n);
+	ck_assert(json_utf8_valid(out, n));
+	size_t m = json_escape(out, n, again);
+	ck_assert_uint_eq(m, json_escaped_len(out, n));
+	again[m] = '\0';
+	ck_assert_str_eq(again, "\"a\\\"\\\\/\\b\\f\\n\\r\\t\\u0000\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"");
+}
+END_TEST
+
+/* --- the recorded Phoenix 1.7.24 frames ------------------------------------ */
+
+/* The same frame seen by jansson, an independent JSON parser. */
+static void
+check_against_jansson(const struct fx_frame *fr, const struct phx_msg *m, const char *where)
+{
+	json_error_t jerr;
+	json_t *arr = json_loadb((const char *)fr->data, fr->len, 0, &jerr);
+	const struct phx_field fields[] = { m->join_ref, m->ref, m->topic, m->event };
+
+	ck_assert_msg(json_is_array(arr) && json_array_size(arr) == 5, "%s", where);
+	for (size_t i = 0; i < 4; i++) {
+		json_t *v = json_array_get(arr, i);
+		if (json_is_null(v)) {
+			ck_assert_msg(fields[i].s == NULL, "%s: field %zu should be null", where, i);
+		} else {
+			ck_assert_msg(fields[i].s != NULL && fields[i].len == json_string_length(v) &&
+				      memcmp(fields[i].s, json_string_value(v), fields[i].len) == 0,
+				      "%s: field %zu differs", where, i);
+		}
+	}
+	json_t *payload = json_loadb(m->payload.s, m->payload.len, JSON_DECODE_ANY, &jerr);
+	ck_assert_msg(payload != NULL && json_equal(payload, json_array_get(arr, 4)),
+		      "%s: payload differs", where);
+	json_decref(payload);
+	json_decref(arr);
+}
+
+/* Builds the client frame from jansson's view of it and encodes it with the
+ * codec: the bytes must be the recorded ones. */
+static void
+check_client_text_reencode(const struct fx_frame *fr, const char *where)
+{
+	json_t *arr = json_loadb((const char *)fr->data, fr->len, 0, NULL);
+	struct phx_msg m = { 0 };
+	struct phx_field *slots[] = { &m.join_ref, &m.ref, &m.topic, &m.event };
+	char *payload;
+	size_t len;
+
+	for (size_t i = 0; i < 4; i++) {
+		json_t *v = json_array_get(arr, i);
+		if (json_is_string(v))
+			*slots[i] = (struct phx_field){ json_string_value(v), json_string_length(v) };
+	}
+	payload = json_dumps(json_array_get(arr, 4),
+			     JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+	m.kind = PHX_TEXT;
+	m.payload = phx_field_str(payload);
+	char *out = encode_alloc(&m, PHX_FROM_CLIENT, &len);
+	ck_assert_msg(len == fr->len && memcmp(out, fr->data, len) == 0,
+		      "%s: encoded %s, recorded %s", where, out, fr->data);
+	free(out);
+	free(payload);
+	json_decref(arr);
+}
+
+static const char *const malformed_files[] = {
+	"malformed_not_json", "malformed_json_object", "malformed_short_array",
+	"malformed_binary",
+};
+
+static bool
+is_malformed_file(const char *name)
+{
+	for (size_t i = 0; i < sizeof(malformed_files) / sizeof(malformed_files[0]); i++)
+		if (strcmp(name, malformed_files[i]) == 0)
+			return true;
+	return false;
+}
+
+START_TEST(fixtures_every_frame)
+{
+	size_t text_frames = 0, binary_frames = 0, replies = 0;
+
+	ck_assert_uint_gt(fx_count, 30);
+	for (size_t f = 0; f < fx_count; f++) {
+		const struct fx_file *file = &fx_files[f];
+		bool v1 = strcmp(file->name, "connect_no_vsn_v1") == 0;
+
+		for (size_t i = 0; i < file->count; i++) {
+			const struct fx_frame *fr = &file->frames[i];
+			char where[200];
+			struct phx_msg m;
+			struct phx_error err = { 0 };
+			enum phx_err rc;
+
+			snprintf(where, sizeof(where), "%s.jsonl frame %zu", file->name, i + 1);
+			if (fr->type == FX_TEXT) {
+				rc = phx_decode_text((const char *)fr->data, fr->len, 0, &m, &err);
+				if (v1 && fr->data[0] == '{') {
+					ck_assert_msg(rc == PHX_ERR_NOT_ARRAY, "%s", where);
+					continue;
+				}
+				if (fr->c2s && is_malformed_file(file->name) && i == 2) {
+					ck_assert_msg(rc != PHX_OK, "%s: accepted a malformed frame", where);
+					continue;
+				}
+				ck_assert_msg(rc == PHX_OK, "%s: %s", where, err.detail);
+				check_against_jansson(fr, &m, where);
+				text_frames++;
+				if (fr->c2s) {
+					check_client_text_reencode(fr, where);
+				} else {
+					/* the test server encodes server frames the same way */
+					size_t len;
+					char *out = encode_alloc(&m, PHX_FROM_SERVER, &len);
+					ck_assert_msg(len == fr->len && memcmp(out, fr->data, len) == 0,
+						      "%s: re-encoded differently", where);
+					free(out);
+				}
+				if (!fr->c2s && phx_field_eq(m.event, "phx_reply")) {
+					struct phx_reply r;
+					ck_assert_msg(phx_reply_parse(&m, &r, &err) == PHX_OK, "%s: %s",
+						      where, err.detail);
+					ck_assert(phx_field_eq(r.status, "ok") ||
+						  phx_field_eq(r.status, "error"));
+					replies++;
+				}
+			} else if (fr->type == FX_BINARY) {
+				enum phx_origin o = fr->c2s ? PHX_FROM_CLIENT : PHX_FROM_SERVER;
+				rc = phx_decode_binary(fr->data, fr->len, o, &m, &err);
+				if (strcmp(file->name, "malformed_binary") == 0) {
+					ck_assert_int_eq(rc, PHX_ERR_KIND);
+					continue;
+				}
+				ck_assert_msg(rc == PHX_OK, "%s: %s", where, err.detail);
+				size_t len;
+				char *out = encode_alloc(&m, o, &len);
+				ck_assert_msg(len == fr->len && memcmp(out, fr->data, len) == 0,
+					      "%s: binary re-encoded differently", where);
+				free(out);
+				binary_frames++;
+			}
+		}
+	}
+	ck_assert_uint_gt(text_frames, 250);
+	ck_assert_uint_eq(binary_frames, 6);
+	ck_assert_uint_gt(replies, 100);
+}
+END_TEST
+
+static const struct fx_file *
+fx_find(const char *name)
+{
+	for (size_t i = 0; i < fx_count; i++)
+		if (strcmp(fx_files[i].name, name) == 0)
+			return &fx_files[i];
+	ck_abort_msg("no fixture %s", name);
+	return NULL;
+}
+
+static void
+fx_decode(const char *file, size_t index, struct phx_msg *m)
+{
+	const struct fx_frame *fr = &fx_find(file)->frames[index];
+
+	if (fr->type == FX_BINARY)
+		ck_assert_int_eq(phx_decode_binary(fr->data, fr->len,
+						   fr->c2s ? PHX_FROM_CLIENT : PHX_FROM_SERVER, m,
+						   NULL), PHX_OK);
+	else
+		ck_assert_int_eq(phx_decode_text((const char *)fr->data, fr->len, 0, m, NULL),
+				 PHX_OK);
+}
+
+/* What the fixtures README says each kind of server frame means. */
+START_TEST(fixtures_match_the_spec)
+{
+	struct phx_msg m;
+	struct phx_reply r;
+
+	fx_decode("join_unmatched_topic", 1, &m);
+	assert_field(m.join_ref, NULL);
+	ck_assert_int_eq(phx_reply_parse(&m, &r, NULL), PHX_OK);
+	assert_field(r.status, "error");
+	assert_field(r.response, "{\"reason\":\"unmatched topic\"}");
+
+	fx_decode("push_to_me", 3, &m);
+	assert_field(m.join_ref, "1");
+	assert_field(m.ref, NULL);
+	assert_field(m.event, "foo");
+
+	fx_decode("broadcast", 3, &m);
+	assert_field(m.join_ref, NULL);
+	assert_field(m.ref, NULL);
+	assert_field(m.event, "broadcast");
+
+	fx_decode("crash_phx_error", 3, &m);
+	assert_field(m.event, "phx_error");
+	assert_field(m.ref, "1");	/* ref repeats the join_ref */
+
+	fx_decode("duplicate_join_new_join_ref", 4, &m);
+	assert_field(m.event, "phx_close");
+	assert_field(m.join_ref, "1");
+
+	fx_decode("binary", 3, &m);
+	ck_assert_int_eq(m.kind, PHX_BIN_PUSH);
+	assert_field(m.event, "bin_push");
+	assert_field(m.ref, NULL);
+	ck_assert_uint_eq(m.payload.len, 7);
+
+	fx_decode("binary", 4, &m);
+	ck_assert_int_eq(m.kind, PHX_BIN_REPLY);
+	ck_assert_int_eq(phx_reply_parse(&m, &r, NULL), PHX_OK);
+	assert_field(r.status, "ok");
+	ck_assert(r.binary);
+	ck_assert_mem_eq(r.response.s, "\x00\x01\x02\x7f\x80\xfe\xff", 7);
+
+	fx_decode("binary_empty", 4, &m);
+	ck_assert_int_eq(phx_reply_parse(&m, &r, NULL), PHX_OK);
+	ck_assert_uint_eq(r.response.len, 0);
+
+	fx_decode("heartbeat", 1, &m);
+	assert_field(m.topic, "phoenix");
+	assert_field(m.join_ref, NULL);
+
+	fx_decode("too_many_channels", 201, &m);
+	ck_assert_int_eq(phx_reply_parse(&m, &r, NULL), PHX_OK);
+	assert_field(r.response, "{\"reason\":\"too many channels joined\"}");
+}
+END_TEST
+
+static Suite *
+codec_suite(void)
+{
+	Suite *s = suite_create("codec");
+	TCase *tc = tcase_create("text");
+
+	tcase_add_test(tc, decode_join_reply);
+	tcase_add_test(tc, decode_nulls_and_whitespace);
+	tcase_add_test(tc, decode_escaped_fields);
+	tcase_add_test(tc, decode_extra_elements);
+	tcase_add_loop_test(tc, decode_rejects_bad_text, 0,
+			    (int)(sizeof(bad_text) / sizeof(bad_text[0])));
+	tcase_add_test(tc, decode_field_size_limits);
+	tcase_add_test(tc, decode_deep_nesting_is_refused);
+	tcase_add_test(tc, decode_every_prefix_fails_cleanly);
+	tcase_add_test(tc, decode_random_bytes_never_crash);
+	tcase_set_timeout(tc, 60);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("binary");
+	tcase_add_test(tc, binary_client_push_round_trip);
+	tcase_add_test(tc, binary_server_kinds);
+	tcase_add_test(tc, binary_rejects_bad_frames);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("encode");
+	tcase_add_test(tc, encode_text_escapes_like_json_stringify);
+	tcase_add_test(tc, encode_refuses_what_the_wire_cannot_carry);
+	tcase_add_test(tc, reply_parse_rejects_malformed);
+	tcase_add_test(tc, refs_count_up_and_wrap);
+	tcase_add_test(tc, json_unescape_round_trip);
+	suite_add_tcase(s, tc);
+
+	if (fx_count > 0) {
+		tc = tcase_create("fixtures");
+		tcase_add_test(tc, fixtures_every_frame);
+		tcase_add_test(tc, fixtures_match_the_spec);
+		suite_add_tcase(s, tc);
+	}
+	return s;
+}
+
+int
+main(void)
+{
+	const char *dir = fx_dir();
+	SRunner *sr;
+	int failed;
+
+	if (dir != NULL)
+		fx_count = fx_load_all(dir, &fx_files);
+	else
+		fprintf(stderr, "test_codec: no recordings at PHXD_FIXTURES; "
+				"fixture cases not run\n");
+	sr = srunner_create(codec_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	fx_free_all(fx_files, fx_count);
+	return failed == 0 ? 0 : 1;
+}
