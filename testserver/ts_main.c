@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -217,6 +218,43 @@ emulate(struct ts_quirks *q, const char *version)
 	return true;
 }
 
+/*
+ * Binds the address once before libwebsockets does, so a taken port or a bad
+ * address gets a precise message (lws only reports failure, and leaks on it).
+ */
+static bool
+probe_listen(const char *host, int port)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV },
+			*res;
+	char service[16];
+	int rc, fd, one = 1, saved;
+
+	snprintf(service, sizeof(service), "%d", port);
+	rc = getaddrinfo(host, service, &hints, &res);
+	if (rc != 0) {
+		fprintf(stderr, "phxd-testserver: cannot listen on %s:%d: %s\n", host, port,
+			gai_strerror(rc));
+		return false;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	rc = -1;
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		rc = bind(fd, res->ai_addr, res->ai_addrlen);
+	}
+	saved = errno;
+	if (fd >= 0)
+		close(fd);
+	freeaddrinfo(res);
+	if (rc != 0) {
+		fprintf(stderr, "phxd-testserver: cannot listen on %s:%d: %s\n", host, port,
+			strerror(saved));
+		return false;
+	}
+	return true;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -320,6 +358,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	if (!probe_listen(srv.opt.host, srv.opt.port))
+		return 1;
 	lws_set_log_level(srv.opt.verbose ? LLL_ERR | LLL_WARN : LLL_ERR, lws_log_emit);
 	memset(&info, 0, sizeof(info));
 	info.port = srv.opt.port;
