@@ -1,0 +1,788 @@
+#include "config.h"
+
+#include "xmalloc.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_NAME 64
+#define MAX_SECRET_FILE (64 * 1024)
+#define MAX_LIST 32
+
+struct parse_state {
+	struct phxd_conf *conf;
+	struct conn_conf *conn;		/* section being read, or NULL for [phxd] */
+	bool in_phxd;
+	FILE *fp;
+	unsigned line;
+	bool line_too_long;
+	char err[512];
+};
+
+enum opt_type { OPT_UINT, OPT_MODE, OPT_STRING, OPT_PATH, OPT_LEVEL, OPT_BOOL, OPT_FRACTION,
+		OPT_LIST };
+
+/* An option: where it lives (offset in its struct), its range and default. */
+struct opt {
+	const char *name;
+	enum opt_type type;
+	size_t offset;
+	size_t count_offset;	/* OPT_LIST: where the length goes */
+	unsigned long min, max;
+	const char *dflt;
+	const char *help;
+};
+
+#define G(field) offsetof(struct phxd_conf, field)
+#define C(field) offsetof(struct conn_conf, field)
+
+static const struct opt global_opts[] = {
+	{ "socket", OPT_PATH, G(socket), 0, 0, 0, NULL, "IPC socket path" },
+	{ "socket_mode", OPT_MODE, G(socket_mode), 0, 0, 0777, "0660", "IPC socket permissions" },
+	{ "socket_group", OPT_STRING, G(socket_group), 0, 0, 0, NULL, "IPC socket group" },
+	{ "log_level", OPT_LEVEL, G(log_level), 0, 0, 0, "info", "error|warn|info|debug" },
+	{ "max_line_bytes", OPT_UINT, G(max_line), 0, 1024, 64u << 20, "1048576",
+	  "longest IPC request line" },
+	{ "client_buffer_bytes", OPT_UINT, G(client_buffer), 0, 65536, 1u << 30, "8388608",
+	  "output queued to one IPC client before it is cut off" },
+	{ "max_clients", OPT_UINT, G(max_clients), 0, 1, 65536, "1024", "IPC clients at once" },
+};
+
+static const struct opt conn_opts[] = {
+	{ "url", OPT_STRING, C(url), 0, 0, 0, NULL, "ws:// or wss:// endpoint" },
+	{ "auth_token_file", OPT_STRING, C(auth_token), 0, 0, 0, NULL,
+	  "Phoenix 1.8 auth token, read from this file" },
+	{ "ca_file", OPT_PATH, C(ca_file), 0, 0, 0, NULL, "CA bundle for wss" },
+	{ "client_cert", OPT_PATH, C(client_cert), 0, 0, 0, NULL, "client certificate (PEM)" },
+	{ "client_key", OPT_PATH, C(client_key), 0, 0, 0, NULL, "client key (PEM)" },
+	{ "tls_verify", OPT_BOOL, C(tls_verify), 0, 0, 1, "yes", "verify the server certificate" },
+	{ "heartbeat_interval_ms", OPT_UINT, C(heartbeat_ms), 0, 0, 86400000, "30000",
+	  "0 disables heartbeats" },
+	{ "join_timeout_ms", OPT_UINT, C(join_timeout_ms), 0, 10, 3600000, "10000", NULL },
+	{ "push_timeout_ms", OPT_UINT, C(push_timeout_ms), 0, 10, 86400000, "10000", NULL },
+	{ "push_buffer", OPT_UINT, C(push_buffer), 0, 0, 10000000, "10000",
+	  "pushes waiting for a join" },
+	{ "auth_retry_ms", OPT_UINT, C(auth_retry_ms), 0, 0, 86400000, "30000",
+	  "least delay after HTTP 401/403" },
+	{ "max_message_bytes", OPT_UINT, C(max_message), 0, 1024, 1u << 30, "16777216",
+	  "largest incoming websocket message" },
+	{ "jitter", OPT_FRACTION, C(jitter), 0, 0, 1, "0.1", "spread of every delay, 0..1" },
+	{ "reconnect_after_ms", OPT_LIST, C(reconnect_ms), C(nreconnect), 0, 86400000,
+	  "10 50 100 150 200 250 500 1000 2000 5000", NULL },
+	{ "rejoin_after_ms", OPT_LIST, C(rejoin_ms), C(nrejoin), 0, 86400000,
+	  "1000 2000 5000 10000", NULL },
+};
+
+#define NOPTS(t) (sizeof(t) / sizeof((t)[0]))
+
+static bool
+fail(struct parse_state *ps, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static bool
+fail(struct parse_state *ps, const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (ps->err[0] != '\0')
+		return false;	/* keep the first error */
+	n = snprintf(ps->err, sizeof(ps->err), "%s:%u: %s%s", ps->conf->path, ps->line,
+		     key ? key : "", key ? ": " : "");
+	va_start(ap, fmt);
+	vsnprintf(ps->err + n, sizeof(ps->err) - (size_t)n, fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+static bool
+parse_ulong(const char *text, int base, unsigned long min, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	while (isspace((unsigned char)*text))
+		text++;
+	if (*text == '-' || *text == '+' || *text == '\0')
+		return false;
+	errno = 0;
+	v = strtoul(text, &end, base);
+	if (errno != 0 || end == text || *end != '\0' || v < min || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+static char *
+read_small_file(const char *path, char *why, size_t whylen)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	size_t n;
+
+	if (f == NULL) {
+		snprintf(why, whylen, "cannot read %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf = xmalloc(MAX_SECRET_FILE + 1);
+	n = fread(buf, 1, MAX_SECRET_FILE + 1, f);
+	if (ferror(f) || n > MAX_SECRET_FILE) {
+		snprintf(why, whylen, "%s: %s", path,
+			 ferror(f) ? strerror(errno) : "larger than 64 KiB");
+		fclose(f);
+		free(buf);
+		return NULL;
+	}
+	fclose(f);
+	/* Files written by echo end with a newline that is not part of it. */
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = '\0';
+	if (strlen(buf) != n) {
+		snprintf(why, whylen, "%s contains a NUL byte", path);
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static bool
+set_opt(struct parse_state *ps, void *base, const struct opt *o, const char *value)
+{
+	char *field = (char *)base + o->offset;
+	unsigned long v;
+
+	switch (o->type) {
+	case OPT_UINT:
+		if (!parse_ulong(value, 10, o->min, o->max, &v))
+			return fail(ps, o->name, "'%s' is not an integer from %lu to %lu", value,
+				    o->min, o->max);
+		*(unsigned *)field = (unsigned)v;
+		return true;
+	case OPT_MODE:
+		if (!parse_ulong(value, 8, 0, 0777, &v))
+			return fail(ps, o->name, "'%s' is not an octal mode (0000 to 0777)", value);
+		*(mode_t *)field = (mode_t)v;
+		return true;
+	case OPT_PATH:
+		if (value[0] != '/')
+			return fail(ps, o->name, "'%s' is not an absolute path", value);
+		/* fall through */
+	case OPT_STRING:
+		if (value[0] == '\0')
+			return fail(ps, o->name, "empty value");
+		free(*(char **)field);
+		*(char **)field = xstrdup(value);
+		return true;
+	case OPT_LEVEL:
+		if (!log_level_parse(value, (enum log_level *)field))
+			return fail(ps, o->name, "'%s' is not one of error, warn, info, debug",
+				    value);
+		return true;
+	case OPT_BOOL:
+		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
+		    strcmp(value, "1") == 0 || strcmp(value, "on") == 0)
+			*(bool *)field = true;
+		else if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 ||
+			 strcmp(value, "0") == 0 || strcmp(value, "off") == 0)
+			*(bool *)field = false;
+		else
+			return fail(ps, o->name, "'%s' is not yes or no", value);
+		return true;
+	case OPT_FRACTION: {
+		char *end;
+		double d;
+		errno = 0;
+		d = strtod(value, &end);
+		if (errno != 0 || end == value || *end != '\0' || !(d >= 0.0 && d <= 1.0))
+			return fail(ps, o->name, "'%s' is not a number from 0 to 1", value);
+		*(double *)field = d;
+		return true;
+	}
+	case OPT_LIST: {
+		unsigned list[MAX_LIST];
+		size_t n = 0;
+		char *copy = xstrdup(value), *save = NULL;
+		for (char *tok = strtok_r(copy, " \t,", &save); tok != NULL;
+		     tok = strtok_r(NULL, " \t,", &save)) {
+			if (n == MAX_LIST) {
+				free(copy);
+				return fail(ps, o->name, "more than %d delays", MAX_LIST);
+			}
+			if (!parse_ulong(tok, 10, o->min, o->max, &v)) {
+				fail(ps, o->name, "'%s' is not a delay from %lu to %lu ms", tok,
+				     o->min, o->max);
+				free(copy);
+				return false;
+			}
+			list[n++] = (unsigned)v;
+		}
+		free(copy);
+		if (n == 0)
+			return fail(ps, o->name, "needs at least one delay in ms");
+		free(*(unsigned **)field);
+		*(unsigned **)field = xmemdup(list, n * sizeof(unsigned));
+		*(size_t *)((char *)base + o->count_offset) = n;
+		return true;
+	}
+	}
+	return false;
+}
+
+static void
+apply_defaults(void *base, const struct opt *opts, size_t n)
+{
+	struct phxd_conf scratch_conf = { .path = "(defaults)" };
+	struct parse_state ps = { .conf = &scratch_conf };
+
+	for (size_t i = 0; i < n; i++)
+		if (opts[i].dflt != NULL && !set_opt(&ps, base, &opts[i], opts[i].dflt))
+			abort();	/* a default outside its own range */
+}
+
+void
+config_conn_defaults(struct conn_conf *c)
+{
+	apply_defaults(c, conn_opts, NOPTS(conn_opts));
+}
+
+static void
+kv_add(struct conf_kv **list, size_t *n, const char *key, size_t klen, char *value)
+{
+	for (size_t i = 0; i < *n; i++) {
+		if (strlen((*list)[i].key) == klen && memcmp((*list)[i].key, key, klen) == 0) {
+			free((*list)[i].value);
+			(*list)[i].value = value;
+			return;
+		}
+	}
+	*list = xrealloc(*list, (*n + 1) * sizeof(**list));
+	(*list)[*n].key = xstrndup(key, klen);
+	(*list)[*n].value = value;
+	(*n)++;
+}
+
+static bool
+valid_header_name(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+			return false;
+	return true;
+}
+
+static bool
+valid_header_value(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+/* join = TOPIC [JSON object] */
+static bool
+parse_join(struct parse_state *ps, const char *value)
+{
+	struct conn_conf *c = ps->conn;
+	const char *sp = value;
+	size_t tlen;
+	char *payload;
+	json_error_t jerr;
+	json_t *j;
+
+	while (*sp && !isspace((unsigned char)*sp))
+		sp++;
+	tlen = (size_t)(sp - value);
+	if (tlen == 0 || tlen > 255)
+		return fail(ps, "join", "a topic of 1 to 255 bytes is needed");
+	while (isspace((unsigned char)*sp))
+		sp++;
+	if (*sp == '\0') {
+		payload = xstrdup("{}");
+	} else {
+		j = json_loads(sp, JSON_REJECT_DUPLICATES, &jerr);
+		if (!json_is_object(j)) {
+			json_decref(j);
+			return fail(ps, "join", "payload of %.*s is not a JSON object: %s", (int)tlen,
+				    value, j ? "another JSON type" : jerr.text);
+		}
+		payload = json_dumps(j, JSON_COMPACT);
+		json_decref(j);
+	}
+	for (size_t i = 0; i < c->njoins; i++) {
+		if (strlen(c->joins[i].topic) == tlen && memcmp(c->joins[i].topic, value, tlen) == 0) {
+			free(payload);
+			return fail(ps, "join", "%.*s is joined twice", (int)tlen, value);
+		}
+	}
+	c->joins = xrealloc(c->joins, (c->njoins + 1) * sizeof(*c->joins));
+	c->joins[c->njoins].topic = xstrndup(value, tlen);
+	c->joins[c->njoins].payload = payload;
+	c->njoins++;
+	return true;
+}
+
+static bool
+conn_key(struct parse_state *ps, const char *name, const char *value)
+{
+	struct conn_conf *c = ps->conn;
+	char why[300];
+
+	if (strncmp(name, "param.", 6) == 0) {
+		const char *key = name + 6;
+		size_t klen = strlen(key);
+		if (klen == 0)
+			return fail(ps, name, "a parameter name is needed after 'param.'");
+		if (klen > 5 && strcmp(key + klen - 5, "_file") == 0) {
+			char *secret = read_small_file(value, why, sizeof(why));
+			if (secret == NULL)
+				return fail(ps, name, "%s", why);
+			kv_add(&c->params, &c->nparams, key, klen - 5, secret);
+		} else {
+			kv_add(&c->params, &c->nparams, key, klen, xstrdup(value));
+		}
+		return true;
+	}
+	if (strncmp(name, "header.", 7) == 0) {
+		if (!valid_header_name(name + 7))
+			return fail(ps, name, "not a valid HTTP header name");
+		if (!valid_header_value(value))
+			return fail(ps, name, "control characters in a header value");
+		kv_add(&c->headers, &c->nheaders, name + 7, strlen(name + 7), xstrdup(value));
+		return true;
+	}
+	if (strcmp(name, "join") == 0)
+		return parse_join(ps, value);
+	for (size_t i = 0; i < NOPTS(conn_opts); i++) {
+		if (strcmp(name, conn_opts[i].name) != 0)
+			continue;
+		if (strcmp(name, "url") == 0 && !config_parse_url(c, value, why, sizeof(why)))
+			return fail(ps, name, "%s", why);
+		if (strcmp(name, "auth_token_file") == 0) {
+			char *token = read_small_file(value, why, sizeof(why));
+			if (token == NULL)
+				return fail(ps, name, "%s", why);
+			free(c->auth_token);
+			c->auth_token = token;
+			return true;
+		}
+		return set_opt(ps, c, &conn_opts[i], value);
+	}
+	return fail(ps, name, "unknown key in [connection %s]", c->name);
+}
+
+static int
+config_ini_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_state *ps = user;
+	struct phxd_conf *conf = ps->conf;
+
+	if (ps->err[0] != '\0')
+		return 0;
+	if (ps->line_too_long)
+		return fail(ps, NULL, "line longer than %d bytes", INI_MAX_LINE - 1);
+	if (strcmp(section, "phxd") == 0) {
+		for (size_t i = 0; i < NOPTS(global_opts); i++)
+			if (strcmp(name, global_opts[i].name) == 0)
+				return set_opt(ps, conf, &global_opts[i], value);
+		return fail(ps, name, "unknown key in [phxd]");
+	}
+	if (strncmp(section, "connection ", 11) == 0) {
+		const char *cname = section + 11;
+		if (ps->conn == NULL || strcmp(ps->conn->name, cname) != 0)
+			return fail(ps, NULL, "internal: section [%s] not opened", section);
+		return conn_key(ps, name, value);
+	}
+	return fail(ps, NULL, "unknown section [%s] (want [phxd] or [connection NAME])", section);
+}
+
+static bool
+valid_conn_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > MAX_NAME)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_' && *s != '.')
+			return false;
+	return true;
+}
+
+/*
+ * Reads one line for inih, counting lines and noticing those longer than
+ * inih's fixed buffer (which would otherwise be split silently). Section
+ * headers are handled here too, so empty sections still exist.
+ */
+static char *
+config_ini_reader(char *buf, int size, void *stream)
+{
+	struct parse_state *ps = stream;
+	size_t n;
+	char *p;
+
+	if (fgets(buf, size, ps->fp) == NULL)
+		return NULL;
+	ps->line++;
+	n = strlen(buf);
+	ps->line_too_long = false;
+	if (n > 0 && buf[n - 1] != '\n' && !feof(ps->fp)) {
+		int ch;
+		ps->line_too_long = true;
+		while ((ch = fgetc(ps->fp)) != EOF && ch != '\n')
+			;
+		fail(ps, NULL, "line longer than %d bytes", size - 2);
+		return buf;
+	}
+	for (p = buf; isspace((unsigned char)*p); p++)
+		;
+	if (*p == '[' && ps->err[0] == '\0') {
+		char *end = strchr(p, ']');
+		if (end == NULL) {
+			fail(ps, NULL, "section header without ']'");
+			return buf;
+		}
+		*end = '\0';
+		const char *section = p + 1;
+		*end = ']';
+		char name[256];
+		snprintf(name, sizeof(name), "%.*s", (int)(end - p - 1), p + 1);
+		(void)section;
+		if (strcmp(name, "phxd") == 0) {
+			if (ps->in_phxd)
+				fail(ps, NULL, "[phxd] appears twice");
+			ps->in_phxd = true;
+			ps->conn = NULL;
+		} else if (strncmp(name, "connection ", 11) == 0) {
+			const char *cname = name + 11;
+			if (!valid_conn_name(cname)) {
+				fail(ps, NULL, "connection name '%s' must be 1-64 of A-Z a-z 0-9 . _ -",
+				     cname);
+			} else if (config_find_conn(ps->conf, cname) != NULL) {
+				fail(ps, NULL, "[connection %s] appears twice", cname);
+			} else {
+				struct conn_conf *c = xcalloc(1, sizeof(*c));
+				c->name = xstrdup(cname);
+				config_conn_defaults(c);
+				ps->conf->conns = xrealloc(ps->conf->conns,
+							   (ps->conf->nconns + 1) * sizeof(c));
+				ps->conf->conns[ps->conf->nconns++] = c;
+				ps->conn = c;
+			}
+		} else {
+			fail(ps, NULL, "unknown section [%s] (want [phxd] or [connection NAME])", name);
+		}
+	}
+	return buf;
+}
+
+static void
+url_encode_into(char **dst, size_t *len, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(s);
+
+	*dst = xrealloc(*dst, *len + 3 * n + 1);
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+			(*dst)[(*len)++] = (char)ch;
+		} else {
+			(*dst)[(*len)++] = '%';
+			(*dst)[(*len)++] = hex[ch >> 4];
+			(*dst)[(*len)++] = hex[ch & 15];
+		}
+	}
+	(*dst)[*len] = '\0';
+}
+
+static void
+append(char **dst, size_t *len, const char *s)
+{
+	size_t n = strlen(s);
+
+	*dst = xrealloc(*dst, *len + n + 1);
+	memcpy(*dst + *len, s, n + 1);
+	*len += n;
+}
+
+/* The request path and subprotocols, from the url, params and token. */
+static void
+finish_conn(struct conn_conf *c)
+{
+	char *path = NULL;
+	size_t len = 0;
+
+	append(&path, &len, c->path);
+	append(&path, &len, "?");
+	if (c->query[0] != '\0') {
+		append(&path, &len, c->query);
+		append(&path, &len, "&");
+	}
+	for (size_t i = 0; i < c->nparams; i++) {
+		url_encode_into(&path, &len, c->params[i].key);
+		append(&path, &len, "=");
+		url_encode_into(&path, &len, c->params[i].value);
+		append(&path, &len, "&");
+	}
+	append(&path, &len, "vsn=2.0.0");
+	free(c->request_path);
+	c->request_path = path;
+
+	free(c->subprotocols);
+	c->subprotocols = NULL;
+	if (c->auth_token != NULL) {
+		/* As phoenix.js 1.8: btoa(token) without padding. */
+		static const char b64[] =
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		const unsigned char *t = (const unsigned char *)c->auth_token;
+		size_t n = strlen(c->auth_token), o = 0;
+		char *enc = xmalloc(4 * (n / 3 + 1) + 1);
+		for (size_t i = 0; i < n; i += 3) {
+			unsigned v = (unsigned)t[i] << 16 | (i + 1 < n ? (unsigned)t[i + 1] << 8 : 0) |
+				     (i + 2 < n ? t[i + 2] : 0);
+			enc[o++] = b64[v >> 18 & 63];
+			enc[o++] = b64[v >> 12 & 63];
+			if (i + 1 < n)
+				enc[o++] = b64[v >> 6 & 63];
+			if (i + 2 < n)
+				enc[o++] = b64[v & 63];
+		}
+		enc[o] = '\0';
+		xasprintf(&c->subprotocols, "phoenix, base64url.bearer.phx.%s", enc);
+		free(enc);
+	}
+}
+
+bool
+config_parse_url(struct conn_conf *c, const char *url, char *err, size_t errlen)
+{
+	const char *p, *host, *hend, *rest;
+	char *path;
+	bool tls;
+	unsigned long port;
+
+	if (strncmp(url, "ws://", 5) == 0) {
+		tls = false;
+		p = url + 5;
+	} else if (strncmp(url, "wss://", 6) == 0) {
+		tls = true;
+		p = url + 6;
+	} else {
+		snprintf(err, errlen, "'%s' must start with ws:// or wss://", url);
+		return false;
+	}
+	if (*p == '[') {
+		host = p + 1;
+		hend = strchr(host, ']');
+		if (hend == NULL) {
+			snprintf(err, errlen, "'%s': IPv6 address without ']'", url);
+			return false;
+		}
+		rest = hend + 1;
+	} else {
+		host = p;
+		hend = host + strcspn(host, ":/?#");
+		rest = hend;
+	}
+	if (hend == host) {
+		snprintf(err, errlen, "'%s' has no host", url);
+		return false;
+	}
+	port = tls ? 443 : 80;
+	if (*rest == ':') {
+		char digits[8];
+		size_t n = strcspn(rest + 1, "/?#");
+		if (n == 0 || n >= sizeof(digits)) {
+			snprintf(err, errlen, "'%s' has a bad port", url);
+			return false;
+		}
+		memcpy(digits, rest + 1, n);
+		digits[n] = '\0';
+		if (!parse_ulong(digits, 10, 1, 65535, &port)) {
+			snprintf(err, errlen, "'%s' has a bad port", url);
+			return false;
+		}
+		rest += 1 + n;
+	}
+	if (*rest == '#' || strchr(rest, '#') != NULL) {
+		snprintf(err, errlen, "'%s': a websocket url has no fragment", url);
+		return false;
+	}
+	for (const char *q = url; *q; q++) {
+		if ((unsigned char)*q <= 0x20 || *q == 0x7f) {
+			snprintf(err, errlen, "'%s' contains spaces or control characters", url);
+			return false;
+		}
+	}
+	size_t plen = strcspn(rest, "?");
+	path = xstrndup(*rest == '/' ? rest : "/", *rest == '/' ? plen : 1);
+	/* Like phoenix.js, "/socket" means the endpoint "/socket/websocket". */
+	size_t L = strlen(path);
+	if (!(L >= 10 && strcmp(path + L - 10, "/websocket") == 0)) {
+		char *full;
+		xasprintf(&full, "%s%swebsocket", path, path[L - 1] == '/' ? "" : "/");
+		free(path);
+		path = full;
+	}
+	free(c->host);
+	free(c->path);
+	free(c->query);
+	c->tls = tls;
+	c->host = xstrndup(host, (size_t)(hend - host));
+	c->port = (int)port;
+	c->path = path;
+	c->query = xstrdup(rest[plen] == '?' ? rest + plen + 1 : "");
+	return true;
+}
+
+struct conn_conf *
+config_find_conn(const struct phxd_conf *c, const char *name)
+{
+	for (size_t i = 0; i < c->nconns; i++)
+		if (strcmp(c->conns[i]->name, name) == 0)
+			return c->conns[i];
+	return NULL;
+}
+
+struct phxd_conf *
+config_load(const char *path, char *err, size_t errlen)
+{
+	struct phxd_conf *conf = xcalloc(1, sizeof(*conf));
+	struct parse_state ps = { .conf = conf };
+	int rc;
+
+	conf->path = xstrdup(path);
+	apply_defaults(conf, global_opts, NOPTS(global_opts));
+	ps.fp = fopen(path, "r");
+	if (ps.fp == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		config_free(conf);
+		return NULL;
+	}
+	rc = ini_parse_stream(config_ini_reader, &ps, config_ini_handler, &ps);
+	fclose(ps.fp);
+	if (ps.err[0] == '\0' && rc != 0) {
+		ps.line = rc > 0 ? (unsigned)rc : ps.line;
+		fail(&ps, NULL, "not a 'key = value' line");
+	}
+	for (size_t i = 0; ps.err[0] == '\0' && i < conf->nconns; i++) {
+		struct conn_conf *c = conf->conns[i];
+		if (c->url == NULL) {
+			snprintf(ps.err, sizeof(ps.err), "%s: [connection %s]: url is missing", path,
+				 c->name);
+			break;
+		}
+		if (!c->tls && (c->ca_file || c->client_cert || c->client_key)) {
+			snprintf(ps.err, sizeof(ps.err),
+				 "%s: [connection %s]: ca_file/client_cert/client_key need a wss:// url",
+				 path, c->name);
+			break;
+		}
+		if ((c->client_cert == NULL) != (c->client_key == NULL)) {
+			snprintf(ps.err, sizeof(ps.err),
+				 "%s: [connection %s]: client_cert and client_key go together", path,
+				 c->name);
+			break;
+		}
+		finish_conn(c);
+	}
+	if (ps.err[0] == '\0' && conf->nconns == 0)
+		snprintf(ps.err, sizeof(ps.err), "%s: no [connection NAME] section", path);
+	if (ps.err[0] != '\0') {
+		snprintf(err, errlen, "%s", ps.err);
+		config_free(conf);
+		return NULL;
+	}
+	return conf;
+}
+
+static void
+kv_free(struct conf_kv *kv, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(kv[i].key);
+		free(kv[i].value);
+	}
+	free(kv);
+}
+
+void
+config_conn_free(struct conn_conf *c)
+{
+	if (c == NULL)
+		return;
+	free(c->name);
+	free(c->url);
+	free(c->host);
+	free(c->path);
+	free(c->query);
+	free(c->request_path);
+	free(c->subprotocols);
+	kv_free(c->params, c->nparams);
+	kv_free(c->headers, c->nheaders);
+	free(c->auth_token);
+	free(c->ca_file);
+	free(c->client_cert);
+	free(c->client_key);
+	free(c->reconnect_ms);
+	free(c->rejoin_ms);
+	for (size_t i = 0; i < c->njoins; i++) {
+		free(c->joins[i].topic);
+		free(c->joins[i].payload);
+	}
+	free(c->joins);
+	free(c);
+}
+
+void
+config_free(struct phxd_conf *c)
+{
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->nconns; i++)
+		config_conn_free(c->conns[i]);
+	free(c->conns);
+	free(c->path);
+	free(c->socket);
+	free(c->socket_group);
+	free(c);
+}
+
+static bool
+str_eq(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool
+kv_eq(const struct conf_kv *a, size_t na, const struct conf_kv *b, size_t nb)
+{
+	if (na != nb)
+		return false;
+	for (size_t i = 0; i < na; i++)
+		if (!str_eq(a[i].key, b[i].key) || !str_eq(a[i].value, b[i].value))
+			return false;
+	return true;
+}
+
+bool
+config_conn_needs_reconnect(const struct conn_conf *a, const struct conn_conf *b)
+{
+	return !str_eq(a->url, b->url) || !str_eq(a->request_path, b->request_path) ||
+	       !str_eq(a->subprotocols, b->subprotocols) ||
+	       !kv_eq(a->headers, a->nheaders, b->headers, b->nheaders) ||
+	       !str_eq(a->ca_file, b->ca_file) || !str_eq(a->client_cert, b->client_cert) ||
+	       !str_eq(a->client_key, b->client_key) || a->tls_verify != b->tls_verify ||
+	       a->max_message != b->max_message;
+}

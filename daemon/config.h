@@ -1,0 +1,87 @@
+/*
+ * config: the phxd.conf file (INI, libinih). Options are described by
+ * tables (name, type, range, default); a reload parses into a fresh
+ * struct phxd_conf and the caller swaps only when it parsed cleanly.
+ */
+#ifndef PHXD_CONFIG_H
+#define PHXD_CONFIG_H
+
+#include "log.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct conf_kv {
+	char *key;
+	char *value;
+};
+
+struct conf_join {
+	char *topic;
+	char *payload;		/* JSON object text, "{}" when none */
+};
+
+struct conn_conf {
+	char *name;
+	char *url;
+	/* url parts */
+	bool tls;
+	char *host;
+	int port;
+	char *path;		/* without the query */
+	char *query;		/* from the url, may be "" */
+	char *request_path;	/* path?query&params&vsn=2.0.0, URL-encoded */
+	char *subprotocols;	/* "phoenix, base64url.bearer.phx.T" or NULL */
+
+	struct conf_kv *params;	/* connect params (param.* and param.*_file) */
+	size_t nparams;
+	struct conf_kv *headers;
+	size_t nheaders;
+	char *auth_token;	/* Phoenix 1.8 token, from auth_token_file */
+	char *ca_file, *client_cert, *client_key;
+	bool tls_verify;
+
+	unsigned heartbeat_ms;
+	unsigned join_timeout_ms;
+	unsigned push_timeout_ms;
+	unsigned push_buffer;	/* pushes waiting for a join, per connection */
+	unsigned auth_retry_ms;	/* after HTTP 401/403 */
+	unsigned max_message;	/* bytes of one incoming websocket message */
+	double jitter;		/* 0..1: each delay is scaled by 1 +- jitter */
+	unsigned *reconnect_ms;
+	size_t nreconnect;
+	unsigned *rejoin_ms;
+	size_t nrejoin;
+	struct conf_join *joins;
+	size_t njoins;
+};
+
+struct phxd_conf {
+	char *path;
+	char *socket;
+	mode_t socket_mode;
+	char *socket_group;
+	enum log_level log_level;
+	unsigned max_line;		/* bytes of one IPC request line */
+	unsigned client_buffer;		/* bytes queued to one IPC client */
+	unsigned max_clients;
+	struct conn_conf **conns;
+	size_t nconns;
+};
+
+/* Parses `path`. On failure returns NULL and writes "file:line: key: why"
+ * into err. */
+struct phxd_conf *config_load(const char *path, char *err, size_t errlen);
+void config_free(struct phxd_conf *c);
+struct conn_conf *config_find_conn(const struct phxd_conf *c, const char *name);
+/* True when two connections need a new websocket to go from a to b (url,
+ * params, headers, token, TLS); timers and joins can change in place. */
+bool config_conn_needs_reconnect(const struct conn_conf *a, const struct conn_conf *b);
+/* Parses "ws[s]://host[:port]/path[?query]" into c's url parts. */
+bool config_parse_url(struct conn_conf *c, const char *url, char *err, size_t errlen);
+/* Fills a connection with every default; for tests and config_load. */
+void config_conn_defaults(struct conn_conf *c);
+void config_conn_free(struct conn_conf *c);
+
+#endif

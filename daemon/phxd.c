@@ -1,0 +1,506 @@
+/*
+ * phxd: keeps Phoenix Channels connections alive and serves them to local
+ * programs over a Unix socket. This file is the daemon's shell: arguments,
+ * the libevent loop, signals, systemd notification and reload.
+ */
+#include "phxd.h"
+
+#include "ipc/ipc.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#include <errno.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_CONFIG "/etc/phxd/phxd.conf"
+#define STOP_GRACE_MS 2000
+
+uint64_t
+phxd_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+phxd_timers_changed(struct phxd *d)
+{
+	uint64_t next = tq_next(&d->tq), now = phxd_now_ms();
+	struct timeval tv;
+
+	if (next == UINT64_MAX) {
+		evtimer_del(d->tq_ev);
+		return;
+	}
+	uint64_t delay = next > now ? next - now : 0;
+	tv.tv_sec = (time_t)(delay / 1000);
+	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
+	evtimer_add(d->tq_ev, &tv);
+}
+
+static void
+timers_due(evutil_socket_t fd, short what, void *arg)
+{
+	struct phxd *d = arg;
+
+	(void)fd;
+	(void)what;
+	tq_run(&d->tq, phxd_now_ms());
+	phxd_timers_changed(d);
+}
+
+struct phxd_conn *
+phxd_find_conn(struct phxd *d, const char *name)
+{
+	for (size_t i = 0; i < d->nconns; i++)
+		if (!d->conns[i]->removed && strcmp(d->conns[i]->conf->name, name) == 0)
+			return d->conns[i];
+	return NULL;
+}
+
+void
+phxd_notify_status(struct phxd *d)
+{
+	size_t up = 0, live = 0, topics = 0, joined = 0;
+	struct strmap_iter it;
+
+	for (size_t i = 0; i < d->nconns; i++) {
+		struct phxd_conn *pc = d->conns[i];
+		if (pc->removed)
+			continue;
+		live++;
+		up += pc->sess->state == SESS_OPEN;
+		for (struct strmap_entry *e = strmap_first(&pc->sess->channels, &it); e;
+		     e = strmap_next(&pc->sess->channels, &it)) {
+			struct channel *ch = e->value;
+			topics++;
+			joined += ch->state == CHAN_JOINED;
+		}
+	}
+	sd_notifyf(0, "STATUS=%zu/%zu connections up, %zu/%zu topics joined, %zu clients", up, live,
+		   joined, topics, d->ipc ? ipc_server_client_count(d->ipc) : 0);
+}
+
+/* ---- session host ---------------------------------------------------------- */
+
+static void
+host_connect(void *host, struct session *s)
+{
+	struct phxd_conn *pc = host;
+
+	(void)s;
+	pc->gen++;
+	transport_connect(pc->d->tp, pc->id, pc->gen, pc->conf);
+}
+
+static void
+host_close(void *host, struct session *s, int code, const char *reason)
+{
+	struct phxd_conn *pc = host;
+
+	(void)s;
+	transport_close(pc->d->tp, pc->id, pc->gen, code, reason);
+	pc->gen++;	/* whatever that socket still says is not for us */
+}
+
+static void
+host_send(void *host, struct session *s, const char *frame, size_t len, bool binary)
+{
+	struct phxd_conn *pc = host;
+
+	(void)s;
+	transport_send(pc->d->tp, pc->id, pc->gen, frame, len, binary);
+}
+
+static void
+host_message(void *host, struct session *s, const struct phx_msg *m)
+{
+	struct phxd_conn *pc = host;
+
+	(void)s;
+	ipc_publish_message(pc->d->ipc, pc, m);
+}
+
+static void
+host_event(void *host, struct session *s, const struct sess_event *ev)
+{
+	struct phxd_conn *pc = host;
+
+	(void)s;
+	if (pc->d->ipc)
+		ipc_publish_event(pc->d->ipc, pc, ev);
+	if (ev->kind != SEV_CONNECTING)
+		phxd_notify_status(pc->d);
+}
+
+static double
+host_random(void *host)
+{
+	(void)host;
+	return drand48();
+}
+
+static const struct session_ops host_ops = {
+	.connect = host_connect,
+	.close = host_close,
+	.send = host_send,
+	.message = host_message,
+	.event = host_event,
+	.random = host_random,
+};
+
+static void
+transport_event(void *ud, const struct tp_event *ev)
+{
+	struct phxd *d = ud;
+	struct phxd_conn *pc = ev->id < d->nconns ? d->conns[ev->id] : NULL;
+
+	if (pc == NULL || pc->removed || ev->gen != pc->gen)
+		return;
+	d->tq.now = phxd_now_ms();
+	switch (ev->kind) {
+	case TP_OPEN:
+		session_on_open(pc->sess);
+		break;
+	case TP_FRAME:
+		session_on_frame(pc->sess, ev->data, ev->len, ev->binary);
+		break;
+	case TP_CLOSED:
+		pc->gen++;
+		session_on_close(pc->sess, ev->code, ev->reason, ev->http_status);
+		break;
+	}
+	phxd_timers_changed(d);
+}
+
+static struct phxd_conn *
+conn_add(struct phxd *d, struct conn_conf *conf)
+{
+	struct phxd_conn *pc = xcalloc(1, sizeof(*pc));
+
+	pc->d = d;
+	pc->id = (uint32_t)d->nconns;
+	pc->conf = conf;
+	pc->sess = session_new(conf, &host_ops, pc, &d->tq);
+	d->conns = xrealloc(d->conns, (d->nconns + 1) * sizeof(*d->conns));
+	d->conns[d->nconns++] = pc;
+	return pc;
+}
+
+/* ---- reload ---------------------------------------------------------------- */
+
+static bool
+str_equal_or_null(const char *a, const char *b)
+{
+	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+bool
+phxd_reload(struct phxd *d, char *err, size_t errlen)
+{
+	struct phxd_conf *fresh, *old = d->conf;
+
+	fresh = config_load(d->config_path, err, errlen);
+	if (fresh == NULL) {
+		log_warnx("reload: %s; keeping the running configuration", err);
+		return false;
+	}
+	sd_notify(0, "RELOADING=1");
+	d->tq.now = phxd_now_ms();
+	if (!str_equal_or_null(old->socket, fresh->socket))
+		log_warnx("reload: a new socket path takes a restart; keeping the current one");
+	for (size_t i = 0; i < d->nconns; i++) {
+		struct phxd_conn *pc = d->conns[i];
+		if (pc->removed)
+			continue;
+		struct conn_conf *nc = config_find_conn(fresh, pc->conf->name);
+		if (nc == NULL) {
+			log_info("reload: connection %s removed", pc->conf->name);
+			session_stop(pc->sess);
+			session_free(pc->sess);
+			pc->sess = NULL;
+			pc->conf = NULL;
+			pc->removed = true;
+			continue;
+		}
+		session_reconfigure(pc->sess, nc);
+		pc->conf = nc;
+	}
+	for (size_t i = 0; i < fresh->nconns; i++) {
+		if (phxd_find_conn(d, fresh->conns[i]->name) == NULL) {
+			log_info("reload: connection %s added", fresh->conns[i]->name);
+			session_start(conn_add(d, fresh->conns[i])->sess);
+		}
+	}
+	if (!d->log_level_forced)
+		log_set_level(fresh->log_level);
+	d->conf = fresh;
+	config_free(old);
+	d->reloads++;
+	phxd_timers_changed(d);
+	sd_notify(0, "READY=1");
+	phxd_notify_status(d);
+	log_info("configuration reloaded from %s", d->config_path);
+	return true;
+}
+
+/* ---- signals and systemd ------------------------------------------------------ */
+
+static void
+shutdown_now(struct phxd *d, const char *why)
+{
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	log_info("%s: leaving topics and closing connections", why);
+	sd_notify(0, "STOPPING=1");
+	d->tq.now = phxd_now_ms();
+	ipc_server_close_listener(d->ipc);
+	for (size_t i = 0; i < d->nconns; i++)
+		if (!d->conns[i]->removed)
+			session_stop(d->conns[i]->sess);
+	/* Let the websocket thread send the leaves and close frames. */
+	transport_stop(d->tp, STOP_GRACE_MS);
+	event_base_loopbreak(d->base);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct phxd *d = arg;
+	char err[512];
+
+	(void)what;
+	switch (sig) {
+	case SIGTERM:
+	case SIGINT:
+		shutdown_now(d, sig == SIGTERM ? "SIGTERM" : "SIGINT");
+		break;
+	case SIGHUP:
+		log_info("SIGHUP: reloading %s", d->config_path);
+		phxd_reload(d, err, sizeof(err));
+		break;
+	default:
+		break;
+	}
+}
+
+static void
+watchdog_ping(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	sd_notify(0, "WATCHDOG=1");
+}
+
+static void
+usage(FILE *out)
+{
+	fputs("usage: phxd [-c FILE] [-s SOCKET] [-f] [-l LEVEL] [--check-config] [-V]\n"
+	      "\n"
+	      "Keeps Phoenix Channels connections alive and serves them over a Unix socket.\n"
+	      "\n"
+	      "  -c, --config FILE    configuration file (default " DEFAULT_CONFIG ")\n"
+	      "  -s, --socket PATH    IPC socket (default: the config's socket, else\n"
+	      "                       $RUNTIME_DIRECTORY/phxd.sock, else /run/phxd/phxd.sock)\n"
+	      "  -f, --foreground     stay in the foreground (phxd never forks; accepted\n"
+	      "                       for scripts written for daemons that do)\n"
+	      "  -l, --log-level L    error, warn, info or debug (overrides the config)\n"
+	      "      --check-config   validate the configuration and exit\n"
+	      "  -V, --version        print the version\n"
+	      "  -h, --help           this text\n",
+	      out);
+}
+
+static char *
+default_socket(const struct phxd_conf *conf)
+{
+	const char *rt = getenv("RUNTIME_DIRECTORY");
+	char *path;
+
+	if (conf->socket)
+		return xstrdup(conf->socket);
+	if (rt != NULL && rt[0] == '/') {
+		/* systemd may list several directories; the first is ours. */
+		size_t n = strcspn(rt, ":");
+		xasprintf(&path, "%.*s/phxd.sock", (int)n, rt);
+		return path;
+	}
+	return xstrdup(PHXD_DEFAULT_SOCKET);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "check-config", no_argument, NULL, 'C' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct phxd d = { 0 };
+	const char *config_path = DEFAULT_CONFIG;
+	bool check_only = false;
+	enum log_level level = LOG_LVL_INFO;
+	char err[512];
+	int opt;
+	struct timeval tv;
+
+	log_init(LOG_LVL_INFO, "phxd");
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":c:s:fl:Vh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 's':
+			if (optarg[0] == '\0') {
+				fprintf(stderr, "phxd: -s needs a path\n");
+				return 2;
+			}
+			d.socket_path = xstrdup(optarg);
+			break;
+		case 'f':
+			break;
+		case 'l':
+			if (!log_level_parse(optarg, &level)) {
+				fprintf(stderr, "phxd: unknown log level '%s' (error, warn, info, debug)\n",
+					optarg);
+				return 2;
+			}
+			d.log_level_forced = true;
+			break;
+		case 'C':
+			check_only = true;
+			break;
+		case 'V':
+			puts("phxd " PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case ':':
+			fprintf(stderr, "phxd: option %s needs a value\n", argv[optind - 1]);
+			usage(stderr);
+			return 2;
+		default:
+			fprintf(stderr, "phxd: unknown option %s\n", argv[optind - 1]);
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "phxd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+
+	d.config_path = xstrdup(config_path);
+	d.conf = config_load(config_path, err, sizeof(err));
+	if (d.conf == NULL) {
+		fprintf(stderr, "phxd: %s\n", err);
+		return 1;
+	}
+	if (check_only) {
+		size_t joins = 0;
+		for (size_t i = 0; i < d.conf->nconns; i++)
+			joins += d.conf->conns[i]->njoins;
+		printf("%s: OK (%zu connection%s, %zu topic%s)\n", config_path, d.conf->nconns,
+		       d.conf->nconns == 1 ? "" : "s", joins, joins == 1 ? "" : "s");
+		config_free(d.conf);
+		free(d.config_path);
+		free(d.socket_path);
+		return 0;
+	}
+	log_set_level(d.log_level_forced ? level : d.conf->log_level);
+	log_route_libraries();
+	signal(SIGPIPE, SIG_IGN);
+	srand48((long)phxd_now_ms() ^ (long)getpid());
+	gettimeofday(&tv, NULL);
+	d.started_at_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+
+	if (evthread_use_pthreads() != 0)
+		fatalx("libevent has no thread support");
+	d.base = event_base_new();
+	if (d.base == NULL || event_base_priority_init(d.base, 3) != 0)
+		fatalx("cannot create the event loop");
+	tq_init(&d.tq);
+	d.tq.now = phxd_now_ms();
+	d.tq_ev = evtimer_new(d.base, timers_due, &d);
+	d.tp = transport_new(d.base, transport_event, &d);
+	for (size_t i = 0; i < d.conf->nconns; i++)
+		conn_add(&d, d.conf->conns[i]);
+
+	if (d.socket_path == NULL)
+		d.socket_path = default_socket(d.conf);
+	d.ipc = ipc_server_new(&d, d.socket_path);
+	if (d.ipc == NULL)
+		return 1;
+	if (!transport_start(d.tp))
+		return 1;
+
+	d.sig_term = evsignal_new(d.base, SIGTERM, on_signal, &d);
+	d.sig_int = evsignal_new(d.base, SIGINT, on_signal, &d);
+	d.sig_hup = evsignal_new(d.base, SIGHUP, on_signal, &d);
+	event_add(d.sig_term, NULL);
+	event_add(d.sig_int, NULL);
+	event_add(d.sig_hup, NULL);
+
+	uint64_t wd_usec = 0;
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+		struct timeval half = { (time_t)(wd_usec / 2 / 1000000),
+					(suseconds_t)(wd_usec / 2 % 1000000) };
+		d.watchdog_ev = event_new(d.base, -1, EV_PERSIST, watchdog_ping, &d);
+		event_add(d.watchdog_ev, &half);
+		log_debug("watchdog: pinging every %llu ms", (unsigned long long)(wd_usec / 2000));
+	}
+
+	for (size_t i = 0; i < d.nconns; i++)
+		session_start(d.conns[i]->sess);
+	phxd_timers_changed(&d);
+	log_info("phxd %s ready: %zu connection%s, socket %s", PACKAGE_VERSION, d.nconns,
+		 d.nconns == 1 ? "" : "s", ipc_server_activated(d.ipc) ? "(activated)" : d.socket_path);
+	sd_notify(0, "READY=1");
+	phxd_notify_status(&d);
+
+	event_base_dispatch(d.base);
+
+	/* Only after the websocket thread has stopped. */
+	for (size_t i = 0; i < d.nconns; i++) {
+		session_free(d.conns[i]->sess);
+		free(d.conns[i]);
+	}
+	free(d.conns);
+	ipc_server_free(d.ipc);
+	transport_free(d.tp);
+	tq_free(&d.tq);
+	event_free(d.tq_ev);
+	event_free(d.sig_term);
+	event_free(d.sig_int);
+	event_free(d.sig_hup);
+	if (d.watchdog_ev)
+		event_free(d.watchdog_ev);
+	event_base_free(d.base);
+	config_free(d.conf);
+	free(d.config_path);
+	free(d.socket_path);
+	libevent_global_shutdown();
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,58 @@
+/*
+ * The daemon context: everything the libevent thread owns, passed around
+ * explicitly (no globals).
+ */
+#ifndef PHXD_PHXD_H
+#define PHXD_PHXD_H
+
+#include "config.h"
+#include "session.h"
+#include "timerq.h"
+#include "transport.h"
+
+#include <event2/event.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct ipc_server;
+
+/* One configured connection: its session and its websocket identity. */
+struct phxd_conn {
+	struct phxd *d;
+	uint32_t id;		/* index in d->conns */
+	uint32_t gen;		/* bumped for every websocket attempt */
+	struct conn_conf *conf;
+	struct session *sess;
+	bool removed;		/* dropped by a reload; freed once stopped */
+};
+
+struct phxd {
+	struct event_base *base;
+	struct phxd_conf *conf;
+	char *config_path;
+	char *socket_path;	/* from -s, overrides the config */
+	struct transport *tp;
+	struct timerq tq;
+	struct event *tq_ev;
+	struct event *sig_term, *sig_int, *sig_hup, *sig_pipe;
+	struct event *watchdog_ev;
+	struct ipc_server *ipc;
+	struct phxd_conn **conns;
+	size_t nconns;
+	bool stopping;
+	bool log_level_forced;	/* -l given: the config's log_level is ignored */
+	uint64_t started_at_ms;	/* wall clock */
+	uint64_t reloads;
+};
+
+/* Monotonic ms, the clock of d->tq. */
+uint64_t phxd_now_ms(void);
+/* Re-arms the libevent timer after anything changed the timer queue. */
+void phxd_timers_changed(struct phxd *d);
+struct phxd_conn *phxd_find_conn(struct phxd *d, const char *name);
+/* Reloads the config file; false with err set when it did not parse. */
+bool phxd_reload(struct phxd *d, char *err, size_t errlen);
+/* Pushes a one-line summary to systemd (STATUS=). */
+void phxd_notify_status(struct phxd *d);
+
+#endif

@@ -1,0 +1,1246 @@
+#include "session.h"
+
+#include "log.h"
+#include "xmalloc.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Everything awaiting a reply sits in s->inflight keyed by its ref; the
+ * value says what it is. Joins and leaves embed theirs in the channel.
+ */
+enum wait_kind { WAIT_JOIN, WAIT_LEAVE, WAIT_PUSH };
+
+struct sess_wait {
+	enum wait_kind kind;
+	void *obj;
+};
+
+/* A caller waiting for a join or a leave to settle. */
+struct sess_waiter {
+	struct sess_waiter *next;
+	struct channel *ch;
+	sess_done_fn done;
+	void *arg;
+	struct tq_timer timer;
+};
+
+struct sess_push {
+	struct sess_push *prev, *next;
+	struct channel *ch;
+	char *event;
+	char *payload;
+	size_t payload_len;
+	bool binary;
+	bool await_reply;
+	bool inflight;
+	unsigned timeout_ms;
+	char ref[PHX_REF_BUFSZ];
+	struct sess_wait wait;
+	struct tq_timer timer;
+	sess_done_fn done;
+	void *arg;
+};
+
+/* Per-channel wait records live beside the channel. */
+struct channel_waits {
+	struct sess_wait join, leave;
+};
+
+#define BAD_FRAME_LOG_LIMIT 10
+#define PRESENCE_EARLY_MAX 256
+
+static void socket_gone(struct session *s, int code, const char *reason, int http_status);
+static void send_join(struct channel *ch);
+static void send_push(struct session *s, struct sess_push *p);
+static void channel_free(struct channel *ch);
+
+static const char *const sess_state_names[] = {
+	"idle", "connecting", "open", "waiting", "stopped",
+};
+static const char *const chan_state_names[] = {
+	"waiting", "joining", "joined", "errored", "leaving", "closed",
+};
+static const char *const outcome_names[] = {
+	"ok", "reply_error", "timeout", "buffer_full", "not_joined", "disconnected",
+	"channel_error", "channel_closed", "left", "shutting_down", "too_large",
+};
+
+const char *
+session_state_name(enum sess_state st)
+{
+	return sess_state_names[st];
+}
+
+const char *
+chan_state_name(enum chan_state st)
+{
+	return chan_state_names[st];
+}
+
+const char *
+session_outcome_name(enum sess_outcome o)
+{
+	return outcome_names[o];
+}
+
+uint64_t
+session_backoff(const unsigned *list, size_t n, unsigned tries, double jitter, double random01)
+{
+	double ms;
+
+	if (n == 0)
+		return 0;
+	ms = list[tries < n ? tries : n - 1];
+	if (jitter > 0)
+		ms *= 1.0 - jitter + 2.0 * jitter * random01;
+	return ms < 0 ? 0 : (uint64_t)(ms + 0.5);
+}
+
+static struct channel_waits *
+waits_of(struct channel *ch)
+{
+	return (struct channel_waits *)(ch + 1);
+}
+
+static void
+emit(struct session *s, const struct sess_event *ev)
+{
+	if (s->ops->event)
+		s->ops->event(s->host, s, ev);
+}
+
+static void
+emit_channel(struct channel *ch, const char *reason, uint64_t delay_ms)
+{
+	struct sess_event ev = {
+		.kind = SEV_CHANNEL,
+		.topic = ch->topic,
+		.chan_state = ch->state,
+		.reason = reason,
+		.delay_ms = delay_ms,
+		.attempt = ch->rejoin_tries,
+	};
+
+	emit(ch->sess, &ev);
+}
+
+static void
+finish(sess_done_fn done, void *arg, enum sess_outcome o, const char *message)
+{
+	struct sess_result r = { .outcome = o, .message = message };
+
+	if (done)
+		done(arg, &r);
+}
+
+/* ---- frames out ------------------------------------------------------- */
+
+static void
+send_frame(struct session *s, const char *join_ref, const char *ref, struct phx_field topic,
+	   const char *event, const char *payload, size_t payload_len, bool binary)
+{
+	struct phx_msg m = {
+		.kind = binary ? PHX_BIN_PUSH : PHX_TEXT,
+		.join_ref = phx_field_str(join_ref),
+		.ref = phx_field_str(ref),
+		.topic = topic,
+		.event = phx_field_str(event),
+		.payload = { payload, payload_len },
+	};
+	size_t len = phx_encoded_len(&m, PHX_FROM_CLIENT);
+
+	if (len > s->scratch_cap) {
+		s->scratch_cap = len > 2 * s->scratch_cap ? len : 2 * s->scratch_cap;
+		free(s->scratch);
+		s->scratch = xmalloc(s->scratch_cap);
+	}
+	len = phx_encode(&m, PHX_FROM_CLIENT, s->scratch);
+	s->stats.frames_out++;
+	s->ops->send(s->host, s, s->scratch, len, binary);
+}
+
+static struct phx_field
+topic_field(const struct channel *ch)
+{
+	struct phx_field f = { ch->topic, ch->topic_len };
+	return f;
+}
+
+/* ---- timers ----------------------------------------------------------- */
+
+static double
+random01(struct session *s)
+{
+	return s->ops->random ? s->ops->random(s->host) : 0.5;
+}
+
+static void
+schedule_reconnect(struct session *s, int http_status)
+{
+	const struct conn_conf *c = s->conf;
+	uint64_t delay = session_backoff(c->reconnect_ms, c->nreconnect, s->reconnect_tries,
+					 c->jitter, random01(s));
+
+	s->reconnect_tries++;
+	/* A server that refuses our credentials will not change its mind in
+	 * 10 ms; retry slowly and say so. */
+	if ((http_status == 401 || http_status == 403) && delay < c->auth_retry_ms)
+		delay = c->auth_retry_ms;
+	s->state = SESS_WAITING;
+	s->next_attempt_at = s->tq->now + delay;
+	tq_arm(s->tq, &s->reconnect_timer, delay);
+}
+
+static void
+reconnect_due(struct tq_timer *t, void *arg)
+{
+	struct session *s = arg;
+
+	(void)t;
+	if (s->state == SESS_WAITING)
+		session_start(s);
+}
+
+static void
+heartbeat_due(struct tq_timer *t, void *arg)
+{
+	struct session *s = arg;
+	char ref[PHX_REF_BUFSZ];
+
+	(void)t;
+	if (s->state != SESS_OPEN)
+		return;
+	if (s->heartbeat_ref[0] != '\0') {
+		s->stats.heartbeat_timeouts++;
+		log_warnx("%s: heartbeat %s not acknowledged within %u ms; reconnecting",
+			  s->conf->name, s->heartbeat_ref, s->conf->heartbeat_ms);
+		session_reconnect(s, "heartbeat timeout");
+		return;
+	}
+	phx_ref_next(&s->refs, ref);
+	memcpy(s->heartbeat_ref, ref, sizeof(ref));
+	send_frame(s, NULL, ref, phx_field_str("phoenix"), "heartbeat", "{}", 2, false);
+	tq_arm(s->tq, &s->heartbeat_timer, s->conf->heartbeat_ms);
+}
+
+/* ---- waiters ---------------------------------------------------------- */
+
+static void
+waiter_unlink(struct sess_waiter **list, struct sess_waiter *w)
+{
+	for (struct sess_waiter **pp = list; *pp != NULL; pp = &(*pp)->next) {
+		if (*pp == w) {
+			*pp = w->next;
+			return;
+		}
+	}
+}
+
+static void
+join_waiter_timeout(struct tq_timer *t, void *arg)
+{
+	struct sess_waiter *w = arg;
+	struct channel *ch = w->ch;
+
+	(void)t;
+	waiter_unlink(&ch->join_waiters, w);
+	finish(w->done, w->arg, SESS_TIMEOUT,
+	       ch->state == CHAN_WAITING ? "not connected; the join stays wanted and is retried"
+					 : "not joined in time; the join stays wanted and is retried");
+	free(w);
+}
+
+static void
+leave_waiter_timeout(struct tq_timer *t, void *arg)
+{
+	struct sess_waiter *w = arg;
+
+	(void)t;
+	waiter_unlink(&w->ch->leave_waiters, w);
+	finish(w->done, w->arg, SESS_TIMEOUT, "leave not confirmed in time");
+	free(w);
+}
+
+static void
+add_waiter(struct channel *ch, bool leave, sess_done_fn done, void *arg)
+{
+	struct session *s = ch->sess;
+	struct sess_waiter *w = xcalloc(1, sizeof(*w));
+	struct sess_waiter **list = leave ? &ch->leave_waiters : &ch->join_waiters;
+
+	w->ch = ch;
+	w->done = done;
+	w->arg = arg;
+	tq_timer_init(&w->timer, leave ? leave_waiter_timeout : join_waiter_timeout, w);
+	tq_arm(s->tq, &w->timer, s->conf->join_timeout_ms);
+	w->next = *list;
+	*list = w;
+}
+
+/* Answers and frees every waiter of a list. */
+static void
+settle_waiters(struct channel *ch, bool leave, const struct sess_result *r)
+{
+	struct sess_waiter **list = leave ? &ch->leave_waiters : &ch->join_waiters, *w;
+
+	while ((w = *list) != NULL) {
+		*list = w->next;
+		tq_cancel(ch->sess->tq, &w->timer);
+		if (w->done)
+			w->done(w->arg, r);
+		free(w);
+	}
+}
+
+static void
+settle_waiters_with(struct channel *ch, bool leave, enum sess_outcome o, const char *message)
+{
+	struct sess_result r = { .outcome = o, .message = message };
+	settle_waiters(ch, leave, &r);
+}
+
+/* ---- pushes ----------------------------------------------------------- */
+
+static void
+push_unlink(struct sess_push *p)
+{
+	struct channel *ch = p->ch;
+
+	if (p->inflight) {
+		if (p->prev)
+			p->prev->next = p->next;
+		else
+			ch->inflight = p->next;
+		if (p->next)
+			p->next->prev = p->prev;
+		strmap_del(&ch->sess->inflight, p->ref, strlen(p->ref));
+	} else {
+		if (p->prev)
+			p->prev->next = p->next;
+		else
+			ch->buf_head = p->next;
+		if (p->next)
+			p->next->prev = p->prev;
+		else
+			ch->buf_tail = p->prev;
+		ch->sess->buffered--;
+		ch->buffered--;
+	}
+	p->prev = p->next = NULL;
+}
+
+static void
+push_free(struct sess_push *p)
+{
+	free(p->event);
+	free(p->payload);
+	free(p);
+}
+
+/* Ends a push: unlinks it, answers its caller, frees it. */
+static void
+push_end(struct sess_push *p, const struct sess_result *r)
+{
+	struct session *s = p->ch->sess;
+
+	push_unlink(p);
+	tq_cancel(s->tq, &p->timer);
+	if (r->outcome != SESS_OK && r->outcome != SESS_REPLY_ERROR)
+		s->stats.pushes_failed++;
+	if (p->done)
+		p->done(p->arg, r);
+	push_free(p);
+}
+
+static void
+push_fail(struct sess_push *p, enum sess_outcome o, const char *message)
+{
+	struct sess_result r = { .outcome = o, .message = message };
+	push_end(p, &r);
+}
+
+static void
+fail_inflight(struct channel *ch, enum sess_outcome o, const char *message)
+{
+	while (ch->inflight)
+		push_fail(ch->inflight, o, message);
+}
+
+static void
+fail_buffered(struct channel *ch, enum sess_outcome o, const char *message)
+{
+	while (ch->buf_head)
+		push_fail(ch->buf_head, o, message);
+}
+
+static void
+push_timeout(struct tq_timer *t, void *arg)
+{
+	struct sess_push *p = arg;
+
+	(void)t;
+	push_fail(p, SESS_TIMEOUT,
+		  p->inflight ? "no reply in time" : "topic not joined in time");
+}
+
+static void
+send_push(struct session *s, struct sess_push *p)
+{
+	struct channel *ch = p->ch;
+	struct sess_result sent = { .outcome = SESS_OK, .status = "sent" };
+
+	phx_ref_next(&s->refs, p->ref);
+	send_frame(s, ch->join_ref, p->ref, topic_field(ch), p->event, p->payload,
+		   p->payload_len, p->binary);
+	s->stats.pushes_sent++;
+	if (!p->await_reply) {
+		tq_cancel(s->tq, &p->timer);
+		if (p->done)
+			p->done(p->arg, &sent);
+		push_free(p);
+		return;
+	}
+	p->inflight = true;
+	p->prev = NULL;
+	p->next = ch->inflight;
+	if (ch->inflight)
+		ch->inflight->prev = p;
+	ch->inflight = p;
+	p->wait.kind = WAIT_PUSH;
+	p->wait.obj = p;
+	strmap_put(&s->inflight, p->ref, strlen(p->ref), &p->wait);
+}
+
+static void
+flush_buffer(struct channel *ch)
+{
+	struct session *s = ch->sess;
+
+	while (ch->buf_head && ch->state == CHAN_JOINED && s->state == SESS_OPEN) {
+		struct sess_push *p = ch->buf_head;
+		push_unlink(p);
+		send_push(s, p);
+	}
+}
+
+void
+session_push(struct session *s, const struct sess_push_args *a, sess_done_fn done, void *arg)
+{
+	struct channel *ch;
+	struct sess_push *p;
+
+	if (strlen(a->topic) > PHX_MAX_FIELD || strlen(a->event) > PHX_MAX_FIELD) {
+		finish(done, arg, SESS_TOO_LARGE, "topic and event are at most 255 bytes");
+		return;
+	}
+	if (s->stopping) {
+		finish(done, arg, SESS_SHUTTING_DOWN, "phxd is stopping");
+		return;
+	}
+	ch = session_channel(s, a->topic);
+	if (ch == NULL || ch->state == CHAN_CLOSED || ch->state == CHAN_LEAVING) {
+		finish(done, arg, SESS_NOT_JOINED,
+		       ch == NULL ? "topic is not joined; join it first"
+				  : ch->state == CHAN_CLOSED ? "the server closed this channel"
+							     : "topic is being left");
+		return;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->ch = ch;
+	p->event = xstrdup(a->event);
+	p->payload = xmemdup(a->payload, a->payload_len);
+	p->payload_len = a->payload_len;
+	p->binary = a->binary;
+	p->await_reply = a->await_reply;
+	p->timeout_ms = a->timeout_ms ? a->timeout_ms : s->conf->push_timeout_ms;
+	p->done = done;
+	p->arg = arg;
+	tq_timer_init(&p->timer, push_timeout, p);
+
+	if (ch->state == CHAN_JOINED && s->state == SESS_OPEN && ch->buf_head == NULL) {
+		if (p->await_reply)
+			tq_arm(s->tq, &p->timer, p->timeout_ms);
+		send_push(s, p);
+		return;
+	}
+	if (s->buffered >= s->conf->push_buffer) {
+		p->done = NULL;
+		push_free(p);
+		finish(done, arg, SESS_BUFFER_FULL, "push buffer full");
+		s->stats.pushes_failed++;
+		return;
+	}
+	tq_arm(s->tq, &p->timer, p->timeout_ms);
+	p->prev = ch->buf_tail;
+	if (ch->buf_tail)
+		ch->buf_tail->next = p;
+	else
+		ch->buf_head = p;
+	ch->buf_tail = p;
+	s->buffered++;
+	ch->buffered++;
+}
+
+/* ---- channels --------------------------------------------------------- */
+
+struct channel *
+session_channel(const struct session *s, const char *topic)
+{
+	return strmap_get(&s->channels, topic, strlen(topic));
+}
+
+static void
+set_error(struct channel *ch, const char *text, size_t len)
+{
+	free(ch->last_error);
+	ch->last_error = text ? xstrndup(text, len) : NULL;
+}
+
+static void
+drop_join_wait(struct channel *ch)
+{
+	struct session *s = ch->sess;
+
+	if (ch->state == CHAN_JOINING)
+		strmap_del(&s->inflight, ch->join_ref, strlen(ch->join_ref));
+	tq_cancel(s->tq, &ch->join_timer);
+}
+
+static void
+schedule_rejoin(struct channel *ch, const char *reason)
+{
+	struct session *s = ch->sess;
+	const struct conn_conf *c = s->conf;
+	uint64_t delay = session_backoff(c->rejoin_ms, c->nrejoin, ch->rejoin_tries, c->jitter,
+					 random01(s));
+
+	ch->rejoin_tries++;
+	ch->state = CHAN_ERRORED;
+	tq_arm(s->tq, &ch->rejoin_timer, delay);
+	emit_channel(ch, reason, delay);
+}
+
+static void
+rejoin_due(struct tq_timer *t, void *arg)
+{
+	struct channel *ch = arg;
+
+	(void)t;
+	if (ch->state != CHAN_ERRORED)
+		return;
+	if (ch->sess->state == SESS_OPEN)
+		send_join(ch);
+	else
+		ch->state = CHAN_WAITING;
+}
+
+static void
+join_timeout(struct tq_timer *t, void *arg)
+{
+	struct channel *ch = arg;
+	struct session *s = ch->sess;
+	char ref[PHX_REF_BUFSZ];
+
+	(void)t;
+	if (ch->state == CHAN_LEAVING) {
+		/* No answer to our leave: consider it left. */
+		struct sess_result ok = { .outcome = SESS_OK, .message = "leave not confirmed" };
+		strmap_del(&s->inflight, ch->leave_ref, strlen(ch->leave_ref));
+		fail_inflight(ch, SESS_LEFT, "topic left");
+		settle_waiters(ch, true, &ok);
+		strmap_del(&s->channels, ch->topic, ch->topic_len);
+		channel_free(ch);
+		return;
+	}
+	if (ch->state != CHAN_JOINING)
+		return;
+	/* As phoenix.js: tell the server to drop the half-made join. */
+	strmap_del(&s->inflight, ch->join_ref, strlen(ch->join_ref));
+	phx_ref_next(&s->refs, ref);
+	send_frame(s, ch->join_ref, ref, topic_field(ch), "phx_leave", "{}", 2, false);
+	set_error(ch, "\"join timeout\"", 14);
+	log_warnx("%s: join of %s timed out after %u ms", s->conf->name, ch->topic,
+		  s->conf->join_timeout_ms);
+	settle_waiters_with(ch, false, SESS_TIMEOUT, "join timed out; retrying");
+	schedule_rejoin(ch, "join timeout");
+}
+
+static void
+send_join(struct channel *ch)
+{
+	struct session *s = ch->sess;
+	struct channel_waits *w = waits_of(ch);
+
+	tq_cancel(s->tq, &ch->rejoin_timer);
+	phx_ref_next(&s->refs, ch->join_ref);
+	ch->state = CHAN_JOINING;
+	/* Presence is re-synced by the presence_state the join brings. */
+	ch->presence_synced = false;
+	if (ch->presence_early)
+		json_array_clear(ch->presence_early);
+	else
+		ch->presence_early = json_array();
+	w->join.kind = WAIT_JOIN;
+	w->join.obj = ch;
+	strmap_put(&s->inflight, ch->join_ref, strlen(ch->join_ref), &w->join);
+	tq_arm(s->tq, &ch->join_timer, s->conf->join_timeout_ms);
+	send_frame(s, ch->join_ref, ch->join_ref, topic_field(ch), "phx_join", ch->payload,
+		   strlen(ch->payload), false);
+	emit_channel(ch, NULL, 0);
+}
+
+static struct channel *
+channel_new(struct session *s, const char *topic, const char *payload, bool from_config)
+{
+	struct channel *ch = xcalloc(1, sizeof(*ch) + sizeof(struct channel_waits));
+
+	ch->sess = s;
+	ch->topic = xstrdup(topic);
+	ch->topic_len = strlen(topic);
+	ch->payload = xstrdup(payload ? payload : "{}");
+	ch->state = CHAN_WAITING;
+	ch->from_config = from_config;
+	tq_timer_init(&ch->join_timer, join_timeout, ch);
+	tq_timer_init(&ch->rejoin_timer, rejoin_due, ch);
+	strmap_put(&s->channels, ch->topic, ch->topic_len, ch);
+	return ch;
+}
+
+/* Frees a channel already removed from s->channels, failing what waits. */
+static void
+channel_free(struct channel *ch)
+{
+	struct session *s = ch->sess;
+
+	tq_cancel(s->tq, &ch->join_timer);
+	tq_cancel(s->tq, &ch->rejoin_timer);
+	fail_buffered(ch, s->stopping ? SESS_SHUTTING_DOWN : SESS_LEFT, "topic left");
+	fail_inflight(ch, s->stopping ? SESS_SHUTTING_DOWN : SESS_LEFT, "topic left");
+	settle_waiters_with(ch, false, s->stopping ? SESS_SHUTTING_DOWN : SESS_LEFT, "topic left");
+	settle_waiters_with(ch, true, s->stopping ? SESS_SHUTTING_DOWN : SESS_OK, NULL);
+	json_decref(ch->presence);
+	json_decref(ch->presence_early);
+	free(ch->topic);
+	free(ch->payload);
+	free(ch->last_error);
+	free(ch->join_response);
+	free(ch);
+}
+
+void
+session_join(struct session *s, const char *topic, const char *payload, bool from_config,
+	     sess_done_fn done, void *arg)
+{
+	struct channel *ch;
+
+	if (strlen(topic) > PHX_MAX_FIELD || strlen(topic) == 0) {
+		finish(done, arg, SESS_TOO_LARGE, "a topic is 1 to 255 bytes");
+		return;
+	}
+	if (s->stopping) {
+		finish(done, arg, SESS_SHUTTING_DOWN, "phxd is stopping");
+		return;
+	}
+	ch = session_channel(s, topic);
+	if (ch == NULL) {
+		ch = channel_new(s, topic, payload, from_config);
+		if (done)
+			add_waiter(ch, false, done, arg);
+		if (s->state == SESS_OPEN)
+			send_join(ch);
+		else
+			emit_channel(ch, NULL, 0);
+		return;
+	}
+	/* One join per topic per connection: a second request shares the first. */
+	if (from_config)
+		ch->from_config = true;
+	switch (ch->state) {
+	case CHAN_JOINED: {
+		struct sess_result r = { .outcome = SESS_OK, .status = "ok",
+					 .response = ch->join_response,
+					 .response_len = ch->join_response ? strlen(ch->join_response) : 0 };
+		if (done)
+			done(arg, &r);
+		return;
+	}
+	case CHAN_LEAVING:
+		finish(done, arg, SESS_NOT_JOINED, "topic is being left; join again once it is");
+		return;
+	case CHAN_CLOSED:
+		free(ch->payload);
+		ch->payload = xstrdup(payload ? payload : "{}");
+		ch->state = CHAN_WAITING;
+		ch->rejoin_tries = 0;
+		if (done)
+			add_waiter(ch, false, done, arg);
+		if (s->state == SESS_OPEN)
+			send_join(ch);
+		return;
+	default:
+		if (done)
+			add_waiter(ch, false, done, arg);
+		return;
+	}
+}
+
+void
+session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg)
+{
+	struct channel *ch = session_channel(s, topic);
+	char ref[PHX_REF_BUFSZ];
+
+	if (ch == NULL) {
+		finish(done, arg, SESS_NOT_JOINED, "topic is not joined");
+		return;
+	}
+	if (ch->state == CHAN_LEAVING) {
+		if (done)
+			add_waiter(ch, true, done, arg);
+		return;
+	}
+	fail_buffered(ch, SESS_LEFT, "topic left before the push could be sent");
+	settle_waiters_with(ch, false, SESS_LEFT, "topic left");
+	if (s->state == SESS_OPEN && (ch->state == CHAN_JOINED || ch->state == CHAN_JOINING)) {
+		struct channel_waits *w = waits_of(ch);
+		drop_join_wait(ch);
+		tq_cancel(s->tq, &ch->rejoin_timer);
+		phx_ref_next(&s->refs, ref);
+		memcpy(ch->leave_ref, ref, sizeof(ref));
+		ch->state = CHAN_LEAVING;
+		w->leave.kind = WAIT_LEAVE;
+		w->leave.obj = ch;
+		strmap_put(&s->inflight, ref, strlen(ref), &w->leave);
+		tq_arm(s->tq, &ch->join_timer, s->conf->join_timeout_ms);
+		if (done)
+			add_waiter(ch, true, done, arg);
+		send_frame(s, ch->join_ref, ref, topic_field(ch), "phx_leave", "{}", 2, false);
+		emit_channel(ch, NULL, 0);
+		return;
+	}
+	/* Nothing on the server side to undo. */
+	strmap_del(&s->channels, ch->topic, ch->topic_len);
+	ch->state = CHAN_CLOSED;
+	emit_channel(ch, "left", 0);
+	channel_free(ch);
+	finish(done, arg, SESS_OK, NULL);
+}
+
+/* ---- presence (the phoenix.js Presence.syncState / syncDiff rules) ---- */
+
+static bool
+meta_has_ref(json_t *metas, json_t *ref)
+{
+	size_t i;
+	json_t *m;
+
+	json_array_foreach (metas, i, m)
+		if (json_equal(json_object_get(m, "phx_ref"), ref))
+			return true;
+	return false;
+}
+
+static void
+presence_apply_diff(json_t *state, json_t *diff)
+{
+	json_t *joins = json_object_get(diff, "joins"), *leaves = json_object_get(diff, "leaves");
+	const char *key;
+	json_t *val;
+
+	json_object_foreach (joins, key, val) {
+		json_t *cur = json_object_get(state, key);
+		json_t *fresh = json_deep_copy(val);
+		json_t *metas = json_object_get(fresh, "metas");
+		if (!json_is_array(metas)) {
+			json_decref(fresh);
+			continue;
+		}
+		if (cur != NULL) {
+			/* Metas we had and the join does not repeat come first. */
+			json_t *merged = json_array(), *m;
+			size_t i;
+			json_array_foreach (json_object_get(cur, "metas"), i, m)
+				if (!meta_has_ref(metas, json_object_get(m, "phx_ref")))
+					json_array_append(merged, m);
+			json_array_extend(merged, metas);
+			json_object_set_new(fresh, "metas", merged);
+		}
+		json_object_set_new(state, key, fresh);
+	}
+	json_object_foreach (leaves, key, val) {
+		json_t *cur = json_object_get(state, key), *kept, *m;
+		json_t *gone = json_object_get(val, "metas");
+		size_t i;
+		if (cur == NULL || !json_is_array(gone))
+			continue;
+		kept = json_array();
+		json_array_foreach (json_object_get(cur, "metas"), i, m)
+			if (!meta_has_ref(gone, json_object_get(m, "phx_ref")))
+				json_array_append(kept, m);
+		if (json_array_size(kept) == 0) {
+			json_decref(kept);
+			json_object_del(state, key);
+		} else {
+			json_object_set_new(cur, "metas", kept);
+		}
+	}
+}
+
+static void
+presence_message(struct channel *ch, const struct phx_msg *m)
+{
+	json_t *payload;
+
+	if (m->kind != PHX_TEXT)
+		return;
+	payload = json_loadb(m->payload.s, m->payload.len, 0, NULL);
+	if (!json_is_object(payload)) {
+		json_decref(payload);
+		return;
+	}
+	if (phx_field_eq(m->event, "presence_state")) {
+		json_decref(ch->presence);
+		ch->presence = payload;
+		ch->presence_synced = true;
+		size_t i;
+		json_t *diff;
+		json_array_foreach (ch->presence_early, i, diff)
+			presence_apply_diff(ch->presence, diff);
+		json_array_clear(ch->presence_early);
+		return;
+	}
+	/* presence_diff: before this join's presence_state it waits. */
+	if (ch->presence_synced) {
+		if (ch->presence == NULL)
+			ch->presence = json_object();
+		presence_apply_diff(ch->presence, payload);
+	} else if (json_array_size(ch->presence_early) < PRESENCE_EARLY_MAX) {
+		json_array_append(ch->presence_early, payload);
+	}
+	json_decref(payload);
+}
+
+/* ---- frames in -------------------------------------------------------- */
+
+static void
+handle_reply(struct session *s, const struct phx_msg *m)
+{
+	struct phx_reply reply;
+	struct phx_error perr;
+	struct sess_wait *w;
+	char ref[PHX_MAX_FIELD + 1];
+
+	if (m->ref.s == NULL || m->ref.len > PHX_MAX_FIELD) {
+		s->stats.unmatched_replies++;
+		return;
+	}
+	memcpy(ref, m->ref.s, m->ref.len);
+	ref[m->ref.len] = '\0';
+	if (phx_field_eq(m->topic, "phoenix") && strcmp(ref, s->heartbeat_ref) == 0) {
+		s->heartbeat_ref[0] = '\0';
+		s->reconnect_tries = 0;
+		return;
+	}
+	w = strmap_get(&s->inflight, ref, m->ref.len);
+	if (w == NULL) {
+		s->stats.unmatched_replies++;
+		return;
+	}
+	if (phx_reply_parse(m, &reply, &perr) != PHX_OK) {
+		s->stats.bad_frames++;
+		log_warnx("%s: reply %s to %.*s is malformed (%s); ignored", s->conf->name, ref,
+			  (int)m->topic.len, m->topic.s, perr.detail);
+		return;
+	}
+	char status[PHX_MAX_FIELD + 1];
+	size_t slen = reply.status.len > PHX_MAX_FIELD ? PHX_MAX_FIELD : reply.status.len;
+	memcpy(status, reply.status.s, slen);
+	status[slen] = '\0';
+	struct sess_result r = {
+		.outcome = strcmp(status, "ok") == 0 ? SESS_OK : SESS_REPLY_ERROR,
+		.status = status,
+		.response = reply.response.s,
+		.response_len = reply.response.len,
+		.binary = reply.binary,
+	};
+
+	switch (w->kind) {
+	case WAIT_PUSH: {
+		struct sess_push *p = w->obj;
+		if (!phx_field_eq(m->topic, p->ch->topic))
+			break;
+		push_end(p, &r);
+		return;
+	}
+	case WAIT_JOIN: {
+		struct channel *ch = w->obj;
+		if (!phx_field_eq(m->topic, ch->topic))
+			break;
+		strmap_del(&s->inflight, ref, m->ref.len);
+		tq_cancel(s->tq, &ch->join_timer);
+		s->reconnect_tries = 0;
+		if (r.outcome == SESS_OK) {
+			ch->state = CHAN_JOINED;
+			ch->joins++;
+			ch->rejoin_tries = 0;
+			set_error(ch, NULL, 0);
+			free(ch->join_response);
+			ch->join_response = xstrndup(r.response, r.response_len);
+			log_info("%s: joined %s", s->conf->name, ch->topic);
+			emit_channel(ch, NULL, 0);
+			settle_waiters(ch, false, &r);
+			flush_buffer(ch);
+		} else {
+			set_error(ch, r.response, r.response_len);
+			log_warnx("%s: join of %s refused: %s %.*s", s->conf->name, ch->topic, status,
+				  (int)r.response_len, r.response);
+			settle_waiters(ch, false, &r);
+			schedule_rejoin(ch, ch->last_error);
+		}
+		return;
+	}
+	case WAIT_LEAVE: {
+		struct channel *ch = w->obj;
+		if (!phx_field_eq(m->topic, ch->topic))
+			break;
+		strmap_del(&s->inflight, ref, m->ref.len);
+		strmap_del(&s->channels, ch->topic, ch->topic_len);
+		ch->state = CHAN_CLOSED;
+		emit_channel(ch, "left", 0);
+		settle_waiters(ch, true, &r);
+		channel_free(ch);
+		return;
+	}
+	}
+	s->stats.unmatched_replies++;
+}
+
+/* The server ended this join: phx_error (crash) or phx_close (stop). */
+static void
+channel_ended(struct channel *ch, bool crashed, const struct phx_msg *m)
+{
+	struct session *s = ch->sess;
+
+	(void)m;
+	if (ch->state != CHAN_JOINED && ch->state != CHAN_JOINING)
+		return;
+	drop_join_wait(ch);
+	if (crashed) {
+		log_warnx("%s: channel %s crashed on the server; rejoining", s->conf->name, ch->topic);
+		set_error(ch, "\"phx_error\"", 11);
+		fail_inflight(ch, SESS_CHANNEL_ERROR, "the channel crashed on the server");
+		settle_waiters_with(ch, false, SESS_CHANNEL_ERROR, "the channel crashed; retrying");
+		schedule_rejoin(ch, "phx_error");
+		return;
+	}
+	log_warnx("%s: the server closed channel %s", s->conf->name, ch->topic);
+	ch->state = CHAN_CLOSED;
+	set_error(ch, "\"phx_close\"", 11);
+	fail_inflight(ch, SESS_CHANNEL_CLOSED, "the server closed the channel");
+	fail_buffered(ch, SESS_CHANNEL_CLOSED, "the server closed the channel");
+	settle_waiters_with(ch, false, SESS_CHANNEL_CLOSED, "the server closed the channel");
+	emit_channel(ch, "phx_close", 0);
+}
+
+void
+session_on_frame(struct session *s, const char *data, size_t len, bool binary)
+{
+	struct phx_msg m;
+	struct phx_error perr;
+	struct channel *ch;
+	enum phx_err rc;
+
+	if (s->state != SESS_OPEN)
+		return;
+	s->stats.frames_in++;
+	rc = binary ? phx_decode_binary(data, len, PHX_FROM_SERVER, &m, &perr)
+		    : phx_decode_text(data, len, PHX_DECODE_STRICT, &m, &perr);
+	if (rc != PHX_OK) {
+		s->stats.bad_frames++;
+		if (s->stats.bad_frames <= BAD_FRAME_LOG_LIMIT)
+			log_warnx("%s: bad frame from the server ignored: %s%s", s->conf->name,
+				  perr.detail,
+				  s->stats.bad_frames == BAD_FRAME_LOG_LIMIT ? " (no more such warnings)"
+									     : "");
+		return;
+	}
+	if (phx_field_eq(m.event, "phx_reply")) {
+		handle_reply(s, &m);
+		return;
+	}
+	if (m.topic.len > PHX_MAX_FIELD)
+		return;
+	char topic[PHX_MAX_FIELD + 1];
+	memcpy(topic, m.topic.s, m.topic.len);
+	topic[m.topic.len] = '\0';
+	ch = strmap_get(&s->channels, topic, m.topic.len);
+	if (ch == NULL || (ch->state != CHAN_JOINED && ch->state != CHAN_JOINING)) {
+		s->stats.stale_dropped++;
+		return;
+	}
+	/* A message of an earlier join of this topic (the server's phx_close
+	 * of a replaced join, say) is not ours any more. */
+	if (m.join_ref.s != NULL && !phx_field_eq(m.join_ref, ch->join_ref)) {
+		s->stats.stale_dropped++;
+		return;
+	}
+	if (phx_field_eq(m.event, "phx_error")) {
+		channel_ended(ch, true, &m);
+		return;
+	}
+	if (phx_field_eq(m.event, "phx_close")) {
+		channel_ended(ch, false, &m);
+		return;
+	}
+	if (phx_field_eq(m.event, "presence_state") || phx_field_eq(m.event, "presence_diff"))
+		presence_message(ch, &m);
+	s->stats.delivered++;
+	if (s->ops->message)
+		s->ops->message(s->host, s, &m);
+}
+
+/* ---- connection lifecycle ----------------------------------------------- */
+
+void
+session_start(struct session *s)
+{
+	struct sess_event ev = { .kind = SEV_CONNECTING };
+
+	if (s->stopping || s->state == SESS_CONNECTING || s->state == SESS_OPEN)
+		return;
+	tq_cancel(s->tq, &s->reconnect_timer);
+	s->state = SESS_CONNECTING;
+	s->stats.attempts++;
+	ev.attempt = s->stats.attempts;
+	emit(s, &ev);
+	s->ops->connect(s->host, s);
+}
+
+void
+session_on_open(struct session *s)
+{
+	struct sess_event ev = { .kind = SEV_CONNECTED };
+	struct strmap_iter it;
+
+	if (s->state != SESS_CONNECTING)
+		return;
+	s->state = SESS_OPEN;
+	s->opened_at = s->tq->now;
+	s->stats.connects++;
+	if (s->stats.connects > 1)
+		s->stats.reconnects++;
+	s->heartbeat_ref[0] = '\0';
+	s->last_http_status = 0;
+	if (s->conf->heartbeat_ms)
+		tq_arm(s->tq, &s->heartbeat_timer, s->conf->heartbeat_ms);
+	log_info("%s: connected to %s", s->conf->name, s->conf->url);
+	ev.attempt = s->stats.attempts;
+	emit(s, &ev);
+	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
+	     e = strmap_next(&s->channels, &it)) {
+		struct channel *ch = e->value;
+		if (ch->state == CHAN_WAITING || ch->state == CHAN_ERRORED)
+			send_join(ch);
+	}
+}
+
+/* The websocket is gone (closed by either side or never opened). */
+static void
+socket_gone(struct session *s, int code, const char *reason, int http_status)
+{
+	struct strmap_iter it;
+	struct sess_event ev = { .kind = SEV_DISCONNECTED, .code = code, .reason = reason,
+				 .http_status = http_status };
+	bool was_open = s->state == SESS_OPEN;
+
+	tq_cancel(s->tq, &s->heartbeat_timer);
+	s->heartbeat_ref[0] = '\0';
+	s->closed_at = s->tq->now;
+	s->last_close_code = code;
+	if (http_status)
+		s->last_http_status = http_status;
+	snprintf(s->last_error, sizeof(s->last_error), "%s", reason ? reason : "");
+
+	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
+	     e = strmap_next(&s->channels, &it)) {
+		struct channel *ch = e->value;
+		fail_inflight(ch, s->stopping ? SESS_SHUTTING_DOWN : SESS_DISCONNECTED,
+			      "the connection was lost before the reply");
+		switch (ch->state) {
+		case CHAN_JOINING:
+		case CHAN_JOINED:
+		case CHAN_ERRORED:
+			drop_join_wait(ch);
+			tq_cancel(s->tq, &ch->rejoin_timer);
+			ch->state = CHAN_WAITING;
+			if (!s->stopping)
+				emit_channel(ch, "disconnected", 0);
+			break;
+		case CHAN_LEAVING:
+			/* The server forgets the channel with the socket. */
+			strmap_del(&s->inflight, ch->leave_ref, strlen(ch->leave_ref));
+			strmap_del(&s->channels, ch->topic, ch->topic_len);
+			ch->state = CHAN_CLOSED;
+			channel_free(ch);
+			break;
+		default:
+			break;
+		}
+	}
+	/* Nothing in flight survives its socket. */
+	strmap_free(&s->inflight);
+	strmap_init(&s->inflight);
+
+	if (s->stopping) {
+		s->state = SESS_STOPPED;
+		emit(s, &ev);
+		return;
+	}
+	schedule_reconnect(s, http_status);
+	ev.delay_ms = s->next_attempt_at - s->tq->now;
+	ev.attempt = s->reconnect_tries;
+	if (was_open || s->stats.attempts <= 1 || http_status)
+		log_warnx("%s: %s%s (code %d%s%.0d); retrying in %llu ms", s->conf->name,
+			  was_open ? "disconnected: " : "cannot connect: ", reason ? reason : "",
+			  code, http_status ? ", HTTP " : "", http_status,
+			  (unsigned long long)ev.delay_ms);
+	else
+		log_debug("%s: cannot connect: %s; retrying in %llu ms", s->conf->name,
+			  reason ? reason : "", (unsigned long long)ev.delay_ms);
+	emit(s, &ev);
+}
+
+void
+session_on_close(struct session *s, int code, const char *reason, int http_status)
+{
+	if (s->state != SESS_OPEN && s->state != SESS_CONNECTING)
+		return;
+	socket_gone(s, code, reason, http_status);
+}
+
+void
+session_reconnect(struct session *s, const char *reason)
+{
+	if (s->state == SESS_OPEN || s->state == SESS_CONNECTING) {
+		s->ops->close(s->host, s, 1000, reason);
+		socket_gone(s, 1000, reason, 0);
+	}
+	/* Asked-for reconnects (settings changed, heartbeat lost) go at once
+	 * for the first time; the back-off still applies if they keep failing. */
+	if (s->state == SESS_WAITING && s->reconnect_tries <= 1) {
+		tq_cancel(s->tq, &s->reconnect_timer);
+		session_start(s);
+	}
+}
+
+void
+session_stop(struct session *s)
+{
+	struct strmap_iter it;
+	char ref[PHX_REF_BUFSZ];
+	bool open = s->state == SESS_OPEN;
+
+	if (s->stopping)
+		return;
+	s->stopping = true;
+	tq_cancel(s->tq, &s->reconnect_timer);
+	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
+	     e = strmap_next(&s->channels, &it)) {
+		struct channel *ch = e->value;
+		fail_buffered(ch, SESS_SHUTTING_DOWN, "phxd is stopping");
+		fail_inflight(ch, SESS_SHUTTING_DOWN, "phxd is stopping");
+		settle_waiters_with(ch, false, SESS_SHUTTING_DOWN, "phxd is stopping");
+		settle_waiters_with(ch, true, SESS_SHUTTING_DOWN, "phxd is stopping");
+		if (open && (ch->state == CHAN_JOINED || ch->state == CHAN_JOINING)) {
+			phx_ref_next(&s->refs, ref);
+			send_frame(s, ch->join_ref, ref, topic_field(ch), "phx_leave", "{}", 2, false);
+		}
+	}
+	if (open || s->state == SESS_CONNECTING) {
+		s->ops->close(s->host, s, 1000, "phxd stopping");
+		socket_gone(s, 1000, "phxd stopping", 0);
+	}
+	s->state = SESS_STOPPED;
+}
+
+void
+session_reconfigure(struct session *s, const struct conn_conf *conf)
+{
+	const struct conn_conf *old = s->conf;
+	bool reconnect = config_conn_needs_reconnect(old, conf);
+	struct strmap_iter it;
+
+	s->conf = conf;
+	/* Topics the old config joined and the new one does not: leave. */
+	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
+	     e = strmap_next(&s->channels, &it)) {
+		struct channel *ch = e->value;
+		bool kept = false;
+		if (!ch->from_config)
+			continue;
+		for (size_t i = 0; i < conf->njoins && !kept; i++)
+			kept = strcmp(conf->joins[i].topic, ch->topic) == 0;
+		if (kept)
+			continue;
+		ch->from_config = false;
+		if (ch->state != CHAN_LEAVING)
+			session_leave(s, ch->topic, NULL, NULL);
+	}
+	for (size_t i = 0; i < conf->njoins; i++) {
+		struct channel *ch = session_channel(s, conf->joins[i].topic);
+		if (ch != NULL && strcmp(ch->payload, conf->joins[i].payload) != 0) {
+			free(ch->payload);
+			ch->payload = xstrdup(conf->joins[i].payload);
+		}
+		session_join(s, conf->joins[i].topic, conf->joins[i].payload, true, NULL, NULL);
+	}
+	if (reconnect) {
+		log_info("%s: connection settings changed; reconnecting", conf->name);
+		s->reconnect_tries = 0;
+		session_reconnect(s, "settings changed");
+	}
+}
+
+struct session *
+session_new(const struct conn_conf *conf, const struct session_ops *ops, void *host,
+	    struct timerq *tq)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+
+	s->conf = conf;
+	s->ops = ops;
+	s->host = host;
+	s->tq = tq;
+	s->state = SESS_IDLE;
+	strmap_init(&s->channels);
+	strmap_init(&s->inflight);
+	tq_timer_init(&s->reconnect_timer, reconnect_due, s);
+	tq_timer_init(&s->heartbeat_timer, heartbeat_due, s);
+	for (size_t i = 0; i < conf->njoins; i++)
+		channel_new(s, conf->joins[i].topic, conf->joins[i].payload, true);
+	return s;
+}
+
+void
+session_free(struct session *s)
+{
+	struct strmap_iter it;
+
+	if (s == NULL)
+		return;
+	s->stopping = true;
+	tq_cancel(s->tq, &s->reconnect_timer);
+	tq_cancel(s->tq, &s->heartbeat_timer);
+	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
+	     e = strmap_next(&s->channels, &it)) {
+		struct channel *ch = e->value;
+		strmap_del(&s->channels, ch->topic, ch->topic_len);
+		channel_free(ch);
+	}
+	strmap_free(&s->channels);
+	strmap_free(&s->inflight);
+	free(s->scratch);
+	free(s);
+}

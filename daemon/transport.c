@@ -1,0 +1,828 @@
+#include "transport.h"
+
+#include "log.h"
+#include "xmalloc.h"
+
+#include <libwebsockets.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What a connect needs, copied so a reload can free the config meanwhile. */
+struct tp_target {
+	char *name, *address, *path, *host_header, *subprotocols;
+	char *ca_file, *client_cert, *client_key;
+	bool tls, tls_verify;
+	int port;
+	size_t max_message;
+	struct conf_kv *headers;
+	size_t nheaders;
+};
+
+enum tp_cmd_kind { CMD_CONNECT, CMD_SEND, CMD_CLOSE, CMD_RESUME };
+
+struct tp_cmd {
+	struct tp_cmd *next;
+	enum tp_cmd_kind kind;
+	uint32_t id, gen;
+	int code;
+	bool binary;
+	char reason[124];
+	struct tp_target *target;
+	size_t len;
+	unsigned char buf[];	/* LWS_PRE headroom, then the frame */
+};
+
+/* One websocket, owned by the lws thread. */
+struct tp_link {
+	struct tp_link *next;	/* all links, for the stop and the graveyard */
+	struct transport *tp;
+	uint32_t id, gen;
+	struct lws *wsi;
+	struct tp_target *target;
+	struct tp_cmd *out_head, *out_tail;
+	char *rx;
+	size_t rx_len, rx_cap;
+	bool rx_binary;
+	bool established, done, paused;
+	int close_code;		/* to send; 0 when we do not close */
+	char close_reason[124];
+	int peer_code;		/* received in the peer's close frame */
+	char peer_reason[124];
+};
+
+struct transport {
+	struct event_base *base;
+	struct event *wake_ev;		/* lws thread -> libevent */
+	struct event *flush_ev;		/* batches transport_send */
+	tp_event_fn fn;
+	void *ud;
+
+	pthread_t thread;
+	bool thread_started;
+	struct lws_context *ctx;
+	struct lws_vhost *plain_vhost;
+
+	pthread_mutex_t lock;
+	struct tp_cmd *cmd_head, *cmd_tail;	/* -> lws thread */
+	struct tp_event *ev_head, *ev_tail;	/* -> libevent thread */
+	size_t ev_bytes;
+	bool stopping;
+	uint64_t stop_deadline_us;
+
+	/* libevent thread only: frames not yet handed over */
+	struct tp_cmd *batch_head, *batch_tail;
+
+	/* lws thread only */
+	struct tp_link *links;
+	struct tp_link **by_id;
+	size_t nby_id;
+	struct lws_sorted_usec_list stop_sul;
+	bool stop_tick_armed;
+	struct tls_vhost {
+		struct tls_vhost *next;
+		char *key;
+		struct lws_vhost *vh;
+	} *tls_vhosts;
+};
+
+/* The libevent thread stops reading sockets (flow control) while this much
+ * received data waits for it. */
+#define EV_BYTES_HIGH (64u << 20)
+#define WRITES_PER_WRITEABLE 32
+
+static void target_free(struct tp_target *t);
+
+/* ---- libevent side -------------------------------------------------------- */
+
+static void
+push_cmd_list(struct transport *tp, struct tp_cmd *head, struct tp_cmd *tail)
+{
+	bool was_empty;
+
+	pthread_mutex_lock(&tp->lock);
+	was_empty = tp->cmd_head == NULL;
+	if (tp->cmd_tail)
+		tp->cmd_tail->next = head;
+	else
+		tp->cmd_head = head;
+	tp->cmd_tail = tail;
+	pthread_mutex_unlock(&tp->lock);
+	if (was_empty && tp->ctx)
+		lws_cancel_service(tp->ctx);
+}
+
+static void
+flush_batch(struct transport *tp)
+{
+	if (tp->batch_head == NULL)
+		return;
+	push_cmd_list(tp, tp->batch_head, tp->batch_tail);
+	tp->batch_head = tp->batch_tail = NULL;
+}
+
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	flush_batch(arg);
+}
+
+static void
+queue_cmd(struct transport *tp, struct tp_cmd *c)
+{
+	/* Keep order with frames already batched. */
+	if (tp->batch_tail)
+		tp->batch_tail->next = c;
+	else
+		tp->batch_head = c;
+	tp->batch_tail = c;
+	if (c->kind == CMD_SEND) {
+		if (!event_pending(tp->flush_ev, EV_TIMEOUT, NULL))
+			event_active(tp->flush_ev, EV_TIMEOUT, 0);
+	} else {
+		flush_batch(tp);
+	}
+}
+
+static void
+wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct transport *tp = arg;
+	struct tp_event *ev, *next;
+	bool resume;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&tp->lock);
+	ev = tp->ev_head;
+	tp->ev_head = tp->ev_tail = NULL;
+	resume = tp->ev_bytes >= EV_BYTES_HIGH;
+	tp->ev_bytes = 0;
+	pthread_mutex_unlock(&tp->lock);
+	for (; ev != NULL; ev = next) {
+		next = ev->next;
+		tp->fn(tp->ud, ev);
+		free(ev);
+	}
+	if (resume) {
+		struct tp_cmd *c = xcalloc(1, sizeof(*c));
+		c->kind = CMD_RESUME;
+		queue_cmd(tp, c);
+	}
+}
+
+struct transport *
+transport_new(struct event_base *base, tp_event_fn fn, void *ud)
+{
+	struct transport *tp = xcalloc(1, sizeof(*tp));
+
+	tp->base = base;
+	tp->fn = fn;
+	tp->ud = ud;
+	pthread_mutex_init(&tp->lock, NULL);
+	tp->wake_ev = event_new(base, -1, 0, wake_cb, tp);
+	tp->flush_ev = event_new(base, -1, 0, flush_cb, tp);
+	/* Frames are handed over after everything else of the pass ran
+	 * (the daemon's base has 3 priorities; 1 is the default). */
+	event_priority_set(tp->flush_ev, 2);
+	return tp;
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+void
+transport_connect(struct transport *tp, uint32_t id, uint32_t gen, const struct conn_conf *c)
+{
+	struct tp_cmd *cmd = xcalloc(1, sizeof(*cmd));
+	struct tp_target *t = xcalloc(1, sizeof(*t));
+
+	t->name = xstrdup(c->name);
+	t->address = xstrdup(c->host);
+	t->port = c->port;
+	t->path = xstrdup(c->request_path);
+	if ((c->tls && c->port == 443) || (!c->tls && c->port == 80))
+		t->host_header = xstrdup(c->host);
+	else if (strchr(c->host, ':'))
+		xasprintf(&t->host_header, "[%s]:%d", c->host, c->port);
+	else
+		xasprintf(&t->host_header, "%s:%d", c->host, c->port);
+	t->subprotocols = dup_or_null(c->subprotocols);
+	t->ca_file = dup_or_null(c->ca_file);
+	t->client_cert = dup_or_null(c->client_cert);
+	t->client_key = dup_or_null(c->client_key);
+	t->tls = c->tls;
+	t->tls_verify = c->tls_verify;
+	t->max_message = c->max_message;
+	t->nheaders = c->nheaders;
+	t->headers = xcalloc(c->nheaders, sizeof(*t->headers));
+	for (size_t i = 0; i < c->nheaders; i++) {
+		xasprintf(&t->headers[i].key, "%s:", c->headers[i].key);
+		t->headers[i].value = xstrdup(c->headers[i].value);
+	}
+	cmd->kind = CMD_CONNECT;
+	cmd->id = id;
+	cmd->gen = gen;
+	cmd->target = t;
+	queue_cmd(tp, cmd);
+}
+
+void
+transport_send(struct transport *tp, uint32_t id, uint32_t gen, const char *data, size_t len,
+	       bool binary)
+{
+	struct tp_cmd *cmd = xmalloc(sizeof(*cmd) + LWS_PRE + len);
+
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->kind = CMD_SEND;
+	cmd->id = id;
+	cmd->gen = gen;
+	cmd->binary = binary;
+	cmd->len = len;
+	memcpy(cmd->buf + LWS_PRE, data, len);
+	queue_cmd(tp, cmd);
+}
+
+void
+transport_close(struct transport *tp, uint32_t id, uint32_t gen, int code, const char *reason)
+{
+	struct tp_cmd *cmd = xcalloc(1, sizeof(*cmd));
+
+	cmd->kind = CMD_CLOSE;
+	cmd->id = id;
+	cmd->gen = gen;
+	cmd->code = code;
+	snprintf(cmd->reason, sizeof(cmd->reason), "%s", reason ? reason : "");
+	queue_cmd(tp, cmd);
+}
+
+/* ---- lws thread ------------------------------------------------------------ */
+
+static void
+post_event(struct transport *tp, struct tp_event *ev)
+{
+	bool was_empty;
+
+	ev->next = NULL;
+	pthread_mutex_lock(&tp->lock);
+	was_empty = tp->ev_head == NULL;
+	if (tp->ev_tail)
+		tp->ev_tail->next = ev;
+	else
+		tp->ev_head = ev;
+	tp->ev_tail = ev;
+	tp->ev_bytes += ev->len;
+	pthread_mutex_unlock(&tp->lock);
+	if (was_empty)
+		event_active(tp->wake_ev, EV_READ, 0);
+}
+
+static void
+post_simple(struct tp_link *l, enum tp_event_kind kind, int code, const char *reason,
+	    int http_status)
+{
+	struct tp_event *ev = xcalloc(1, sizeof(*ev));
+
+	ev->kind = kind;
+	ev->id = l->id;
+	ev->gen = l->gen;
+	ev->code = code;
+	ev->http_status = http_status;
+	snprintf(ev->reason, sizeof(ev->reason), "%s", reason ? reason : "");
+	post_event(l->tp, ev);
+}
+
+static void
+link_finish(struct tp_link *l, int code, const char *reason, int http_status)
+{
+	if (l->done)
+		return;
+	l->done = true;
+	if (l->wsi)
+		lws_set_opaque_user_data(l->wsi, NULL);
+	l->wsi = NULL;
+	post_simple(l, TP_CLOSED, code, reason, http_status);
+	if (l->id < l->tp->nby_id && l->tp->by_id[l->id] == l)
+		l->tp->by_id[l->id] = NULL;
+}
+
+static void
+link_free(struct tp_link *l)
+{
+	struct tp_cmd *c, *next;
+
+	for (c = l->out_head; c != NULL; c = next) {
+		next = c->next;
+		free(c);
+	}
+	free(l->rx);
+	target_free(l->target);
+	free(l);
+}
+
+/* Frees finished links; runs after each service pass, never inside a callback. */
+static void
+reap_links(struct transport *tp)
+{
+	struct tp_link **pp = &tp->links, *l;
+
+	while ((l = *pp) != NULL) {
+		if (l->done) {
+			*pp = l->next;
+			link_free(l);
+		} else {
+			pp = &l->next;
+		}
+	}
+}
+
+static struct lws_vhost *
+vhost_for(struct transport *tp, const struct tp_target *t)
+{
+	struct lws_context_creation_info info;
+	char *key;
+	struct lws_vhost *vh;
+
+	if (!t->tls)
+		return tp->plain_vhost;
+	xasprintf(&key, "%s|%s|%s|%d", t->ca_file ? t->ca_file : "", t->client_cert ? t->client_cert : "",
+		  t->client_key ? t->client_key : "", t->tls_verify);
+	for (struct tls_vhost *v = tp->tls_vhosts; v; v = v->next) {
+		if (strcmp(v->key, key) == 0) {
+			free(key);
+			return v->vh;
+		}
+	}
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.client_ssl_ca_filepath = t->ca_file;
+	info.client_ssl_cert_filepath = t->client_cert;
+	info.client_ssl_private_key_filepath = t->client_key;
+	char name[48];
+	snprintf(name, sizeof(name), "tls%p", (void *)key);
+	info.vhost_name = name;
+	vh = lws_create_vhost(tp->ctx, &info);
+	if (vh == NULL) {
+		log_warnx("%s: cannot set up TLS (ca_file, client_cert, client_key?)", t->name);
+		free(key);
+		return NULL;
+	}
+	struct tls_vhost *v = xcalloc(1, sizeof(*v));
+	v->key = key;
+	v->vh = vh;
+	v->next = tp->tls_vhosts;
+	tp->tls_vhosts = v;
+	return vh;
+}
+
+static void
+do_connect(struct transport *tp, struct tp_cmd *cmd)
+{
+	struct tp_link *l = xcalloc(1, sizeof(*l));
+	struct lws_client_connect_info ci;
+	struct tp_target *t = cmd->target;
+
+	cmd->target = NULL;
+	l->tp = tp;
+	l->id = cmd->id;
+	l->gen = cmd->gen;
+	l->target = t;
+	l->next = tp->links;
+	tp->links = l;
+	if (cmd->id >= tp->nby_id) {
+		size_t n = cmd->id + 16;
+		tp->by_id = xrealloc(tp->by_id, n * sizeof(*tp->by_id));
+		memset(tp->by_id + tp->nby_id, 0, (n - tp->nby_id) * sizeof(*tp->by_id));
+		tp->nby_id = n;
+	}
+	if (tp->by_id[cmd->id] != NULL && tp->by_id[cmd->id] != l) {
+		/* An older socket of this connection: it is no longer wanted. */
+		struct tp_link *old = tp->by_id[cmd->id];
+		if (old->wsi)
+			lws_set_timeout(old->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+		link_finish(old, 1000, "replaced", 0);
+	}
+	tp->by_id[cmd->id] = l;
+
+	memset(&ci, 0, sizeof(ci));
+	ci.context = tp->ctx;
+	ci.vhost = vhost_for(tp, t);
+	if (ci.vhost == NULL) {
+		link_finish(l, 1015, "TLS setup failed", 0);
+		return;
+	}
+	ci.address = t->address;
+	ci.port = t->port;
+	ci.path = t->path;
+	ci.host = t->host_header;
+	ci.protocol = t->subprotocols;
+	ci.local_protocol_name = "phxd";
+	ci.opaque_user_data = l;
+	ci.pwsi = &l->wsi;
+	if (t->tls) {
+		ci.ssl_connection = LCCSCF_USE_SSL;
+		if (!t->tls_verify)
+			ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
+					     LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+					     LCCSCF_ALLOW_EXPIRED;
+	}
+	if (lws_client_connect_via_info(&ci) == NULL && !l->done)
+		link_finish(l, 1006, "cannot start the connection", 0);
+}
+
+static struct tp_link *
+link_of(struct transport *tp, const struct tp_cmd *cmd)
+{
+	struct tp_link *l = cmd->id < tp->nby_id ? tp->by_id[cmd->id] : NULL;
+
+	return l != NULL && l->gen == cmd->gen && !l->done ? l : NULL;
+}
+
+static void
+run_commands(struct transport *tp)
+{
+	struct tp_cmd *cmd, *next;
+	bool stopping;
+
+	pthread_mutex_lock(&tp->lock);
+	cmd = tp->cmd_head;
+	tp->cmd_head = tp->cmd_tail = NULL;
+	stopping = tp->stopping;
+	pthread_mutex_unlock(&tp->lock);
+
+	for (; cmd != NULL; cmd = next) {
+		struct tp_link *l;
+		next = cmd->next;
+		cmd->next = NULL;
+		switch (cmd->kind) {
+		case CMD_CONNECT:
+			if (!stopping)
+				do_connect(tp, cmd);
+			break;
+		case CMD_SEND:
+			l = link_of(tp, cmd);
+			if (l == NULL || !l->established || l->close_code)
+				break;
+			if (l->out_tail)
+				l->out_tail->next = cmd;
+			else
+				l->out_head = cmd;
+			l->out_tail = cmd;
+			lws_callback_on_writable(l->wsi);
+			cmd = NULL;
+			break;
+		case CMD_CLOSE:
+			l = link_of(tp, cmd);
+			if (l == NULL)
+				break;
+			if (l->established && l->wsi) {
+				l->close_code = cmd->code;
+				memcpy(l->close_reason, cmd->reason, sizeof(l->close_reason));
+				lws_callback_on_writable(l->wsi);
+			} else {
+				if (l->wsi)
+					lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK,
+							LWS_TO_KILL_ASYNC);
+				link_finish(l, cmd->code, cmd->reason, 0);
+			}
+			break;
+		case CMD_RESUME:
+			for (l = tp->links; l; l = l->next) {
+				if (l->paused && l->wsi && !l->done) {
+					l->paused = false;
+					lws_rx_flow_control(l->wsi, 1);
+				}
+			}
+			break;
+		}
+		if (cmd) {
+			if (cmd->target)
+				target_free(cmd->target);
+			free(cmd);
+		}
+	}
+}
+
+static int
+write_some(struct tp_link *l)
+{
+	for (int i = 0; i < WRITES_PER_WRITEABLE && l->out_head != NULL; i++) {
+		struct tp_cmd *c = l->out_head;
+		int n = lws_write(l->wsi, c->buf + LWS_PRE, c->len,
+				  c->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+		if (n < (int)c->len)
+			return -1;
+		l->out_head = c->next;
+		if (l->out_head == NULL)
+			l->out_tail = NULL;
+		free(c);
+		if (lws_send_pipe_choked(l->wsi))
+			break;
+	}
+	if (l->out_head != NULL || l->close_code)
+		lws_callback_on_writable(l->wsi);
+	return 0;
+}
+
+static int
+receive(struct tp_link *l, struct lws *wsi, const void *in, size_t len)
+{
+	if (lws_is_first_fragment(wsi)) {
+		l->rx_len = 0;
+		l->rx_binary = lws_frame_is_binary(wsi);
+	}
+	if (l->rx_len + len > l->target->max_message) {
+		log_warnx("%s: incoming message larger than max_message_bytes (%zu); closing",
+			  l->target->name, l->target->max_message);
+		l->close_code = 1009;
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
+		link_finish(l, 1009, "message too big", 0);
+		return -1;
+	}
+	if (l->rx_len + len > l->rx_cap) {
+		l->rx_cap = l->rx_len + len > 2 * l->rx_cap ? l->rx_len + len : 2 * l->rx_cap;
+		l->rx = xrealloc(l->rx, l->rx_cap);
+	}
+	memcpy(l->rx + l->rx_len, in, len);
+	l->rx_len += len;
+	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) != 0)
+		return 0;
+
+	struct tp_event *ev = xmalloc(sizeof(*ev) + l->rx_len);
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = TP_FRAME;
+	ev->id = l->id;
+	ev->gen = l->gen;
+	ev->binary = l->rx_binary;
+	ev->len = l->rx_len;
+	memcpy(ev->data, l->rx, l->rx_len);
+	l->rx_len = 0;
+	post_event(l->tp, ev);
+	pthread_mutex_lock(&l->tp->lock);
+	bool high = l->tp->ev_bytes >= EV_BYTES_HIGH;
+	pthread_mutex_unlock(&l->tp->lock);
+	if (high && !l->paused) {
+		l->paused = true;
+		lws_rx_flow_control(wsi, 0);
+	}
+	return 0;
+}
+
+static int
+callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct transport *tp = lws_context_user(lws_get_context(wsi));
+	struct tp_link *l = lws_get_opaque_user_data(wsi);
+
+	(void)user;
+	switch (reason) {
+	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		run_commands(tp);
+		return 0;
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
+		unsigned char **p = in, *end = *p + len;
+		if (l == NULL)
+			return 0;
+		for (size_t i = 0; i < l->target->nheaders; i++) {
+			const struct conf_kv *h = &l->target->headers[i];
+			if (lws_add_http_header_by_name(wsi, (const unsigned char *)h->key,
+							(const unsigned char *)h->value,
+							(int)strlen(h->value), p, end))
+				return -1;
+		}
+		return 0;
+	}
+	case LWS_CALLBACK_CLIENT_ESTABLISHED:
+		if (l == NULL || l->done)
+			return -1;
+		l->established = true;
+		post_simple(l, TP_OPEN, 0, NULL, 0);
+		return 0;
+	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+		if (l == NULL)
+			return 0;
+		int status = (int)lws_http_client_http_response(wsi);
+		char why[128];
+		if (status >= 300)
+			snprintf(why, sizeof(why), "handshake answered HTTP %d", status);
+		else
+			snprintf(why, sizeof(why), "%s", in ? (const char *)in : "connection failed");
+		link_finish(l, 1006, why, status >= 300 ? status : 0);
+		return 0;
+	}
+	case LWS_CALLBACK_CLIENT_RECEIVE:
+		if (l == NULL || l->done)
+			return -1;
+		return receive(l, wsi, in, len);
+	case LWS_CALLBACK_CLIENT_WRITEABLE:
+		if (l == NULL || l->done)
+			return -1;
+		if (l->out_head != NULL && write_some(l) < 0)
+			return -1;
+		if (l->close_code && l->out_head == NULL) {
+			lws_close_reason(wsi, (enum lws_close_status)l->close_code,
+					 (unsigned char *)l->close_reason, strlen(l->close_reason));
+			link_finish(l, l->close_code, l->close_reason, 0);
+			return -1;
+		}
+		return 0;
+	case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+		if (l != NULL && len >= 2) {
+			const unsigned char *b = in;
+			l->peer_code = b[0] << 8 | b[1];
+			snprintf(l->peer_reason, sizeof(l->peer_reason), "%.*s", (int)(len - 2),
+				 (const char *)in + 2);
+		}
+		return 0;
+	case LWS_CALLBACK_CLIENT_CLOSED:
+		if (l != NULL) {
+			char why[160];
+			if (l->peer_code)
+				snprintf(why, sizeof(why), "server closed with %d%s%s", l->peer_code,
+					 l->peer_reason[0] ? ": " : "", l->peer_reason);
+			else
+				snprintf(why, sizeof(why), "connection lost");
+			link_finish(l, l->peer_code ? l->peer_code : 1006, why, 0);
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static const struct lws_protocols protocols[] = {
+	{ "phxd", callback, 0, 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
+static void
+stop_tick(lws_sorted_usec_list_t *sul)
+{
+	struct transport *tp = lws_container_of(sul, struct transport, stop_sul);
+
+	lws_sul_schedule(tp->ctx, 0, &tp->stop_sul, stop_tick, 50 * LWS_US_PER_MS);
+}
+
+static bool
+should_exit(struct transport *tp)
+{
+	bool stopping;
+	uint64_t deadline;
+
+	pthread_mutex_lock(&tp->lock);
+	stopping = tp->stopping;
+	deadline = tp->stop_deadline_us;
+	pthread_mutex_unlock(&tp->lock);
+	if (!stopping)
+		return false;
+	/* lws_service() may sleep long; a tick keeps the deadline honest. */
+	if (!tp->stop_tick_armed) {
+		tp->stop_tick_armed = true;
+		stop_tick(&tp->stop_sul);
+	}
+	for (struct tp_link *l = tp->links; l; l = l->next)
+		if (!l->done && (uint64_t)lws_now_usecs() < deadline)
+			return false;
+	return true;
+}
+
+static void *
+thread_main(void *arg)
+{
+	struct transport *tp = arg;
+
+	while (!should_exit(tp)) {
+		if (lws_service(tp->ctx, 0) < 0)
+			break;
+		reap_links(tp);
+	}
+	for (struct tp_link *l = tp->links; l; l = l->next)
+		if (!l->done)
+			link_finish(l, 1001, "phxd stopping", 0);
+	reap_links(tp);
+	return NULL;
+}
+
+bool
+transport_start(struct transport *tp)
+{
+	struct lws_context_creation_info info;
+	sigset_t all, old;
+	int rc;
+
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
+	info.user = tp;
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info.timeout_secs = 10;
+	info.connect_timeout_secs = 10;
+	tp->ctx = lws_create_context(&info);
+	if (tp->ctx == NULL) {
+		log_warnx("cannot create the websocket context");
+		return false;
+	}
+	info.vhost_name = "plain";
+	tp->plain_vhost = lws_create_vhost(tp->ctx, &info);
+	if (tp->plain_vhost == NULL) {
+		log_warnx("cannot create the websocket client vhost");
+		return false;
+	}
+	/* Only the libevent thread takes signals. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rc = pthread_create(&tp->thread, NULL, thread_main, tp);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc != 0) {
+		log_warnx("cannot start the websocket thread: %s", strerror(rc));
+		return false;
+	}
+	tp->thread_started = true;
+	/* Commands queued before the context existed. */
+	flush_batch(tp);
+	lws_cancel_service(tp->ctx);
+	return true;
+}
+
+void
+transport_stop(struct transport *tp, unsigned grace_ms)
+{
+	if (!tp->thread_started)
+		return;
+	flush_batch(tp);
+	pthread_mutex_lock(&tp->lock);
+	tp->stopping = true;
+	tp->stop_deadline_us = (uint64_t)lws_now_usecs() + (uint64_t)grace_ms * 1000;
+	pthread_mutex_unlock(&tp->lock);
+	lws_cancel_service(tp->ctx);
+	pthread_join(tp->thread, NULL);
+	tp->thread_started = false;
+}
+
+static void
+target_free(struct tp_target *t)
+{
+	if (t == NULL)
+		return;
+	free(t->name);
+	free(t->address);
+	free(t->path);
+	free(t->host_header);
+	free(t->subprotocols);
+	free(t->ca_file);
+	free(t->client_cert);
+	free(t->client_key);
+	for (size_t i = 0; i < t->nheaders; i++) {
+		free(t->headers[i].key);
+		free(t->headers[i].value);
+	}
+	free(t->headers);
+	free(t);
+}
+
+static void
+free_cmds(struct tp_cmd *c)
+{
+	struct tp_cmd *next;
+
+	for (; c != NULL; c = next) {
+		next = c->next;
+		target_free(c->target);
+		free(c);
+	}
+}
+
+void
+transport_free(struct transport *tp)
+{
+	struct tp_event *ev, *next;
+
+	if (tp == NULL)
+		return;
+	transport_stop(tp, 0);
+	if (tp->ctx)
+		lws_context_destroy(tp->ctx);
+	free_cmds(tp->cmd_head);
+	free_cmds(tp->batch_head);
+	for (ev = tp->ev_head; ev; ev = next) {
+		next = ev->next;
+		free(ev);
+	}
+	for (struct tls_vhost *v = tp->tls_vhosts, *vn; v; v = vn) {
+		vn = v->next;
+		free(v->key);
+		free(v);
+	}
+	free(tp->by_id);
+	event_free(tp->wake_ev);
+	event_free(tp->flush_ev);
+	pthread_mutex_destroy(&tp->lock);
+	free(tp);
+}

@@ -1,0 +1,66 @@
+/* events: a stream of connection and channel state changes. */
+#include "ipc.h"
+
+#include <sys/time.h>
+
+json_t *ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev);
+
+static json_int_t
+wall_ms(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (json_int_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+json_t *
+ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev)
+{
+	json_t *o = json_pack("{s:s, s:s, s:I}", "type",
+			      ev->kind == SEV_CHANNEL ? "channel" : "connection", "conn",
+			      pc->conf->name, "at", wall_ms());
+
+	switch (ev->kind) {
+	case SEV_CONNECTING:
+		json_object_set_new(o, "state", json_string("connecting"));
+		json_object_set_new(o, "attempt", json_integer((json_int_t)ev->attempt));
+		break;
+	case SEV_CONNECTED:
+		json_object_set_new(o, "state", json_string("connected"));
+		break;
+	case SEV_DISCONNECTED:
+		json_object_set_new(o, "state", json_string("disconnected"));
+		json_object_set_new(o, "code", json_integer(ev->code));
+		if (ev->http_status)
+			json_object_set_new(o, "http_status", json_integer(ev->http_status));
+		json_object_set_new(o, "retry_in_ms", json_integer((json_int_t)ev->delay_ms));
+		break;
+	case SEV_CHANNEL:
+		json_object_set_new(o, "topic", json_string(ev->topic));
+		json_object_set_new(o, "state", json_string(chan_state_name(ev->chan_state)));
+		if (ev->chan_state == CHAN_ERRORED)
+			json_object_set_new(o, "retry_in_ms", json_integer((json_int_t)ev->delay_ms));
+		break;
+	}
+	if (ev->reason)
+		json_object_set_new(o, "reason", json_string(ev->reason));
+	return o;
+}
+
+static void
+exec_events(struct phxd *d, struct ipc_client *c, json_t *id, json_t *req)
+{
+	const char *conn;
+
+	if (!ipc_get_string(c, id, req, "conn", false, &conn))
+		return;
+	if (conn != NULL && phxd_find_conn(d, conn) == NULL) {
+		ipc_reply_error(c, id, PHXD_E_UNKNOWN_CONNECTION, "no connection named '%s'", conn);
+		return;
+	}
+	uint64_t sub = ipc_subscribe(c, SUB_EVENTS, conn, NULL, NULL);
+	ipc_reply_ok(c, id, json_pack("{s:I}", "sub", (json_int_t)sub));
+}
+
+const struct ipc_cmd cmd_events = { "events", exec_events };

@@ -1,0 +1,99 @@
+/* status: the state of every connection and topic, with counters. */
+#include "ipc.h"
+
+#include <string.h>
+#include <sys/time.h>
+
+static json_t *
+error_json(const char *text)
+{
+	json_t *j;
+
+	if (text == NULL)
+		return json_null();
+	j = json_loads(text, JSON_DECODE_ANY, NULL);
+	return j ? j : json_string(text);
+}
+
+static json_t *
+channel_json(const struct channel *ch)
+{
+	return json_pack("{s:s, s:s, s:s?, s:I, s:I, s:o, s:b, s:I}", "topic", ch->topic, "state",
+			 chan_state_name(ch->state), "join_ref",
+			 ch->join_ref[0] ? ch->join_ref : NULL, "joins", (json_int_t)ch->joins,
+			 "rejoin_attempts", (json_int_t)ch->rejoin_tries, "last_error",
+			 error_json(ch->last_error), "from_config", ch->from_config, "buffered",
+			 (json_int_t)ch->buffered);
+}
+
+static json_t *
+conn_json(const struct phxd_conn *pc)
+{
+	const struct session *s = pc->sess;
+	const struct sess_stats *st = &s->stats;
+	json_t *topics = json_array(), *o;
+	struct strmap_iter it;
+
+	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
+	     e = strmap_next(&s->channels, &it))
+		json_array_append_new(topics, channel_json(e->value));
+	o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:s, s:I, s:o}", "name", pc->conf->name,
+		      "url", pc->conf->url, "state", session_state_name(s->state), "connects",
+		      (json_int_t)st->connects, "reconnects", (json_int_t)st->reconnects, "attempts",
+		      (json_int_t)st->attempts, "last_close_code", s->last_close_code, "last_error",
+		      s->last_error, "buffered_pushes", (json_int_t)s->buffered, "topics", topics);
+	if (s->last_http_status)
+		json_object_set_new(o, "last_http_status", json_integer(s->last_http_status));
+	if (s->state == SESS_WAITING)
+		json_object_set_new(o, "retry_in_ms",
+				    json_integer((json_int_t)(s->next_attempt_at > s->tq->now
+								      ? s->next_attempt_at - s->tq->now
+								      : 0)));
+	if (s->state == SESS_OPEN)
+		json_object_set_new(o, "connected_for_ms",
+				    json_integer((json_int_t)(s->tq->now - s->opened_at)));
+	json_object_set_new(o, "stats",
+			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "frames_in",
+				      (json_int_t)st->frames_in, "frames_out",
+				      (json_int_t)st->frames_out, "bad_frames",
+				      (json_int_t)st->bad_frames, "stale_dropped",
+				      (json_int_t)st->stale_dropped, "unmatched_replies",
+				      (json_int_t)st->unmatched_replies, "delivered",
+				      (json_int_t)st->delivered, "pushes_sent",
+				      (json_int_t)st->pushes_sent, "pushes_failed",
+				      (json_int_t)st->pushes_failed, "heartbeat_timeouts",
+				      (json_int_t)st->heartbeat_timeouts));
+	return o;
+}
+
+static void
+exec_status(struct phxd *d, struct ipc_client *c, json_t *id, json_t *req)
+{
+	const char *name;
+	json_t *conns = json_array();
+	struct timeval tv;
+
+	if (!ipc_get_string(c, id, req, "conn", false, &name)) {
+		json_decref(conns);
+		return;
+	}
+	if (name != NULL && phxd_find_conn(d, name) == NULL) {
+		json_decref(conns);
+		ipc_reply_error(c, id, PHXD_E_UNKNOWN_CONNECTION, "no connection named '%s'", name);
+		return;
+	}
+	for (size_t i = 0; i < d->nconns; i++) {
+		struct phxd_conn *pc = d->conns[i];
+		if (pc->removed || (name && strcmp(name, pc->conf->name) != 0))
+			continue;
+		json_array_append_new(conns, conn_json(pc));
+	}
+	gettimeofday(&tv, NULL);
+	ipc_reply_ok(c, id, json_pack("{s:s, s:I, s:I, s:o}", "daemon", "phxd " PACKAGE_VERSION,
+				      "uptime_ms",
+				      (json_int_t)((uint64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000 -
+						   d->started_at_ms),
+				      "reloads", (json_int_t)d->reloads, "connections", conns));
+}
+
+const struct ipc_cmd cmd_status = { "status", exec_status };
