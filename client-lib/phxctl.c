@@ -4,6 +4,7 @@
  * line. Exit codes say what happened (see usage()).
  */
 #include "ipc/phxd-ipc.h"
+#include "protocol/base64.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -302,26 +303,6 @@ read_stdin(size_t *len)
 	return buf;
 }
 
-static const char *b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *
-base64(const unsigned char *in, size_t n)
-{
-	char *out = malloc(4 * (n / 3 + 1) + 1);
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i += 3) {
-		unsigned v = (unsigned)in[i] << 16 | (i + 1 < n ? (unsigned)in[i + 1] << 8 : 0) |
-			     (i + 2 < n ? in[i + 2] : 0);
-		out[o++] = b64chars[v >> 18 & 63];
-		out[o++] = b64chars[v >> 12 & 63];
-		out[o++] = i + 1 < n ? b64chars[v >> 6 & 63] : '=';
-		out[o++] = i + 2 < n ? b64chars[v & 63] : '=';
-	}
-	out[o] = '\0';
-	return out;
-}
-
 static void
 print_status(json_t *result)
 {
@@ -490,15 +471,20 @@ main(int argc, char **argv)
 				len = strlen(text);
 			}
 			if (o.binary) {
-				char *b = base64((unsigned char *)text, len);
+				char *b = malloc(BASE64_ENCODED_SIZE(len));
+				if (b == NULL) {
+					fprintf(stderr, "phxctl: out of memory\n");
+					return EXIT_FAILED;
+				}
+				base64_encode(text, len, true, b);
 				json_object_set_new(req, "payload_b64", json_string(b));
 				free(b);
 			} else {
 				json_error_t jerr;
 				json_t *p = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
 				if (p == NULL) {
-					fprintf(stderr, "phxctl: PAYLOAD is not JSON: %s\n", jerr.text);
-					return EXIT_USAGE;
+					free(text);
+					die_usage("PAYLOAD is not JSON: %s", jerr.text);
 				}
 				json_object_set_new(req, "payload", p);
 			}

@@ -2,6 +2,8 @@
 
 #include "xmalloc.h"
 
+#include "protocol/base64.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -543,22 +545,9 @@ finish_conn(struct conn_conf *c)
 	c->subprotocols = NULL;
 	if (c->auth_token != NULL) {
 		/* As phoenix.js 1.8: btoa(token) without padding. */
-		static const char b64[] =
-			"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-		const unsigned char *t = (const unsigned char *)c->auth_token;
-		size_t n = strlen(c->auth_token), o = 0;
-		char *enc = xmalloc(4 * (n / 3 + 1) + 1);
-		for (size_t i = 0; i < n; i += 3) {
-			unsigned v = (unsigned)t[i] << 16 | (i + 1 < n ? (unsigned)t[i + 1] << 8 : 0) |
-				     (i + 2 < n ? t[i + 2] : 0);
-			enc[o++] = b64[v >> 18 & 63];
-			enc[o++] = b64[v >> 12 & 63];
-			if (i + 1 < n)
-				enc[o++] = b64[v >> 6 & 63];
-			if (i + 2 < n)
-				enc[o++] = b64[v & 63];
-		}
-		enc[o] = '\0';
+		size_t n = strlen(c->auth_token);
+		char *enc = xmalloc(BASE64_ENCODED_SIZE(n));
+		base64_encode(c->auth_token, n, false, enc);
 		xasprintf(&c->subprotocols, "phoenix, base64url.bearer.phx.%s", enc);
 		free(enc);
 	}

@@ -99,9 +99,8 @@ host_connect(void *host, struct session *s)
 {
 	struct phxd_conn *pc = host;
 
-	(void)s;
 	pc->gen++;
-	transport_connect(pc->d->tp, pc->id, pc->gen, pc->conf);
+	transport_connect(pc->d->tp, pc->id, pc->gen, s->conf);
 }
 
 static void
@@ -234,8 +233,8 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 			pc->removed = true;
 			continue;
 		}
-		session_reconfigure(pc->sess, nc);
 		pc->conf = nc;
+		session_reconfigure(pc->sess, nc);
 	}
 	for (size_t i = 0; i < fresh->nconns; i++) {
 		if (phxd_find_conn(d, fresh->conns[i]->name) == NULL) {
@@ -341,6 +340,39 @@ default_socket(const struct phxd_conf *conf)
 	return xstrdup(PHXD_DEFAULT_SOCKET);
 }
 
+/* Frees whatever main() got to set up; only after the websocket thread
+ * has stopped (transport_free joins it). */
+static void
+teardown(struct phxd *d)
+{
+	if (d->tp)
+		transport_stop(d->tp, 0);
+	for (size_t i = 0; i < d->nconns; i++) {
+		session_free(d->conns[i]->sess);
+		free(d->conns[i]);
+	}
+	free(d->conns);
+	ipc_server_free(d->ipc);
+	transport_free(d->tp);
+	tq_free(&d->tq);
+	if (d->tq_ev)
+		event_free(d->tq_ev);
+	if (d->sig_term)
+		event_free(d->sig_term);
+	if (d->sig_int)
+		event_free(d->sig_int);
+	if (d->sig_hup)
+		event_free(d->sig_hup);
+	if (d->watchdog_ev)
+		event_free(d->watchdog_ev);
+	if (d->base)
+		event_base_free(d->base);
+	config_free(d->conf);
+	free(d->config_path);
+	free(d->socket_path);
+	libevent_global_shutdown();
+}
+
 int
 main(int argc, char **argv)
 {
@@ -415,7 +447,7 @@ main(int argc, char **argv)
 	d.conf = config_load(config_path, err, sizeof(err));
 	if (d.conf == NULL) {
 		fprintf(stderr, "phxd: %s\n", err);
-		return 1;
+		goto fail;
 	}
 	if (check_only) {
 		size_t joins = 0;
@@ -423,9 +455,7 @@ main(int argc, char **argv)
 			joins += d.conf->conns[i]->njoins;
 		printf("%s: OK (%zu connection%s, %zu topic%s)\n", config_path, d.conf->nconns,
 		       d.conf->nconns == 1 ? "" : "s", joins, joins == 1 ? "" : "s");
-		config_free(d.conf);
-		free(d.config_path);
-		free(d.socket_path);
+		teardown(&d);
 		return 0;
 	}
 	log_set_level(d.log_level_forced ? level : d.conf->log_level);
@@ -450,10 +480,8 @@ main(int argc, char **argv)
 	if (d.socket_path == NULL)
 		d.socket_path = default_socket(d.conf);
 	d.ipc = ipc_server_new(&d, d.socket_path);
-	if (d.ipc == NULL)
-		return 1;
-	if (!transport_start(d.tp))
-		return 1;
+	if (d.ipc == NULL || !transport_start(d.tp))
+		goto fail;
 
 	d.sig_term = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	d.sig_int = evsignal_new(d.base, SIGINT, on_signal, &d);
@@ -481,26 +509,11 @@ main(int argc, char **argv)
 
 	event_base_dispatch(d.base);
 
-	/* Only after the websocket thread has stopped. */
-	for (size_t i = 0; i < d.nconns; i++) {
-		session_free(d.conns[i]->sess);
-		free(d.conns[i]);
-	}
-	free(d.conns);
-	ipc_server_free(d.ipc);
-	transport_free(d.tp);
-	tq_free(&d.tq);
-	event_free(d.tq_ev);
-	event_free(d.sig_term);
-	event_free(d.sig_int);
-	event_free(d.sig_hup);
-	if (d.watchdog_ev)
-		event_free(d.watchdog_ev);
-	event_base_free(d.base);
-	config_free(d.conf);
-	free(d.config_path);
-	free(d.socket_path);
-	libevent_global_shutdown();
+	teardown(&d);
 	log_info("stopped");
 	return 0;
+
+fail:
+	teardown(&d);
+	return 1;
 }

@@ -3,13 +3,13 @@
 #include "daemon/log.h"
 #include "daemon/strmap.h"
 #include "daemon/xmalloc.h"
+#include "protocol/base64.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <libwebsockets.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +81,8 @@ struct shared_line {
 };
 
 static void client_unref(struct ipc_client *c);
-static void client_lost(struct ipc_client *c, const char *why);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+static void client_lost(struct ipc_client *c, const char *why, bool linger);
 
 /* ---- output ------------------------------------------------------------- */
 
@@ -96,6 +97,13 @@ client_has_room(struct ipc_client *c, size_t more)
 	out = bufferevent_get_output(c->bev);
 	if (evbuffer_get_length(out) + more <= cap)
 		return true;
+	/* A burst can outrun the loop's own writes: give the kernel what it
+	 * takes now, and cut off only a client whose socket is full too. */
+	evbuffer_unfreeze(out, 1);	/* the bufferevent keeps the front frozen */
+	evbuffer_write(out, bufferevent_getfd(c->bev));
+	evbuffer_freeze(out, 1);
+	if (evbuffer_get_length(out) + more <= cap)
+		return true;
 	log_warnx("ipc client pid %ld: %zu bytes unread (client_buffer_bytes %zu); disconnecting it",
 		  (long)c->pid, evbuffer_get_length(out), cap);
 	/* The reason goes last; the client gets it if it ever reads again. */
@@ -103,7 +111,7 @@ client_has_room(struct ipc_client *c, size_t more)
 			    "{\"id\":null,\"ok\":false,\"error\":{\"code\":\"%s\",\"message\":"
 			    "\"output buffer full (%zu bytes); this client read too slowly\"}}\n",
 			    PHXD_E_BUFFER_FULL, cap);
-	client_lost(c, NULL);
+	client_lost(c, NULL, true);
 	return false;
 }
 
@@ -239,9 +247,8 @@ response_json(const struct sess_result *r)
 	if (r->response == NULL)
 		return json_null();
 	if (r->binary) {
-		size_t n = 4 * (r->response_len / 3 + 1) + 1;
-		char *b64 = xmalloc(n);
-		lws_b64_encode_string(r->response, (int)r->response_len, b64, (int)n);
+		char *b64 = xmalloc(BASE64_ENCODED_SIZE(r->response_len));
+		base64_encode(r->response, r->response_len, true, b64);
 		j = json_pack("{s:s}", "binary", b64);
 		free(b64);
 		return j;
@@ -552,9 +559,8 @@ build_message(void *arg)
 		json_t *p = json_loadb(m->payload.s, m->payload.len, JSON_DECODE_ANY, NULL);
 		json_object_set_new(o, "payload", p ? p : json_null());
 	} else {
-		size_t n = 4 * (m->payload.len / 3 + 1) + 1;
-		char *b64 = xmalloc(n);
-		lws_b64_encode_string(m->payload.s, (int)m->payload.len, b64, (int)n);
+		char *b64 = xmalloc(BASE64_ENCODED_SIZE(m->payload.len));
+		base64_encode(m->payload.s, m->payload.len, true, b64);
 		json_object_set_new(o, "binary", json_true());
 		json_object_set_new(o, "payload", json_string(b64));
 		free(b64);
@@ -660,10 +666,35 @@ client_reap(evutil_socket_t fd, short what, void *arg)
 	client_unref(c);
 }
 
-/* Marks a client dead; it is freed from the loop, never under a caller. */
+/* Moves a lingering client's reaping to the next loop pass. */
 static void
-client_lost(struct ipc_client *c, const char *why)
+reap_soon(struct ipc_client *c)
 {
+	struct timeval now = { 0, 0 };
+
+	evtimer_add(c->linger_ev, &now);
+}
+
+static void
+linger_drained(struct bufferevent *bev, void *arg)
+{
+	struct ipc_client *c = arg;
+
+	(void)bev;
+	/* Everything, the reason last, reached the client: close now. */
+	reap_soon(c);
+}
+
+/*
+ * Marks a client dead; it is freed from the loop, never under a caller.
+ * A client cut off for reading too slowly lingers up to 2 s, so it can
+ * still read what it was sent and the reason at its end.
+ */
+static void
+client_lost(struct ipc_client *c, const char *why, bool linger)
+{
+	struct timeval delay = { linger ? 2 : 0, 0 };
+
 	if (c->dead)
 		return;
 	c->dead = true;
@@ -671,8 +702,9 @@ client_lost(struct ipc_client *c, const char *why)
 		log_debug("ipc client pid %ld: %s", (long)c->pid, why);
 	bufferevent_disable(c->bev, EV_READ);
 	c->linger_ev = evtimer_new(c->srv->d->base, client_reap, c);
-	struct timeval now = { 0, 0 };
-	evtimer_add(c->linger_ev, &now);
+	evtimer_add(c->linger_ev, &delay);
+	if (linger)
+		bufferevent_setcb(c->bev, NULL, linger_drained, event_cb, c);
 }
 
 static void
@@ -682,7 +714,7 @@ dispatch_line(struct ipc_client *c, const char *line, size_t len)
 	json_t *req, *id, *op;
 	const struct ipc_cmd *cmd;
 
-	req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	req = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (req == NULL) {
 		ipc_reply_error(c, NULL, PHXD_E_BAD_JSON, "not JSON: %s (column %d)", jerr.text,
 				jerr.column);
@@ -727,7 +759,7 @@ read_cb(struct bufferevent *bev, void *arg)
 			if (evbuffer_get_length(in) > max) {
 				ipc_reply_error(c, NULL, PHXD_E_LINE_TOO_LONG,
 						"request line longer than %zu bytes", max);
-				client_lost(c, "line too long");
+				client_lost(c, "line too long", true);
 			}
 			break;
 		}
@@ -735,7 +767,7 @@ read_cb(struct bufferevent *bev, void *arg)
 		if (len > max) {
 			ipc_reply_error(c, NULL, PHXD_E_LINE_TOO_LONG,
 					"request line longer than %zu bytes", max);
-			client_lost(c, "line too long");
+			client_lost(c, "line too long", true);
 			break;
 		}
 		const char *line = (const char *)evbuffer_pullup(in, (ev_ssize_t)(len + 1));
@@ -759,8 +791,13 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 	struct ipc_client *c = arg;
 
 	(void)bev;
+	if (c->dead) {
+		if (c->linger_ev)
+			reap_soon(c);
+		return;
+	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		client_lost(c, what & BEV_EVENT_EOF ? "closed the connection" : "socket error");
+		client_lost(c, what & BEV_EVENT_EOF ? "closed the connection" : "socket error", false);
 }
 
 static void
@@ -968,6 +1005,7 @@ ipc_server_free(struct ipc_server *srv)
 		/* Flush what is queued, as far as the socket takes it now. */
 		if (c->bev && !c->dead) {
 			struct evbuffer *out = bufferevent_get_output(c->bev);
+			evbuffer_unfreeze(out, 1);
 			evbuffer_write(out, bufferevent_getfd(c->bev));
 		}
 		c->refs = 1;

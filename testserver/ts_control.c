@@ -190,6 +190,24 @@ cmd_broadcast(struct control_ctx *cc)
 	return true;
 }
 
+/* Sends a raw text frame to every socket: how tests make a server say
+ * something odd on purpose (a stale join_ref, a bad frame). */
+static bool
+cmd_inject(struct control_ctx *cc)
+{
+	char frame[8192];
+	unsigned n = 0;
+
+	if (!arg(cc, "frame", frame, sizeof(frame))) {
+		snprintf(cc->error, sizeof(cc->error), "frame is required");
+		return false;
+	}
+	for (struct ts_conn *c = cc->srv->conns; c != NULL; c = c->next, n++)
+		ts_conn_queue(c, frame, strlen(frame), false, false);
+	json_object_set_new(cc->result, "sent", json_integer(n));
+	return true;
+}
+
 static bool
 cmd_stats(struct control_ctx *cc)
 {
@@ -221,6 +239,7 @@ static const struct control_cmd control_cmds[] = {
 	{ "reset", cmd_reset },
 	{ "broadcast", cmd_broadcast },
 	{ "stats", cmd_stats },
+	{ "inject", cmd_inject },
 };
 
 void

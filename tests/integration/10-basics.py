@@ -1,0 +1,190 @@
+"""phxd end to end against phxd-testserver: joins, pushes, replies,
+subscriptions, events, phxctl output and exit codes."""
+import json
+import threading
+import time
+
+from harness import Daemon, TestServer, config, run, test, wait_until
+
+
+@test
+def config_topics_all_joined(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", "rooms:b {\"k\": 1}", "rooms:c", "rejected:no"))
+    d.wait_joined("rooms:a", "rooms:b", "rooms:c")
+    st = d.status()[0]
+    assert st["state"] == "open" and st["connects"] == 1, st
+    topics = {t["topic"]: t for t in st["topics"]}
+    assert topics["rejected:no"]["state"] in ("errored", "joining"), topics
+    wait_until(lambda: {t["topic"]: t for t in d.status()[0]["topics"]}["rejected:no"]
+               ["last_error"] == {"reason": "unauthorized"}, what="join error in status")
+    assert ts.control("stats")["channels"] == 3
+
+
+@test
+def push_await_returns_the_reply(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:lobby"))
+    d.wait_joined("rooms:lobby")
+    c = d.client()
+    r = c.ok("push", topic="rooms:lobby", event="ping", payload={}, **{"await": True})
+    assert r == {"status": "ok", "response": {"pong": "pong"}}, r
+    r = c.ok("push", topic="rooms:lobby", event="echo", payload={"x": [1, "é", None]},
+             **{"await": True})
+    assert r["response"] == {"x": [1, "é", None]}, r
+    r = c.request("push", topic="rooms:lobby", event="error_reply", **{"await": True})
+    assert r["ok"] is False and r["error"]["code"] == "reply_error", r
+    assert r["error"]["status"] == "error" and r["error"]["response"] == {"reason": "nope"}, r
+    # connect params reached the server
+    r = c.ok("push", topic="rooms:lobby", event="whoami", **{"await": True})
+    assert r["response"]["params"]["user"] == "itest", r
+
+
+@test
+def phxctl_push_and_exit_codes(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:lobby"))
+    d.wait_joined("rooms:lobby")
+    p = d.ctl("push", "rooms:lobby", "ping", "{}", "--await")
+    assert p.returncode == 0 and json.loads(p.stdout) == {"pong": "pong"}, p
+    p = d.ctl("push", "rooms:lobby", "error_reply", "--await")
+    assert p.returncode == 1 and "reply_error" in p.stderr and "nope" in p.stderr, p
+    p = d.ctl("push", "rooms:lobby", "echo", "-", "--await", input='{"from": "stdin"}')
+    assert p.returncode == 0 and json.loads(p.stdout) == {"from": "stdin"}, p
+    p = d.ctl("--json", "push", "rooms:lobby", "ping", "--await")
+    assert p.returncode == 0 and json.loads(p.stdout)["result"]["status"] == "ok", p
+    p = d.ctl("push", "rooms:lobby", "ping")
+    assert p.returncode == 0 and p.stdout.strip() == "sent", p
+    p = d.ctl("push", "rooms:nowhere", "ping")
+    assert p.returncode == 5 and "not_joined" in p.stderr, p
+    p = d.ctl("push", "rooms:lobby", "quicksand", "--await", "--timeout", "300")
+    assert p.returncode == 4 and "timeout" in p.stderr, p
+    p = d.ctl("push", "rooms:lobby")
+    assert p.returncode == 2, p
+    p = d.ctl("push", "rooms:lobby", "x", "{bad json")
+    assert p.returncode == 2 and "not JSON" in p.stderr, p
+    p = d.ctl("frobnicate")
+    assert p.returncode == 2, p
+    p = d.ctl("-s", w + "/nothing.sock", "status")
+    assert p.returncode == 3 and "cannot reach phxd" in p.stderr, p
+    p = d.ctl("-C", "nope", "status")
+    assert p.returncode == 2 and "unknown_connection" in p.stderr, p
+    p = d.ctl("status")
+    assert p.returncode == 0 and "rooms:lobby" in p.stdout and "joined" in p.stdout, p
+
+
+@test
+def join_and_leave_at_run_time(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url))
+    p = d.ctl("join", "rooms:rt", '{"hello": 1}')
+    assert p.returncode == 0, p
+    assert json.loads(p.stdout) == {"joined": "rooms:rt", "params": {"hello": 1}}, p
+    p = d.ctl("join", "rejected:x")
+    assert p.returncode == 1 and "unauthorized" in p.stderr, p
+    p = d.ctl("leave", "rooms:rt")
+    assert p.returncode == 0, p
+    assert "rooms:rt" not in d.topic_states()
+    p = d.ctl("leave", "rooms:rt")
+    assert p.returncode == 5 and "not_joined" in p.stderr, p
+    wait_until(lambda: ts.control("stats")["channels"] == 0, what="server sees the leave")
+
+
+@test
+def two_subscribers_and_a_pattern(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", "rooms:b", "load:c"))
+    d.wait_joined("rooms:a", "rooms:b", "load:c")
+    s1, s2, pat, ev = d.client(), d.client(), d.client(), d.client()
+    sub1 = s1.ok("subscribe", topic="rooms:a")["sub"]
+    sub2 = s2.ok("subscribe", topic="rooms:a", events=["broadcast"])["sub"]
+    subp = pat.ok("subscribe", topic="rooms:*")["sub"]
+    c = d.client()
+    c.ok("push", topic="rooms:a", event="broadcast", payload={"n": 1}, **{"await": True})
+    c.ok("push", topic="rooms:b", event="broadcast", payload={"n": 2}, **{"await": True})
+    assert ts.control("broadcast", topic="load:c", event="broadcast", payload="{}")["delivered"] == 1
+    c.ok("push", topic="rooms:a", event="push to me", **{"await": False})
+    m1 = s1.line(timeout=5)
+    assert m1 == {"sub": sub1, "type": "message", "conn": "demo", "topic": "rooms:a",
+                  "event": "broadcast", "payload": {"n": 1}}, m1
+    assert s1.line(timeout=5)["event"] == "foo"
+    m2 = s2.line(timeout=5)
+    assert m2["sub"] == sub2 and m2["payload"] == {"n": 1}
+    got = [pat.line(timeout=5) for _ in range(3)]
+    assert [(m["topic"], m["event"]) for m in got] == \
+        [("rooms:a", "broadcast"), ("rooms:b", "broadcast"), ("rooms:a", "foo")], got
+    assert all(m["sub"] == subp for m in got)
+    # the event filter kept "foo" away from s2
+    s2.sock.settimeout(0.3)
+    try:
+        extra = s2.line(timeout=0.3)
+        raise AssertionError(f"s2 got {extra}")
+    except (TimeoutError, OSError):
+        pass
+    # phxctl subscribe prints one object per line
+    out = []
+    t = threading.Thread(target=lambda: out.append(
+        d.ctl("subscribe", "rooms:b", "--count", "2", timeout=10)))
+    t.start()
+    time.sleep(0.3)
+    c.ok("push", topic="rooms:b", event="broadcast", payload={"i": 1}, **{"await": True})
+    c.ok("push", topic="rooms:b", event="broadcast", payload={"i": 2}, **{"await": True})
+    t.join(10)
+    lines = out[0].stdout.strip().split("\n")
+    assert [json.loads(x)["payload"] for x in lines] == [{"i": 1}, {"i": 2}], out[0]
+    r = s1.request("unsubscribe", sub=sub1)
+    assert r["ok"], r
+    r = s1.request("unsubscribe", sub=sub1)
+    assert r["error"]["code"] == "no_such_subscription", r
+
+
+@test
+def binary_push_round_trip(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:bin"))
+    d.wait_joined("rooms:bin")
+    c = d.client()
+    sub = c.ok("subscribe", topic="rooms:bin")["sub"]
+    # the test server answers a binary push with a binary push and a binary reply
+    r = c.ok("push", topic="rooms:bin", event="blob", payload_b64="AAEC/w==", **{"await": True})
+    assert r["response"] == {"binary": "AAEC/w=="}, r
+    m = c.line(timeout=5)
+    assert m == {"sub": sub, "type": "message", "conn": "demo", "topic": "rooms:bin",
+                 "event": "bin_push", "binary": True, "payload": "AAEC/w=="}, m
+    r = c.request("push", topic="rooms:bin", event="x", payload_b64="***")
+    assert r["error"]["code"] == "bad_request", r
+
+
+@test
+def events_stream_reports_state_changes(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:e"))
+    d.wait_joined("rooms:e")
+    c = d.client()
+    sub = c.ok("events")["sub"]
+    ts.control("close", code=1001)
+    seen = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        m = c.line(timeout=5)
+        assert m["sub"] == sub
+        seen.append((m["type"], m["state"]))
+        if ("channel", "joined") in seen:
+            break
+    assert ("connection", "disconnected") in seen, seen
+    assert ("connection", "connected") in seen, seen
+    assert seen.index(("connection", "disconnected")) < seen.index(("channel", "joined")), seen
+
+
+@test
+def hello_and_version(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url))
+    c = d.client()
+    r = c.ok("hello", version=1)
+    assert r["version"] == 1 and r["connections"] == ["demo"], r
+    r = c.request("hello", version=2)
+    assert r["error"]["code"] == "version_mismatch" and r["error"]["version"] == 1, r
+
+
+run()

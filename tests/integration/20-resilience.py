@@ -1,0 +1,224 @@
+"""phxd through outages: server restarts, close codes, muted heartbeats,
+crashes, refused joins, refused handshakes, stale join_refs, and pushes
+made while the server is away."""
+import json
+import threading
+import time
+
+from harness import Client, Daemon, TestServer, config, run, test, wait_until
+
+FAST = "\n".join([
+    "heartbeat_interval_ms = 400",
+    "reconnect_after_ms = 50 100 200",
+    "rejoin_after_ms = 200 400",
+    "join_timeout_ms = 1000",
+    "auth_retry_ms = 1500",
+])
+
+
+def conn(d):
+    return d.status()[0]
+
+
+@test
+def server_restart_rejoins_every_topic(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", "rooms:b", extra=FAST))
+    d.wait_joined("rooms:a", "rooms:b")
+    c = d.client()
+    c.ok("join", topic="rooms:runtime")
+    ts.stop()
+    wait_until(lambda: conn(d)["state"] in ("waiting", "connecting"), what="phxd sees the loss")
+    time.sleep(0.5)
+    ts.restart()
+    d.wait_joined("rooms:a", "rooms:b", "rooms:runtime", timeout=5)
+    st = conn(d)
+    assert st["reconnects"] >= 1 and st["connects"] >= 2, st
+    assert st["last_error"], st
+    assert ts.control("stats")["channels"] == 3
+
+
+@test
+def every_close_code_reconnects(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", extra=FAST))
+    d.wait_joined("rooms:a")
+    for n, code in enumerate([1000, 1001, 1011, 1012], start=2):
+        ts.control("close", code=code)
+        wait_until(lambda: conn(d)["connects"] >= n, what=f"reconnect after {code}")
+        d.wait_joined("rooms:a")
+        st = conn(d)
+        # libwebsockets 4.1 reports codes it does not know (1012) as 1002
+        assert st["last_close_code"] in (code, 1002), (code, st)
+    ts.control("drop")
+    wait_until(lambda: conn(d)["connects"] >= 6, what="reconnect after a drop")
+    d.wait_joined("rooms:a")
+
+
+@test
+def muted_heartbeats_reconnect_within_two_intervals(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", extra=FAST))
+    d.wait_joined("rooms:a")
+    wait_until(lambda: ts.control("stats")["heartbeats"] >= 1, what="a heartbeat")
+    ts.control("heartbeats", answer=0)
+    start = time.monotonic()
+    wait_until(lambda: conn(d)["connects"] >= 2, timeout=3, what="reconnect")
+    took = time.monotonic() - start
+    ts.control("heartbeats", answer=1)
+    assert took <= 2 * 0.4 + 0.3, f"reconnected after {took:.2f}s"
+    assert "heartbeat" in conn(d)["last_error"], conn(d)
+    d.wait_joined("rooms:a")
+
+
+@test
+def channel_crash_rejoins(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:crashy", extra=FAST))
+    d.wait_joined("rooms:crashy")
+    c = d.client()
+    ev = d.client()
+    ev.ok("events")
+    c.ok("push", topic="rooms:crashy", event="crash", **{"await": False})
+    m = ev.line(timeout=5)
+    assert m["type"] == "channel" and m["state"] == "errored" and m["retry_in_ms"] == 200, m
+    wait_until(lambda: {t["topic"]: t for t in conn(d)["topics"]}["rooms:crashy"]["joins"] == 2,
+               what="second join")
+    r = c.ok("push", topic="rooms:crashy", event="ping", **{"await": True})
+    assert r["response"] == {"pong": "pong"}
+
+
+@test
+def server_stop_is_final(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:stopper", extra=FAST))
+    d.wait_joined("rooms:stopper")
+    c = d.client()
+    c.ok("push", topic="rooms:stopper", event="stop", **{"await": False})
+    wait_until(lambda: d.topic_states().get("rooms:stopper") == "closed", what="closed")
+    time.sleep(0.6)
+    assert d.topic_states()["rooms:stopper"] == "closed"
+    r = c.request("push", topic="rooms:stopper", event="ping")
+    assert r["error"]["code"] == "not_joined", r
+
+
+@test
+def rejected_join_retried_with_backoff(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rejected:vault", extra=FAST))
+    ev = d.client()
+    ev.ok("events")
+    errored = []
+    deadline = time.monotonic() + 5
+    while len(errored) < 3 and time.monotonic() < deadline:
+        m = ev.line(timeout=5)
+        if m["type"] == "channel" and m["state"] == "errored":
+            errored.append((time.monotonic(), m["retry_in_ms"], m["reason"]))
+    assert [e[1] for e in errored] == [200, 400, 400], errored
+    assert '"unauthorized"' in errored[0][2], errored
+    gap = errored[2][0] - errored[1][0]
+    assert 0.35 <= gap <= 0.8, f"second rejoin gap {gap:.3f}s for a 400 ms back-off"
+
+
+@test
+def stale_join_ref_not_delivered(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:s", extra=FAST))
+    d.wait_joined("rooms:s")
+    c = d.client()
+    sub = c.ok("subscribe", topic="rooms:s")["sub"]
+    jr = {t["topic"]: t for t in conn(d)["topics"]}["rooms:s"]["join_ref"]
+    ts.control("inject", frame=json.dumps(["999999", None, "rooms:s", "stale", {}]))
+    ts.control("inject", frame=json.dumps([jr, None, "rooms:s", "current", {}]))
+    ts.control("inject", frame=json.dumps([None, None, "rooms:s", "broadcast", {}]))
+    got = [c.line(timeout=5)["event"] for _ in range(2)]
+    assert got == ["current", "broadcast"], got
+    assert conn(d)["stats"]["stale_dropped"] >= 1
+    # junk from the server is counted, never fatal
+    ts.control("inject", frame="[1,2")
+    ts.control("inject", frame='["x"]')
+    wait_until(lambda: conn(d)["stats"]["bad_frames"] >= 2, what="bad frames counted")
+    assert conn(d)["state"] == "open" and d.alive()
+    assert sub
+
+
+@test
+def handshake_403_retries_slowly(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", extra=FAST))
+    d.wait_joined("rooms:a")
+    ts.control("refuse", status=403)
+    ts.control("close", code=1001)
+    st = wait_until(lambda: (lambda s: s if s.get("last_http_status") == 403 else None)(conn(d)),
+                    what="HTTP 403 in status")
+    assert st["state"] == "waiting" and st["retry_in_ms"] > 1000, st
+    p = d.ctl("status")
+    assert "HTTP 403" in p.stdout, p.stdout
+    refused = ts.control("stats")["refused_total"]
+    time.sleep(1.0)
+    # a slow loop, not a tight one
+    assert ts.control("stats")["refused_total"] <= refused + 1
+    ts.control("accept")
+    d.wait_joined("rooms:a", timeout=4)
+
+
+@test
+def reconnect_gaps_follow_the_schedule(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a",
+                         extra="reconnect_after_ms = 100 300 600\nheartbeat_interval_ms = 30000"))
+    d.wait_joined("rooms:a")
+    ev = d.client()
+    ev.ok("events")
+    ts.stop()
+    attempts = []
+    deadline = time.monotonic() + 5
+    while len(attempts) < 4 and time.monotonic() < deadline:
+        m = ev.line(timeout=5)
+        if m["type"] == "connection" and m["state"] == "connecting":
+            attempts.append(m["at"])
+    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    # attempt n waits the n-th delay (after a failed connect of a few ms)
+    for gap, want in zip(gaps, [300, 600, 600]):
+        assert want <= gap <= want + 150, (gaps, "want", [300, 600, 600])
+    ts.restart()
+    d.wait_joined("rooms:a", timeout=3)
+
+
+@test
+def push_while_down_is_delivered_or_fails_in_time(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", extra=FAST))
+    d.wait_joined("rooms:a")
+    ts.stop()
+    wait_until(lambda: conn(d)["state"] != "open", what="down")
+    # fails after its own timeout
+    p = d.ctl("push", "rooms:a", "ping", "--await", "--timeout", "400")
+    assert p.returncode == 4 and "timeout" in p.stderr, p
+    # waits in the buffer and is delivered once the server is back
+    result = []
+    t = threading.Thread(target=lambda: result.append(
+        d.ctl("push", "rooms:a", "ping", "--await", "--timeout", "8000")))
+    t.start()
+    time.sleep(0.5)
+    assert conn(d)["buffered_pushes"] == 1, conn(d)
+    ts.restart()
+    t.join(10)
+    assert result and result[0].returncode == 0, result
+    assert json.loads(result[0].stdout) == {"pong": "pong"}
+
+
+@test
+def pushes_in_flight_fail_on_disconnect(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", extra=FAST))
+    d.wait_joined("rooms:a")
+    c = d.client()
+    c.send_raw(b'{"id": 7, "op": "push", "topic": "rooms:a", "event": "quicksand", "await": true}\n')
+    time.sleep(0.2)
+    ts.control("drop")
+    r = c.line(timeout=5)
+    assert r["id"] == 7 and r["error"]["code"] == "disconnected", r
+
+
+run()

@@ -1,0 +1,140 @@
+"""phxd as a process: command line, --check-config, SIGHUP reload, SIGTERM
+shutdown, sd_notify messages, and the socket it will not steal."""
+import os
+import signal
+import socket
+import subprocess
+import time
+
+from harness import PHXD, Daemon, TestServer, config, run, test, wait_until
+
+
+def phxd(*args, timeout=10):
+    return subprocess.run([PHXD] + list(args), capture_output=True, text=True, timeout=timeout)
+
+
+@test
+def command_line_and_check_config(w):
+    p = phxd("--bogus")
+    assert p.returncode == 2 and "unknown option" in p.stderr, p
+    p = phxd("-l", "chatty")
+    assert p.returncode == 2 and "unknown log level" in p.stderr, p
+    p = phxd("extra")
+    assert p.returncode == 2, p
+    p = phxd("-c")
+    assert p.returncode == 2 and "needs a value" in p.stderr, p
+    p = phxd("-V")
+    assert p.returncode == 0 and p.stdout.startswith("phxd "), p
+    p = phxd("-h")
+    assert p.returncode == 0 and "--check-config" in p.stdout, p
+    good = os.path.join(w, "good.conf")
+    with open(good, "w") as f:
+        f.write(config("ws://127.0.0.1:1/socket", "a", "b"))
+    p = phxd("-c", good, "--check-config")
+    assert p.returncode == 0 and "OK (1 connection, 2 topics)" in p.stdout, p
+    bad = os.path.join(w, "bad.conf")
+    with open(bad, "w") as f:
+        f.write("[connection x]\nurl = ws://h/s\nheartbeat_interval_ms = soon\n")
+    p = phxd("-c", bad, "--check-config")
+    assert p.returncode == 1 and f"{bad}:3: heartbeat_interval_ms:" in p.stderr, p
+    example = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "etc",
+                           "phxd.conf.example")
+    p = phxd("-c", example, "--check-config")
+    assert p.returncode == 0 and "OK (1 connection, 2 topics)" in p.stdout, p
+    p = phxd("-c", os.path.join(w, "missing.conf"))
+    assert p.returncode == 1 and "No such file" in p.stderr, p
+
+
+@test
+def sighup_reload_joins_leaves_and_keeps_other_connections(w):
+    ts = TestServer(w)
+    ts2 = TestServer(w)
+    base = config(ts.url, "rooms:keep", "rooms:drop") + config(ts2.url, "rooms:two", conn="second")
+    d = Daemon(w, base)
+    d.wait_joined("rooms:keep", "rooms:drop", "rooms:two")
+    d.write_config(config(ts.url, "rooms:keep", "rooms:new") +
+                   config(ts2.url, "rooms:two", conn="second", extra="param.changed = yes"))
+    d.signal(signal.SIGHUP)
+    d.wait_joined("rooms:keep", "rooms:new", "rooms:two")
+    wait_until(lambda: "rooms:drop" not in d.topic_states(), what="rooms:drop left")
+    st = {c["name"]: c for c in d.status()}
+    assert st["demo"]["connects"] == 1, st["demo"]          # untouched socket
+    wait_until(lambda: {c["name"]: c for c in d.status()}["second"]["connects"] == 2,
+               what="the changed connection reconnects")
+    c = d.client()
+    r = c.ok("push", conn="second", topic="rooms:two", event="whoami", **{"await": True})
+    assert r["response"]["params"].get("changed") == "yes", r
+    # a broken file is refused and the running config stays
+    d.write_config("[connection demo]\nurl = nope\n")
+    r = c.request("reload")
+    assert r["error"]["code"] == "config_error" and ":2: url:" in r["error"]["message"], r
+    d.signal(signal.SIGHUP)
+    time.sleep(0.3)
+    assert d.alive() and d.topic_states().get("rooms:keep") == "joined"
+    # removing a connection
+    d.write_config(config(ts.url, "rooms:keep"))
+    assert c.ok("reload")["reloads"] == 2
+    assert [x["name"] for x in d.status()] == ["demo"]
+    wait_until(lambda: ts2.control("stats")["connections"] == 0, what="second closed")
+
+
+@test
+def sigterm_leaves_closes_and_answers_pending(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", "rooms:b"))
+    d.wait_joined("rooms:a", "rooms:b")
+    c = d.client()
+    c.send_raw(b'{"id": 1, "op": "push", "topic": "rooms:a", "event": "quicksand", "await": true}\n')
+    time.sleep(0.2)
+    assert d.stop() == 0
+    r = c.line(timeout=5)
+    assert r["id"] == 1 and r["error"]["code"] == "shutting_down", r
+    st = ts.control("stats")
+    assert st["connections"] == 0 and st["channels"] == 0, st
+    assert not os.path.exists(d.sock)
+    assert "stopped" in d.log()
+
+
+@test
+def sd_notify_ready_status_reloading_stopping(w):
+    ts = TestServer(w)
+    ns_path = os.path.join(w, "notify.sock")
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(ns_path)
+    ns.settimeout(5)
+    d = Daemon(w, config(ts.url, "rooms:a"), env={"NOTIFY_SOCKET": ns_path,
+                                                 "WATCHDOG_USEC": "400000"})
+    msgs = []
+
+    def until(pred, what):
+        deadline = time.monotonic() + 5
+        while not any(pred(m) for m in msgs):
+            assert time.monotonic() < deadline, f"no {what} in {msgs}"
+            msgs.append(ns.recv(4096).decode())
+
+    until(lambda m: "READY=1" in m, "READY=1")
+    until(lambda m: "STATUS=1/1 connections up, 1/1 topics joined" in m, "STATUS with the join")
+    until(lambda m: "WATCHDOG=1" in m, "WATCHDOG=1")
+    d.signal(signal.SIGHUP)
+    until(lambda m: "RELOADING=1" in m, "RELOADING=1")
+    d.stop()
+    until(lambda m: "STOPPING=1" in m, "STOPPING=1")
+
+
+@test
+def will_not_steal_a_live_socket(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url))
+    p = phxd("-c", d.conf_path, "-s", d.sock)
+    assert p.returncode == 1 and "in use by a running phxd" in p.stderr, p
+    assert d.client().ok("status")
+    # a stale socket file (no daemon) is replaced
+    d.stop()
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(d.sock)
+    stale.close()
+    d2 = Daemon(w, config(ts.url))
+    assert d2.client().ok("status")
+
+
+run()

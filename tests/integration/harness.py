@@ -1,0 +1,266 @@
+"""Integration test harness: real phxd, real phxd-testserver, real sockets.
+
+Each test file defines functions decorated with @test and ends with run().
+Every process started here is killed at exit; logs stay in a temporary
+directory that is printed when a test fails.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.parse
+import urllib.request
+
+BUILD = os.environ.get("PHXD_BUILDDIR", os.getcwd())
+PHXD = os.path.join(BUILD, "phxd")
+PHXCTL = os.path.join(BUILD, "phxctl")
+TESTSERVER = os.environ.get("PHXD_TESTSERVER", os.path.join(BUILD, "phxd-testserver"))
+
+_tests = []
+_procs = []
+_daemons = []
+SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+
+
+def test(fn):
+    _tests.append(fn)
+    return fn
+
+
+def wait_until(pred, timeout=5.0, what="condition", interval=0.02):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class TestServer:
+    def __init__(self, workdir, *args, port=0):
+        self.workdir = workdir
+        self.args = list(args)
+        self.port = port
+        self.proc = None
+        self.start()
+
+    def start(self):
+        log = open(os.path.join(self.workdir, "testserver.log"), "a")
+        self.proc = subprocess.Popen([TESTSERVER, "--port", str(self.port)] + self.args,
+                                     stdout=subprocess.PIPE, stderr=log, text=True)
+        _procs.append(self.proc)
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            raise AssertionError(f"phxd-testserver did not start: {line!r}")
+        self.port = int(line.rsplit(":", 1)[1].split("/")[0])
+        self.url = f"ws://127.0.0.1:{self.port}/socket"
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self):
+        self.stop()
+        # the same port: phxd must find the server where it was
+        for _ in range(50):
+            try:
+                self.start()
+                return
+            except AssertionError:
+                time.sleep(0.1)
+        raise AssertionError("could not restart phxd-testserver on its port")
+
+    def control(self, cmd, **args):
+        query = "&".join(f"{k}={urllib.parse.quote(str(v))}" for k, v in args.items())
+        url = f"http://127.0.0.1:{self.port}/control/{cmd}" + (f"?{query}" if query else "")
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())
+
+
+class Client:
+    """A raw socket-protocol client."""
+
+    def __init__(self, path, timeout=10.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buf = b""
+        self.next_id = 1
+        self.pending_lines = []
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
+
+    def line(self, timeout=None):
+        if self.pending_lines:
+            return self.pending_lines.pop(0)
+        if timeout is not None:
+            self.sock.settimeout(timeout)
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("phxd closed the connection")
+            self.buf += chunk
+        raw, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(raw)
+
+    def request(self, op, timeout=10.0, **fields):
+        rid = self.next_id
+        self.next_id += 1
+        self.send_raw((json.dumps(dict(id=rid, op=op, **fields)) + "\n").encode())
+        deadline = time.monotonic() + timeout
+        skipped = []
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no response to {op} within {timeout}s")
+                msg = self.line(timeout=left)
+                if msg.get("id") == rid:
+                    return msg
+                skipped.append(msg)
+        finally:
+            self.pending_lines = skipped + self.pending_lines
+
+    def ok(self, op, **fields):
+        r = self.request(op, **fields)
+        assert r.get("ok") is True, f"{op} {fields} failed: {r}"
+        return r["result"]
+
+    def close(self):
+        self.sock.close()
+
+
+class Daemon:
+    def __init__(self, workdir, config, *extra_args, env=None):
+        self.workdir = workdir
+        self.conf_path = os.path.join(workdir, "phxd.conf")
+        self.sock = os.path.join(workdir, "phxd.sock")
+        self.log_path = os.path.join(workdir, "phxd.log")
+        self.write_config(config)
+        e = dict(os.environ)
+        e.pop("NOTIFY_SOCKET", None)
+        if env:
+            e.update(env)
+        self.proc = subprocess.Popen([PHXD, "-c", self.conf_path, "-s", self.sock, "-l", "debug"]
+                                     + list(extra_args),
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=open(self.log_path, "a"), env=e)
+        _procs.append(self.proc)
+        _daemons.append(self)
+        wait_until(lambda: self._connectable() or self.proc.poll() is not None,
+                   what="phxd socket")
+        if self.proc.poll() is not None:
+            raise AssertionError(f"phxd exited with {self.proc.returncode}: {self.log()}")
+
+    def _connectable(self):
+        s = socket.socket(socket.AF_UNIX)
+        try:
+            s.connect(self.sock)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def write_config(self, text):
+        with open(self.conf_path, "w") as f:
+            f.write(text)
+
+    def client(self):
+        return Client(self.sock)
+
+    def status(self, conn=None):
+        c = self.client()
+        try:
+            return c.ok("status", **({"conn": conn} if conn else {}))["connections"]
+        finally:
+            c.close()
+
+    def topic_states(self):
+        return {t["topic"]: t["state"] for c in self.status() for t in c["topics"]}
+
+    def wait_joined(self, *topics, timeout=5.0):
+        return wait_until(lambda: all(self.topic_states().get(t) == "joined" for t in topics),
+                          timeout, what=f"joined {topics}")
+
+    def ctl(self, *args, input=None, timeout=30):
+        env = dict(os.environ, PHXD_SOCKET=self.sock)
+        return subprocess.run([PHXCTL] + list(args), capture_output=True, text=True, env=env,
+                              input=input, timeout=timeout)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=10):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("phxd did not stop within 10 s of SIGTERM")
+        return self.proc.returncode
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+def config(url, *joins, extra="", conn="demo", head=""):
+    lines = [head, f"[connection {conn}]", f"url = {url}", "param.user = itest",
+             "jitter = 0", extra]
+    lines += [f"join = {j}" for j in joins]
+    return "\n".join(lines) + "\n"
+
+
+def run():
+    passed = failed = 0
+    only = sys.argv[1:]
+    for fn in _tests:
+        if only and fn.__name__ not in only:
+            continue
+        workdir = tempfile.mkdtemp(prefix=f"phxd-{fn.__name__}-")
+        start = time.monotonic()
+        try:
+            fn(workdir)
+            # every daemon must also stop cleanly: exit 0, no sanitizer report
+            for d in _daemons:
+                rc = d.stop()
+                assert rc == 0, f"phxd exited with {rc} on SIGTERM"
+                log = d.log()
+                for mark in SANITIZER_MARKS:
+                    assert mark not in log, f"sanitizer report in the phxd log: {mark}"
+            passed += 1
+            print(f"ok   {fn.__name__} ({time.monotonic() - start:.2f}s)", flush=True)
+        except Exception:
+            failed += 1
+            print(f"FAIL {fn.__name__} ({time.monotonic() - start:.2f}s)", flush=True)
+            traceback.print_exc()
+            for name in ("phxd.log", "testserver.log"):
+                p = os.path.join(workdir, name)
+                if os.path.exists(p):
+                    with open(p, errors="replace") as f:
+                        tail = f.read()[-4000:]
+                    print(f"--- {name} (end) ---\n{tail}")
+        finally:
+            for p in _procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            _procs.clear()
+            _daemons.clear()
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
