@@ -93,6 +93,14 @@ struct transport {
 #define WRITES_PER_WRITEABLE 32
 
 static void target_free(struct tp_target *t);
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		    size_t len);
+
+static const struct lws_protocols protocols[] = {
+	{ "phxd", callback, 0, 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 }
+};
+
 
 /* ---- libevent side -------------------------------------------------------- */
 
@@ -361,6 +369,7 @@ vhost_for(struct transport *tp, const struct tp_target *t)
 	}
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.protocols = protocols;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.client_ssl_ca_filepath = t->ca_file;
 	info.client_ssl_cert_filepath = t->client_cert;
@@ -431,7 +440,7 @@ do_connect(struct transport *tp, struct tp_cmd *cmd)
 		if (!t->tls_verify)
 			ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
 					     LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
-					     LCCSCF_ALLOW_EXPIRED;
+					     LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
 	}
 	if (lws_client_connect_via_info(&ci) == NULL && !l->done)
 		link_finish(l, 1006, "cannot start the connection", 0);
@@ -657,10 +666,6 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 	}
 }
 
-static const struct lws_protocols protocols[] = {
-	{ "phxd", callback, 0, 0, 0, NULL, 0 },
-	{ NULL, NULL, 0, 0, 0, NULL, 0 }
-};
 
 static void
 stop_tick(lws_sorted_usec_list_t *sul)

@@ -34,6 +34,7 @@ struct ts_options {
 	int port;
 	unsigned idle_timeout_ms;	/* 0 disables; Phoenix default 60000 */
 	bool verbose;
+	const char *tls_cert, *tls_key;	/* both set: wss:// */
 	struct ts_quirks quirks;
 };
 

@@ -175,6 +175,8 @@ usage(FILE *out)
 	      "      --drop-stale-join-ref  ignore messages with an old join_ref (1.8.3+)\n"
 	      "      --drop-null-join-ref   ignore messages without a join_ref (1.8.3-1.8.11)\n"
 	      "      --disconnect-code N  close code of a forced disconnect (default 1000)\n"
+	      "      --tls-cert FILE      serve wss:// with this certificate (PEM)...\n"
+	      "      --tls-key FILE       ...and this key\n"
 	      "  -v, --verbose            log connections, bad frames and controls\n"
 	      "  -h, --help               this text\n"
 	      "  -V, --version            print the version\n",
@@ -267,6 +269,8 @@ main(int argc, char **argv)
 		{ "drop-stale-join-ref", no_argument, NULL, 's' },
 		{ "drop-null-join-ref", no_argument, NULL, 'n' },
 		{ "disconnect-code", required_argument, NULL, 'd' },
+		{ "tls-cert", required_argument, NULL, 'C' },
+		{ "tls-key", required_argument, NULL, 'K' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -333,6 +337,12 @@ main(int argc, char **argv)
 			}
 			srv.opt.quirks.disconnect_code = (int)v;
 			break;
+		case 'C':
+			srv.opt.tls_cert = optarg;
+			break;
+		case 'K':
+			srv.opt.tls_key = optarg;
+			break;
 		case 'v':
 			srv.opt.verbose = true;
 			break;
@@ -358,6 +368,16 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	if ((srv.opt.tls_cert == NULL) != (srv.opt.tls_key == NULL)) {
+		fputs("phxd-testserver: --tls-cert and --tls-key go together\n", stderr);
+		return 2;
+	}
+	for (const char *f = srv.opt.tls_cert; f != NULL; f = f == srv.opt.tls_key ? NULL : srv.opt.tls_key) {
+		if (access(f, R_OK) != 0) {
+			fprintf(stderr, "phxd-testserver: cannot read %s: %s\n", f, strerror(errno));
+			return 2;
+		}
+	}
 	if (!probe_listen(srv.opt.host, srv.opt.port))
 		return 1;
 	lws_set_log_level(srv.opt.verbose ? LLL_ERR | LLL_WARN : LLL_ERR, lws_log_emit);
@@ -370,6 +390,11 @@ main(int argc, char **argv)
 	if (strchr(srv.opt.host, ':') == NULL)
 		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
 	info.timeout_secs = 10;
+	if (srv.opt.tls_cert) {
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = srv.opt.tls_cert;
+		info.ssl_private_key_filepath = srv.opt.tls_key;
+	}
 
 	srv.ctx = lws_create_context(&info);
 	if (srv.ctx == NULL) {
@@ -389,8 +414,8 @@ main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
-	printf("phxd-testserver: listening on ws://%s%s%s:%d/socket/websocket\n",
-	       strchr(srv.opt.host, ':') ? "[" : "", srv.opt.host,
+	printf("phxd-testserver: listening on %s://%s%s%s:%d/socket/websocket\n",
+	       srv.opt.tls_cert ? "wss" : "ws", strchr(srv.opt.host, ':') ? "[" : "", srv.opt.host,
 	       strchr(srv.opt.host, ':') ? "]" : "", port);
 	fflush(stdout);
 

@@ -177,6 +177,21 @@ def events_stream_reports_state_changes(w):
 
 
 @test
+def auth_token_subprotocol_and_params_from_files(w):
+    ts = TestServer(w)
+    with open(f"{w}/token", "w") as f:
+        f.write("s3cr3t-token/with+chars\n")
+    with open(f"{w}/device", "w") as f:
+        f.write("sensor 7")
+    d = Daemon(w, config(ts.url, "rooms:auth",
+                         extra=f"auth_token_file = {w}/token\nparam.device_file = {w}/device"))
+    d.wait_joined("rooms:auth")
+    r = d.client().ok("push", topic="rooms:auth", event="whoami", **{"await": True})
+    assert r["response"]["auth_token"] == "s3cr3t-token/with+chars", r
+    assert r["response"]["params"]["device"] == "sensor 7", r
+
+
+@test
 def hello_and_version(w):
     ts = TestServer(w)
     d = Daemon(w, config(ts.url))

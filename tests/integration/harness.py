@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -60,7 +61,8 @@ class TestServer:
         if "listening on" not in line:
             raise AssertionError(f"phxd-testserver did not start: {line!r}")
         self.port = int(line.rsplit(":", 1)[1].split("/")[0])
-        self.url = f"ws://127.0.0.1:{self.port}/socket"
+        self.scheme = "wss" if "wss://" in line else "ws"
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}/socket"
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -80,8 +82,10 @@ class TestServer:
 
     def control(self, cmd, **args):
         query = "&".join(f"{k}={urllib.parse.quote(str(v))}" for k, v in args.items())
-        url = f"http://127.0.0.1:{self.port}/control/{cmd}" + (f"?{query}" if query else "")
-        with urllib.request.urlopen(url, timeout=5) as r:
+        proto = "https" if self.scheme == "wss" else "http"
+        url = f"{proto}://127.0.0.1:{self.port}/control/{cmd}" + (f"?{query}" if query else "")
+        ctx = ssl._create_unverified_context() if proto == "https" else None
+        with urllib.request.urlopen(url, timeout=5, context=ctx) as r:
             return json.loads(r.read())
 
 
