@@ -1063,6 +1063,24 @@ socket_gone(struct session *s, int code, const char *reason, int http_status)
 		s->last_http_status = http_status;
 	snprintf(s->last_error, sizeof(s->last_error), "%s", reason ? reason : "");
 
+	/* The connection's fate first, then what it means for each channel. */
+	if (s->stopping) {
+		s->state = SESS_STOPPED;
+	} else {
+		schedule_reconnect(s, http_status);
+		ev.delay_ms = s->next_attempt_at - s->tq->now;
+		ev.attempt = s->reconnect_tries;
+		if (was_open || s->stats.attempts <= 1 || http_status)
+			log_warnx("%s: %s%s (code %d%s%.0d); retrying in %llu ms", s->conf->name,
+				  was_open ? "disconnected: " : "cannot connect: ", reason ? reason : "",
+				  code, http_status ? ", HTTP " : "", http_status,
+				  (unsigned long long)ev.delay_ms);
+		else
+			log_debug("%s: cannot connect: %s; retrying in %llu ms", s->conf->name,
+				  reason ? reason : "", (unsigned long long)ev.delay_ms);
+	}
+	emit(s, &ev);
+
 	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
 	     e = strmap_next(&s->channels, &it)) {
 		struct channel *ch = e->value;
@@ -1092,24 +1110,6 @@ socket_gone(struct session *s, int code, const char *reason, int http_status)
 	/* Nothing in flight survives its socket. */
 	strmap_free(&s->inflight);
 	strmap_init(&s->inflight);
-
-	if (s->stopping) {
-		s->state = SESS_STOPPED;
-		emit(s, &ev);
-		return;
-	}
-	schedule_reconnect(s, http_status);
-	ev.delay_ms = s->next_attempt_at - s->tq->now;
-	ev.attempt = s->reconnect_tries;
-	if (was_open || s->stats.attempts <= 1 || http_status)
-		log_warnx("%s: %s%s (code %d%s%.0d); retrying in %llu ms", s->conf->name,
-			  was_open ? "disconnected: " : "cannot connect: ", reason ? reason : "",
-			  code, http_status ? ", HTTP " : "", http_status,
-			  (unsigned long long)ev.delay_ms);
-	else
-		log_debug("%s: cannot connect: %s; retrying in %llu ms", s->conf->name,
-			  reason ? reason : "", (unsigned long long)ev.delay_ms);
-	emit(s, &ev);
 }
 
 void

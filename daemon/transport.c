@@ -547,13 +547,18 @@ receive(struct tp_link *l, struct lws *wsi, const void *in, size_t len)
 		l->rx_len = 0;
 		l->rx_binary = lws_frame_is_binary(wsi);
 	}
+	if (l->close_code)
+		return 0;	/* closing: the rest is not wanted */
 	if (l->rx_len + len > l->target->max_message) {
+		/* Close from WRITEABLE: returning -1 here, mid-message, upsets
+		 * the lws 4.1 parser (it overruns its rx buffer). */
 		log_warnx("%s: incoming message larger than max_message_bytes (%zu); closing",
 			  l->target->name, l->target->max_message);
-		l->close_code = 1009;
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
-		link_finish(l, 1009, "message too big", 0);
-		return -1;
+		l->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
+		snprintf(l->close_reason, sizeof(l->close_reason), "message too big");
+		l->rx_len = 0;
+		lws_callback_on_writable(wsi);
+		return 0;
 	}
 	if (l->rx_len + len > l->rx_cap) {
 		l->rx_cap = l->rx_len + len > 2 * l->rx_cap ? l->rx_len + len : 2 * l->rx_cap;
@@ -627,8 +632,9 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		return 0;
 	}
 	case LWS_CALLBACK_CLIENT_RECEIVE:
+		/* A socket we gave up on is being killed; never -1 mid-message. */
 		if (l == NULL || l->done)
-			return -1;
+			return 0;
 		return receive(l, wsi, in, len);
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		if (l == NULL || l->done)

@@ -76,6 +76,8 @@ struct ts_channel {
 	char join_ref[PHX_MAX_FIELD + 1];
 	bool join_ref_null;
 	bool is_load;		/* load:* channel, else rooms:* */
+	bool tracked;		/* presence:* channel: this join is in the presence list */
+	char presence_ref[PHX_MAX_FIELD + 32];
 	uint64_t sink_count;
 };
 
@@ -109,6 +111,7 @@ struct ts_conn {
 	char socket_id[128];		/* "user_socket:<user>" */
 	json_t *connect_params;		/* object of the query parameters */
 	char *auth_token;		/* from the 1.8 subprotocol, or NULL */
+	json_t *headers;		/* the request headers the "headers" param names */
 	struct ts_channel *channels;
 	unsigned channel_count;
 

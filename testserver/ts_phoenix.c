@@ -4,6 +4,8 @@
  */
 #include "ts.h"
 
+#include <ctype.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -98,9 +100,82 @@ find_channel(struct ts_conn *c, struct phx_field topic)
 	return NULL;
 }
 
+/* ---- presence:* (Phoenix.Presence as the guides use it) ---------------- */
+
+/* The presence key of a socket: its "user" connect param. */
+static const char *
+presence_key(struct ts_conn *c)
+{
+	const char *colon = strchr(c->socket_id, ':');
+	return colon ? colon + 1 : c->socket_id;
+}
+
+static json_t *
+presence_entry(struct ts_channel *ch)
+{
+	return json_pack("{s:[{s:s}]}", "metas", "phx_ref", ch->presence_ref);
+}
+
+/* Sends a presence_diff to every socket on the topic but `except`. */
+static void
+presence_diff(struct ts_server *s, struct ts_conn *except, struct ts_conn *who,
+	      struct ts_channel *ch, bool join)
+{
+	json_t *diff = json_pack("{s:o, s:o}", "joins", json_object(), "leaves", json_object());
+	char *text;
+
+	json_object_set_new(json_object_get(diff, join ? "joins" : "leaves"), presence_key(who),
+			    presence_entry(ch));
+	text = json_dumps(diff, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(diff);
+	for (struct ts_conn *c = s->conns; c != NULL; c = c->next)
+		if (c != except && find_channel(c, phx_field_str(ch->topic)) != NULL)
+			send_msg(c, NULL_FIELD, NULL_FIELD, phx_field_str(ch->topic), "presence_diff",
+				 text, false);
+	free(text);
+}
+
+/* After a presence:* join: track it, push the list, broadcast the join. */
+static void
+presence_track(struct ts_conn *c, struct ts_channel *ch)
+{
+	json_t *state = json_object();
+	char *text;
+
+	ch->tracked = true;
+	snprintf(ch->presence_ref, sizeof(ch->presence_ref), "p%llu.%s",
+		 (unsigned long long)c->id, ch->join_ref_null ? "0" : ch->join_ref);
+	for (struct ts_conn *o = c->srv->conns; o != NULL; o = o->next) {
+		struct ts_channel *och = find_channel(o, phx_field_str(ch->topic));
+		if (och == NULL || !och->tracked)
+			continue;
+		json_t *entry = json_object_get(state, presence_key(o));
+		if (entry == NULL)
+			json_object_set_new(state, presence_key(o), presence_entry(och));
+		else
+			json_array_append_new(json_object_get(entry, "metas"),
+					      json_pack("{s:s}", "phx_ref", och->presence_ref));
+	}
+	text = json_dumps(state, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(state);
+	send_msg(c, chan_jr(ch), NULL_FIELD, phx_field_str(ch->topic), "presence_state", text, false);
+	free(text);
+	presence_diff(c->srv, NULL, c, ch, true);
+}
+
+static void
+presence_untrack(struct ts_conn *c, struct ts_channel *ch)
+{
+	if (!ch->tracked)
+		return;
+	ch->tracked = false;
+	presence_diff(c->srv, c, c, ch, false);
+}
+
 static void
 remove_channel(struct ts_conn *c, struct ts_channel *gone)
 {
+	presence_untrack(c, gone);
 	for (struct ts_channel **pp = &c->channels; *pp != NULL; pp = &(*pp)->next) {
 		if (*pp == gone) {
 			*pp = gone->next;
@@ -133,6 +208,7 @@ handle_join(struct ts_conn *c, const struct phx_msg *m)
 	const struct ts_quirks *q = &c->srv->opt.quirks;
 	bool rooms = field_has_prefix(m->topic, "rooms:");
 	bool load = field_has_prefix(m->topic, "load:");
+	bool presence = field_has_prefix(m->topic, "presence:");
 	char *params;
 	size_t rlen;
 	char *resp;
@@ -142,7 +218,7 @@ handle_join(struct ts_conn *c, const struct phx_msg *m)
 			   "{\"reason\":\"unauthorized\"}");
 		return;
 	}
-	if (!rooms && !load) {
+	if (!rooms && !load && !presence) {
 		send_reply(c, NULL_FIELD, m->ref, m->topic, "error",
 			   "{\"reason\":\"unmatched topic\"}");
 		return;
@@ -167,6 +243,11 @@ handle_join(struct ts_conn *c, const struct phx_msg *m)
 		send_reply(c, m->join_ref, m->ref, m->topic, "ok", "{}");
 		return;
 	}
+	if (presence) {
+		send_reply(c, m->join_ref, m->ref, m->topic, "ok", "{}");
+		presence_track(c, ch);
+		return;
+	}
 	params = m->kind == PHX_TEXT ? canonical_json(m->payload) : NULL;
 	rlen = m->topic.len * 2 + (params ? strlen(params) : 4) + 64;
 	resp = malloc(rlen);
@@ -183,8 +264,9 @@ handle_join(struct ts_conn *c, const struct phx_msg *m)
 static char *
 whoami_json(struct ts_conn *c)
 {
-	json_t *o = json_pack("{s:O, s:s, s:s?}", "params", c->connect_params,
-			      "socket_id", c->socket_id, "auth_token", c->auth_token);
+	json_t *o = json_pack("{s:O, s:s, s:s?, s:O?}", "params", c->connect_params,
+			      "socket_id", c->socket_id, "auth_token", c->auth_token, "headers",
+			      c->headers);
 	char *out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 
 	json_decref(o);
@@ -494,6 +576,24 @@ ts_phoenix_established(struct ts_conn *c)
 		if (strcmp(buf, "vsn") == 0 && strcmp(eq + 1, "2.0.0") == 0)
 			c->vsn = 2;
 	}
+	/* Custom headers cannot be listed, only fetched by name: the
+	 * "headers" connect param names those whoami should report. */
+	json_t *wanted = json_object_get(c->connect_params, "headers");
+	if (json_is_string(wanted)) {
+		char names[512];
+		snprintf(names, sizeof(names), "%s", json_string_value(wanted));
+		c->headers = json_object();
+		for (char *save = NULL, *h = strtok_r(names, ",", &save); h != NULL;
+		     h = strtok_r(NULL, ",", &save)) {
+			char name[128], value[1024];
+			int nlen = snprintf(name, sizeof(name), "%s:", h);
+			for (char *p = name; *p; p++)
+				*p = (char)tolower((unsigned char)*p);
+			if (nlen > 0 && nlen < (int)sizeof(name) &&
+			    lws_hdr_custom_copy(c->wsi, value, sizeof(value), name, nlen) >= 0)
+				json_object_set_new(c->headers, h, json_string(value));
+		}
+	}
 	json_t *user = json_object_get(c->connect_params, "user");
 	snprintf(c->socket_id, sizeof(c->socket_id), "user_socket:%s",
 		 json_is_string(user) ? json_string_value(user) : "anon");
@@ -517,6 +617,8 @@ ts_phoenix_closed(struct ts_conn *c)
 {
 	struct ts_channel *ch, *next;
 
+	for (ch = c->channels; ch != NULL; ch = ch->next)
+		presence_untrack(c, ch);
 	for (ch = c->channels; ch != NULL; ch = next) {
 		next = ch->next;
 		free(ch);
@@ -527,4 +629,6 @@ ts_phoenix_closed(struct ts_conn *c)
 	c->connect_params = NULL;
 	free(c->auth_token);
 	c->auth_token = NULL;
+	json_decref(c->headers);
+	c->headers = NULL;
 }

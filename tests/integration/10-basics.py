@@ -1,6 +1,7 @@
 """phxd end to end against phxd-testserver: joins, pushes, replies,
 subscriptions, events, phxctl output and exit codes."""
 import json
+import os
 import threading
 import time
 
@@ -177,18 +178,51 @@ def events_stream_reports_state_changes(w):
 
 
 @test
-def auth_token_subprotocol_and_params_from_files(w):
+def auth_token_params_and_headers_reach_the_server(w):
     ts = TestServer(w)
     with open(f"{w}/token", "w") as f:
         f.write("s3cr3t-token/with+chars\n")
     with open(f"{w}/device", "w") as f:
         f.write("sensor 7")
     d = Daemon(w, config(ts.url, "rooms:auth",
-                         extra=f"auth_token_file = {w}/token\nparam.device_file = {w}/device"))
+                         extra=f"auth_token_file = {w}/token\nparam.device_file = {w}/device\n"
+                               "param.headers = X-Client,X-Trace\n"
+                               "header.X-Client = phxd itest\nheader.X-Trace = abc-123"))
     d.wait_joined("rooms:auth")
     r = d.client().ok("push", topic="rooms:auth", event="whoami", **{"await": True})
     assert r["response"]["auth_token"] == "s3cr3t-token/with+chars", r
     assert r["response"]["params"]["device"] == "sensor 7", r
+    assert r["response"]["headers"] == {"X-Client": "phxd itest", "X-Trace": "abc-123"}, r
+
+
+@test
+def presence_kept_and_resynced(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "presence:lobby"))
+    d.wait_joined("presence:lobby")
+    c = d.client()
+    wait_until(lambda: list(c.ok("presence", topic="presence:lobby")["presence"]) == ["itest"],
+               what="own presence")
+    # another user joins, through a second phxd
+    w2 = w + "/second"
+    os.mkdir(w2)
+    d2 = Daemon(w2, config(ts.url, "presence:lobby").replace("param.user = itest",
+                                                              "param.user = bob"))
+    d2.wait_joined("presence:lobby")
+    wait_until(lambda: sorted(c.ok("presence", topic="presence:lobby")["presence"]) ==
+               ["bob", "itest"], what="bob's join seen")
+    d2.stop()
+    wait_until(lambda: list(c.ok("presence", topic="presence:lobby")["presence"]) == ["itest"],
+               what="bob's leave seen")
+    # after a reconnect the list is rebuilt from the new presence_state
+    ts.control("drop")
+    wait_until(lambda: d.status()[0]["connects"] == 2, what="reconnect")
+    d.wait_joined("presence:lobby")
+    r = wait_until(lambda: (lambda p: p if p["synced"] and list(p["presence"]) == ["itest"]
+                            else None)(c.ok("presence", topic="presence:lobby")),
+                   what="presence re-synced")
+    metas = r["presence"]["itest"]["metas"]
+    assert len(metas) == 1, r
 
 
 @test

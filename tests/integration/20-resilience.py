@@ -209,6 +209,19 @@ def push_while_down_is_delivered_or_fails_in_time(w):
 
 
 @test
+def oversize_server_message_closes_with_1009_and_recovers(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "load:big", extra=FAST + "\nmax_message_bytes = 4096"))
+    d.wait_joined("load:big")
+    c = d.client()
+    c.ok("push", topic="load:big", event="flood", payload={"n": 1, "size": 10000})
+    wait_until(lambda: conn(d)["connects"] >= 2, what="reconnect after the oversize message")
+    assert "too big" in conn(d)["last_error"] or conn(d)["last_close_code"] == 1009, conn(d)
+    d.wait_joined("load:big")
+    assert "larger than max_message_bytes" in d.log()
+
+
+@test
 def pushes_in_flight_fail_on_disconnect(w):
     ts = TestServer(w)
     d = Daemon(w, config(ts.url, "rooms:a", extra=FAST))

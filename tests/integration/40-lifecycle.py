@@ -122,6 +122,18 @@ def sd_notify_ready_status_reloading_stopping(w):
 
 
 @test
+def journald_priorities_under_systemd(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", "rejected:x"), env={"JOURNAL_STREAM": "8:12345"})
+    d.wait_joined("rooms:a")
+    wait_until(lambda: "<4>" in d.log(), what="a warning")
+    lines = [l for l in d.log().splitlines() if l]
+    assert all(l[:3] in ("<3>", "<4>", "<6>", "<7>") for l in lines), lines[:5]
+    assert any(l.startswith("<6>") and "joined rooms:a" in l for l in lines), lines
+    assert any(l.startswith("<4>") and "rejected:x" in l for l in lines), lines
+
+
+@test
 def will_not_steal_a_live_socket(w):
     ts = TestServer(w)
     d = Daemon(w, config(ts.url))

@@ -154,7 +154,9 @@ class Daemon:
         e.pop("NOTIFY_SOCKET", None)
         if env:
             e.update(env)
-        self.proc = subprocess.Popen([PHXD, "-c", self.conf_path, "-s", self.sock, "-l", "debug"]
+        # PHXD_WRAP="valgrind -q" (say) runs phxd under a tool
+        wrap = os.environ.get("PHXD_WRAP", "").split()
+        self.proc = subprocess.Popen(wrap + [PHXD, "-c", self.conf_path, "-s", self.sock, "-l", "debug"]
                                      + list(extra_args),
                                      stdout=subprocess.DEVNULL,
                                      stderr=open(self.log_path, "a"), env=e)
