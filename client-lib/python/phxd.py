@@ -1,0 +1,259 @@
+"""phxd.py: the Python client of phxd, standard library only.
+
+    import phxd
+
+    with phxd.Client() as c:                    # $PHXD_SOCKET or /run/phxd/phxd.sock
+        c.join("rooms:lobby", {"user_id": 1})
+        print(c.push("rooms:lobby", "ping", {}, await_reply=True))
+        for msg in c.subscribe("rooms:*", count=10):
+            print(msg["topic"], msg["event"], msg["payload"])
+
+Every call raises phxd.Error (with .code, the daemon's error code) when
+phxd answers with an error; phxd.Unreachable when there is no daemon.
+The protocol is docs/ipc.md.
+"""
+
+import base64
+import itertools
+import json
+import os
+import socket
+import time
+
+__all__ = ["Client", "Subscription", "Error", "ReplyError", "Timeout", "NotJoined",
+           "Unreachable", "PROTOCOL_VERSION", "default_socket"]
+
+PROTOCOL_VERSION = 1
+DEFAULT_SOCKET = "/run/phxd/phxd.sock"
+MAX_LINE = 64 << 20
+
+
+def default_socket():
+    return os.environ.get("PHXD_SOCKET") or DEFAULT_SOCKET
+
+
+class Error(Exception):
+    """phxd answered with an error; .code is one of the codes of docs/ipc.md."""
+
+    def __init__(self, code, message, **extra):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.extra = extra
+        self.status = extra.get("status")
+        self.response = extra.get("response")
+
+
+class ReplyError(Error):
+    """The Phoenix server replied with a status other than "ok"."""
+
+
+class Timeout(Error):
+    """Not joined or not answered in time (code "timeout")."""
+
+
+class NotJoined(Error):
+    """The topic is not joined (code "not_joined")."""
+
+
+class Unreachable(OSError):
+    """No phxd at the socket, or it went away."""
+
+
+_ERRORS = {"reply_error": ReplyError, "timeout": Timeout, "not_joined": NotJoined}
+
+
+def _raise(err):
+    err = dict(err or {})
+    code = err.pop("code", "internal")
+    message = err.pop("message", "")
+    raise _ERRORS.get(code, Error)(code, message, **err)
+
+
+class _Conn:
+    """One socket connection: bounded line reads, JSON in and out."""
+
+    def __init__(self, path, timeout):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(path)
+        except OSError as e:
+            self.sock.close()
+            raise Unreachable(e.errno, f"cannot reach phxd at {path}: {e.strerror}") from None
+        self.buf = b""
+
+    def send(self, obj):
+        try:
+            self.sock.sendall(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+        except OSError as e:
+            raise Unreachable(e.errno, f"lost phxd at {self.path}: {e.strerror}") from None
+
+    def recv(self, deadline=None):
+        while b"\n" not in self.buf:
+            if len(self.buf) > MAX_LINE:
+                raise Error("line_too_long", "phxd sent an overlong line")
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout("timed out")
+                self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                raise
+            except OSError as e:
+                raise Unreachable(e.errno, f"lost phxd at {self.path}: {e.strerror}") from None
+            if not chunk:
+                raise Unreachable(0, f"phxd at {self.path} closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def close(self):
+        self.sock.close()
+
+
+class Client:
+    """A connection to phxd for requests. Not thread-safe; use one per thread."""
+
+    def __init__(self, path=None, timeout=60.0, conn=None):
+        self.path = path or default_socket()
+        self.timeout = timeout
+        self.conn = conn            # default connection name for every call
+        self._c = _Conn(self.path, timeout)
+        self._ids = itertools.count(1)
+        self.hello = self.request("hello", version=PROTOCOL_VERSION)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._c.close()
+
+    def request(self, op, timeout=None, **fields):
+        """Sends one request; returns its result or raises Error."""
+        rid = next(self._ids)
+        fields = {k: v for k, v in fields.items() if v is not None}
+        self._c.send(dict(id=rid, op=op, **fields))
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait if wait else None
+        while True:
+            try:
+                msg = self._c.recv(deadline)
+            except socket.timeout:
+                raise Timeout("timeout", f"no answer from phxd within {wait} s") from None
+            if msg.get("id") == rid:
+                if msg.get("ok"):
+                    return msg.get("result", {})
+                _raise(msg.get("error"))
+            if msg.get("id") is None and msg.get("ok") is False:
+                _raise(msg.get("error"))
+
+    def _conn(self, conn):
+        return conn if conn is not None else self.conn
+
+    def status(self, conn=None):
+        return self.request("status", conn=self._conn(conn))
+
+    def join(self, topic, payload=None, conn=None):
+        """Keeps topic joined until leave(); returns the server's join reply."""
+        return self.request("join", conn=self._conn(conn), topic=topic,
+                            payload=payload).get("response")
+
+    def leave(self, topic, conn=None):
+        self.request("leave", conn=self._conn(conn), topic=topic)
+
+    def push(self, topic, event, payload=None, conn=None, await_reply=False, timeout_ms=None,
+             binary=None):
+        """Pushes event. With await_reply, returns the server's reply
+        response (raises ReplyError for an error reply); else None once sent.
+        binary (bytes) sends a Phoenix binary frame instead of JSON."""
+        fields = dict(conn=self._conn(conn), topic=topic, event=event, timeout_ms=timeout_ms)
+        if binary is not None:
+            fields["payload_b64"] = base64.b64encode(binary).decode()
+        else:
+            fields["payload"] = {} if payload is None else payload
+        if await_reply:
+            fields["await"] = True
+        wait = None
+        if timeout_ms is not None:
+            wait = timeout_ms / 1000 + 5
+        result = self.request("push", timeout=wait, **fields)
+        if not await_reply:
+            return None
+        resp = result.get("response")
+        if isinstance(resp, dict) and set(resp) == {"binary"}:
+            return base64.b64decode(resp["binary"])
+        return resp
+
+    def presence(self, topic, conn=None):
+        return self.request("presence", conn=self._conn(conn), topic=topic)["presence"]
+
+    def reload(self):
+        return self.request("reload")
+
+    def subscribe(self, topic, events=None, conn=None, count=None, timeout=None):
+        """Messages of topic (or of a "prefix*" pattern), as dicts, on a
+        connection of their own."""
+        return Subscription(self.path, "subscribe", dict(topic=topic, events=events,
+                                                         conn=self._conn(conn)), count, timeout)
+
+    def events(self, conn=None, count=None, timeout=None):
+        """Connection and channel state changes, as dicts."""
+        return Subscription(self.path, "events", dict(conn=self._conn(conn)), count, timeout)
+
+
+class Subscription:
+    """An iterator over stream lines; close() (or leaving a with block) ends it.
+    timeout: seconds to wait for each line (None: forever) before Timeout."""
+
+    def __init__(self, path, op, fields, count=None, timeout=None):
+        self._c = _Conn(path, None)
+        self.count = count
+        self.timeout = timeout
+        self.seen = 0
+        fields = {k: v for k, v in fields.items() if v is not None}
+        self._c.send(dict(id=1, op=op, **fields))
+        while True:
+            msg = self._c.recv(time.monotonic() + 30)
+            if msg.get("id") == 1:
+                break
+        if not msg.get("ok"):
+            self._c.close()
+            _raise(msg.get("error"))
+        self.sub = msg["result"]["sub"]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.count is not None and self.seen >= self.count:
+            raise StopIteration
+        while True:
+            deadline = time.monotonic() + self.timeout if self.timeout else None
+            try:
+                msg = self._c.recv(deadline)
+            except socket.timeout:
+                raise Timeout("timeout", f"nothing within {self.timeout} s") from None
+            if msg.get("sub") == self.sub:
+                msg.pop("sub")
+                if msg.get("binary"):
+                    msg["payload"] = base64.b64decode(msg["payload"])
+                self.seen += 1
+                return msg
+            if msg.get("ok") is False:
+                _raise(msg.get("error"))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._c.close()

@@ -1,0 +1,55 @@
+"""The systemd side: units that systemd-analyze accepts, socket activation
+through systemd-socket-activate (clients may connect before phxd runs)."""
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+from harness import PHXD, Client, TestServer, config, run, test, wait_until, _procs
+
+SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+
+@test
+def units_verify_clean(w):
+    if shutil.which("systemd-analyze") is None:
+        raise AssertionError("systemd-analyze is missing (./dev setup installs systemd)")
+    with open(os.path.join(SRC, "systemd", "phxd.service.in")) as f:
+        unit = f.read().replace("@bindir@/phxd", PHXD).replace("@sysconfdir@", "/etc")
+    with open(os.path.join(w, "phxd.service"), "w") as f:
+        f.write(unit)
+    shutil.copy(os.path.join(SRC, "systemd", "phxd.socket"), w)
+    p = subprocess.run(["systemd-analyze", "verify", "--man=no", "phxd.service", "phxd.socket"],
+                       cwd=w, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stderr.strip() == "", p
+    assert "Type=notify" in unit and "WatchdogSec=" in unit
+
+
+@test
+def socket_activation(w):
+    ts = TestServer(w)
+    conf = os.path.join(w, "phxd.conf")
+    with open(conf, "w") as f:
+        f.write(config(ts.url, "rooms:act"))
+    sock = os.path.join(w, "activated.sock")
+    log = open(os.path.join(w, "phxd.log"), "w")
+    p = subprocess.Popen(["systemd-socket-activate", "-l", sock, PHXD, "-c", conf, "-l", "debug"],
+                         stdout=subprocess.DEVNULL, stderr=log)
+    _procs.append(p)
+    wait_until(lambda: os.path.exists(sock), what="the activation socket")
+    # the first client starts phxd and is served by it
+    c = Client(sock)
+    r = c.request("hello", version=1)
+    assert r["ok"] and r["result"]["connections"] == ["demo"], r
+    wait_until(lambda: c.ok("status")["connections"][0]["topics"][0]["state"] == "joined",
+               what="joined")
+    with open(os.path.join(w, "phxd.log")) as f:
+        assert "using the socket passed by systemd" in f.read()
+    p.terminate()
+    assert p.wait(10) == 0
+    # systemd owns an activated socket: phxd leaves the file alone
+    assert os.path.exists(sock)
+
+
+run()

@@ -1,0 +1,105 @@
+"""client-lib/python/phxd.py against a live phxd and phxd-testserver."""
+import os
+import sys
+import threading
+import time
+
+from harness import Daemon, TestServer, config, run, test, wait_until
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "client-lib", "python"))
+import phxd  # noqa: E402
+
+
+@test
+def push_join_leave_status(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:py"))
+    d.wait_joined("rooms:py")
+    with phxd.Client(d.sock) as c:
+        assert c.hello["version"] == phxd.PROTOCOL_VERSION
+        assert c.push("rooms:py", "ping", {}, await_reply=True) == {"pong": "pong"}
+        assert c.push("rooms:py", "ping") is None
+        assert c.join("rooms:other", {"a": 1}) == {"joined": "rooms:other", "params": {"a": 1}}
+        topics = {t["topic"]: t["state"] for t in c.status()["connections"][0]["topics"]}
+        assert topics == {"rooms:py": "joined", "rooms:other": "joined"}, topics
+        c.leave("rooms:other")
+        assert c.push("rooms:py", "blob", binary=b"\x00\x01\xff", await_reply=True) == \
+            b"\x00\x01\xff"
+
+
+@test
+def errors_carry_the_daemon_codes(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:py"))
+    d.wait_joined("rooms:py")
+    c = phxd.Client(d.sock)
+    try:
+        c.push("rooms:py", "error_reply", await_reply=True)
+        raise AssertionError("no ReplyError")
+    except phxd.ReplyError as e:
+        assert e.code == "reply_error" and e.status == "error"
+        assert e.response == {"reason": "nope"}
+    try:
+        c.push("rooms:none", "x")
+        raise AssertionError("no NotJoined")
+    except phxd.NotJoined as e:
+        assert e.code == "not_joined"
+    try:
+        c.push("rooms:py", "quicksand", await_reply=True, timeout_ms=200)
+        raise AssertionError("no Timeout")
+    except phxd.Timeout as e:
+        assert e.code == "timeout"
+    try:
+        c.join("rejected:nope")
+        raise AssertionError("no ReplyError for a refused join")
+    except phxd.ReplyError as e:
+        assert e.response == {"reason": "unauthorized"}
+    try:
+        c.request("teleport")
+        raise AssertionError("no Error")
+    except phxd.Error as e:
+        assert e.code == "unknown_op"
+    c.close()
+    try:
+        phxd.Client(os.path.join(w, "nothing.sock"))
+        raise AssertionError("no Unreachable")
+    except phxd.Unreachable:
+        pass
+
+
+@test
+def subscribe_iterates_and_events_stream(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", "rooms:b"))
+    d.wait_joined("rooms:a", "rooms:b")
+    c = phxd.Client(d.sock)
+    got = []
+    sub = c.subscribe("rooms:*", events=["broadcast"], count=2, timeout=5)
+    t = threading.Thread(target=lambda: got.extend(sub))
+    t.start()
+    c.push("rooms:a", "broadcast", {"n": 1}, await_reply=True)
+    c.push("rooms:a", "push to me")
+    c.push("rooms:b", "broadcast", {"n": 2}, await_reply=True)
+    t.join(10)
+    sub.close()
+    assert [(m["topic"], m["payload"]) for m in got] == [("rooms:a", {"n": 1}),
+                                                          ("rooms:b", {"n": 2})], got
+    with c.events(count=2, timeout=5) as ev:
+        ts.control("close", code=1001)
+        states = [(e["type"], e["state"]) for e in ev]
+    assert states[0] == ("connection", "disconnected"), states
+    try:
+        with c.subscribe("rooms:a", timeout=0.3) as quiet:
+            next(quiet)
+        raise AssertionError("no Timeout")
+    except phxd.Timeout:
+        pass
+    try:
+        c.subscribe("a*b")
+        raise AssertionError("no Error")
+    except phxd.Error as e:
+        assert e.code == "bad_request"
+
+
+run()
