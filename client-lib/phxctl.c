@@ -1,26 +1,22 @@
 /*
- * phxctl: the command line over the phxd socket. Human output by default,
- * --json for the daemon's own objects; streams print one JSON object per
- * line. Exit codes say what happened (see usage()).
+ * phxctl: the command line over the phxd socket, built on libphxd. Human
+ * output by default, --json for the daemon's own responses; streams print
+ * one JSON object per line. Exit codes say what happened (see usage()).
  */
+#include "phxd.h"
+
 #include "ipc/phxd-ipc.h"
-#include "protocol/base64.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdnoreturn.h>
-#include <stdint.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <poll.h>
+#include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdnoreturn.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <time.h>
-#include <unistd.h>
 
 enum exit_code {
 	EXIT_OK = 0,
@@ -31,15 +27,7 @@ enum exit_code {
 	EXIT_FAILED = 5,	/* the daemon refused or could not do it */
 };
 
-#define MAX_LINE (64u << 20)
 #define MAX_STDIN (64u << 20)
-
-struct client {
-	int fd;
-	char *buf;
-	size_t len, cap;
-	const char *path;
-};
 
 struct opts {
 	const char *socket;
@@ -49,7 +37,8 @@ struct opts {
 	bool binary;
 	long timeout_ms;	/* -1: not given */
 	long count;		/* streams: stop after N lines; -1: forever */
-	json_t *events;		/* subscribe --event */
+	const char *events[64];
+	size_t nevents;
 };
 
 static void
@@ -63,7 +52,7 @@ usage(FILE *out)
 	      "  leave TOPIC                     stop keeping it joined\n"
 	      "  push TOPIC EVENT [PAYLOAD|-]    push an event (PAYLOAD: JSON, - reads stdin)\n"
 	      "       [--await] [--timeout MS] [--binary]\n"
-	      "  subscribe TOPIC|PATTERN [--event E]... [--count N]\n"
+	      "  subscribe TOPIC|PATTERN [--event E]... [--count N] [--timeout MS]\n"
 	      "                                  print messages, one JSON object per line\n"
 	      "  events [--count N]              print connection and channel state changes\n"
 	      "  presence TOPIC                  the topic's presence list\n"
@@ -96,131 +85,11 @@ die_usage(const char *fmt, ...)
 	exit(EXIT_USAGE);
 }
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void
-client_connect(struct client *c, const char *path)
+print_text(const char *json)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-
-	c->path = path;
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		fprintf(stderr, "phxctl: socket path too long: %s\n", path);
-		exit(EXIT_USAGE);
-	}
-	strcpy(sa.sun_path, path);
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		fprintf(stderr, "phxctl: cannot reach phxd at %s: %s\n", path, strerror(errno));
-		exit(EXIT_UNREACHABLE);
-	}
-}
-
-static void
-client_send(struct client *c, json_t *req)
-{
-	char *text = json_dumps(req, JSON_COMPACT);
-	size_t len = strlen(text), off = 0;
-
-	text = realloc(text, len + 2);
-	text[len++] = '\n';
-	while (off < len) {
-		ssize_t n = send(c->fd, text + off, len - off, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			fprintf(stderr, "phxctl: lost phxd at %s: %s\n", c->path, strerror(errno));
-			exit(EXIT_UNREACHABLE);
-		}
-		off += (size_t)n;
-	}
-	free(text);
-}
-
-/* The next line as JSON; NULL on timeout (deadline 0: none). Exits when the
- * daemon goes away. */
-static json_t *
-client_recv(struct client *c, uint64_t deadline)
-{
-	for (;;) {
-		char *nl = c->len ? memchr(c->buf, '\n', c->len) : NULL;
-		if (nl != NULL) {
-			size_t n = (size_t)(nl - c->buf);
-			json_error_t jerr;
-			json_t *j = json_loadb(c->buf, n, 0, &jerr);
-			memmove(c->buf, nl + 1, c->len - n - 1);
-			c->len -= n + 1;
-			if (!json_is_object(j)) {
-				fprintf(stderr, "phxctl: phxd sent a line that is not a JSON object\n");
-				exit(EXIT_FAILED);
-			}
-			return j;
-		}
-		if (c->len >= MAX_LINE) {
-			fprintf(stderr, "phxctl: phxd sent a line longer than %u bytes\n", MAX_LINE);
-			exit(EXIT_FAILED);
-		}
-		int wait = -1;
-		if (deadline) {
-			uint64_t now = now_ms();
-			if (now >= deadline)
-				return NULL;
-			wait = (int)(deadline - now);
-		}
-		struct pollfd pfd = { c->fd, POLLIN, 0 };
-		int r = poll(&pfd, 1, wait);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r == 0)
-			return NULL;
-		if (c->cap - c->len < 65536) {
-			c->cap = c->cap ? c->cap * 2 : 131072;
-			c->buf = realloc(c->buf, c->cap);
-			if (c->buf == NULL) {
-				fprintf(stderr, "phxctl: out of memory\n");
-				exit(EXIT_FAILED);
-			}
-		}
-		ssize_t n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			fprintf(stderr, "phxctl: phxd closed the connection%s%s\n", n < 0 ? ": " : "",
-				n < 0 ? strerror(errno) : "");
-			exit(EXIT_UNREACHABLE);
-		}
-		c->len += (size_t)n;
-	}
-}
-
-/* Sends req and waits for the response with its id (1). */
-static json_t *
-request(struct client *c, json_t *req, long timeout_ms)
-{
-	uint64_t deadline = timeout_ms > 0 ? now_ms() + (uint64_t)timeout_ms : 0;
-
-	json_object_set_new(req, "id", json_integer(1));
-	client_send(c, req);
-	for (;;) {
-		json_t *resp = client_recv(c, deadline);
-		if (resp == NULL) {
-			fprintf(stderr, "phxctl: no answer from phxd within %ld ms\n", timeout_ms);
-			exit(EXIT_TIMEOUT);
-		}
-		json_t *id = json_object_get(resp, "id");
-		if (json_is_integer(id) && json_integer_value(id) == 1)
-			return resp;
-		if (json_is_null(id) && json_is_false(json_object_get(resp, "ok")))
-			return resp;	/* an error the daemon could not tie to a request */
-		json_decref(resp);
-	}
+	puts(json);
+	fflush(stdout);
 }
 
 static void
@@ -228,51 +97,43 @@ print_json(json_t *j)
 {
 	char *text = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
 
-	puts(text);
+	print_text(text);
 	free(text);
-	fflush(stdout);
 }
 
-/* Prints an error response and gives its exit code. */
+/* Reports a failed call and gives its exit code. */
 static int
-report_error(json_t *resp, const struct opts *o)
+report(struct phxd_client *c, int rc, const struct opts *o)
 {
-	json_t *err = json_object_get(resp, "error");
-	const char *code = json_string_value(json_object_get(err, "code"));
-	const char *msg = json_string_value(json_object_get(err, "message"));
+	const char *code = phxd_error_code(c);
 
-	if (o->json)
-		print_json(resp);
-	else {
-		fprintf(stderr, "phxctl: %s: %s\n", code ? code : "error", msg ? msg : "");
-		json_t *r = json_object_get(err, "response");
-		if (r) {
-			char *text = json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (rc == PHXD_EUNREACHABLE) {
+		fprintf(stderr, "phxctl: %s\n", phxd_error_message(c));
+		return EXIT_UNREACHABLE;
+	}
+	if (o->json && phxd_last_response(c) && rc == PHXD_EDAEMON)
+		print_text(phxd_last_response(c));
+	else
+		fprintf(stderr, "phxctl: %s: %s\n", code, phxd_error_message(c));
+	if (!o->json && phxd_error_json(c)) {
+		json_t *err = json_loads(phxd_error_json(c), 0, NULL);
+		json_t *resp = json_object_get(err, "response");
+		if (resp) {
+			char *text = json_dumps(resp, JSON_COMPACT | JSON_ENCODE_ANY);
 			fprintf(stderr, "response: %s\n", text);
 			free(text);
 		}
+		json_decref(err);
 	}
-	if (code && strcmp(code, PHXD_E_REPLY_ERROR) == 0)
-		return EXIT_REPLY_ERROR;
-	if (code && strcmp(code, PHXD_E_TIMEOUT) == 0)
+	if (rc == PHXD_ETIMEOUT)
 		return EXIT_TIMEOUT;
-	if (code && (strcmp(code, PHXD_E_BAD_REQUEST) == 0 ||
-		     strcmp(code, PHXD_E_UNKNOWN_CONNECTION) == 0))
+	if (rc == PHXD_EINVAL)
+		return EXIT_USAGE;
+	if (strcmp(code, PHXD_E_REPLY_ERROR) == 0)
+		return EXIT_REPLY_ERROR;
+	if (strcmp(code, PHXD_E_BAD_REQUEST) == 0 || strcmp(code, PHXD_E_UNKNOWN_CONNECTION) == 0)
 		return EXIT_USAGE;
 	return EXIT_FAILED;
-}
-
-static json_t *
-parse_json_arg(const char *text, const char *what)
-{
-	json_error_t jerr;
-	json_t *j = json_loads(text, JSON_DECODE_ANY, &jerr);
-
-	if (j == NULL) {
-		fprintf(stderr, "phxctl: %s is not JSON: %s\n", what, jerr.text);
-		exit(EXIT_USAGE);
-	}
-	return j;
 }
 
 static char *
@@ -287,18 +148,14 @@ read_stdin(size_t *len)
 		if (r == 0)
 			break;
 		if (n == cap) {
-			if (cap >= MAX_STDIN) {
-				fprintf(stderr, "phxctl: payload on stdin larger than %u bytes\n", MAX_STDIN);
-				exit(EXIT_USAGE);
-			}
+			if (cap >= MAX_STDIN)
+				die_usage("payload on stdin larger than %u bytes", MAX_STDIN);
 			cap *= 2;
 			buf = realloc(buf, cap);
 		}
 	}
-	if (buf == NULL || ferror(stdin)) {
-		fprintf(stderr, "phxctl: cannot read stdin\n");
-		exit(EXIT_USAGE);
-	}
+	if (buf == NULL || ferror(stdin))
+		die_usage("cannot read stdin");
 	*len = n;
 	return buf;
 }
@@ -341,37 +198,56 @@ print_status(json_t *result)
 }
 
 /* Streams: prints each line of the subscription (without its tag). */
-static int
-stream(struct client *c, json_t *req, const struct opts *o)
-{
-	json_t *resp = request(c, req, 10000);
-	json_int_t sub;
-	long seen = 0;
+struct stream_state {
+	long seen;
+};
 
-	if (!json_is_true(json_object_get(resp, "ok")))
-		return report_error(resp, o);
-	sub = json_integer_value(json_object_get(json_object_get(resp, "result"), "sub"));
-	json_decref(resp);
-	while (o->count < 0 || seen < o->count) {
-		uint64_t deadline = o->timeout_ms > 0 ? now_ms() + (uint64_t)o->timeout_ms : 0;
-		json_t *line = client_recv(c, deadline);
-		if (line == NULL) {
+static void
+on_line(void *arg, uint64_t sub, const char *json, size_t len)
+{
+	struct stream_state *st = arg;
+
+	(void)sub;
+	printf("%.*s\n", (int)len, json);
+	fflush(stdout);
+	st->seen++;
+}
+
+/* subscribe / events: prints lines until --count, or --timeout of silence. */
+static int
+stream(struct phxd_client *c, const char *cmd, const char *topic, const struct opts *o)
+{
+	struct stream_state st = { 0 };
+	const char *events[65];
+	int rc;
+
+	memcpy(events, o->events, o->nevents * sizeof(char *));
+	events[o->nevents] = NULL;
+	if (strcmp(cmd, "subscribe") == 0)
+		rc = phxd_subscribe(c, o->conn, topic, o->nevents ? events : NULL, on_line, &st,
+				    NULL);
+	else
+		rc = phxd_events(c, o->conn, on_line, &st, NULL);
+	if (rc != PHXD_OK)
+		return report(c, rc, o);
+	while (o->count < 0 || st.seen < o->count) {
+		long before = st.seen;
+		rc = phxd_wait(c, o->timeout_ms > 0 ? (int)o->timeout_ms : -1);
+		if (rc != PHXD_OK)
+			return report(c, rc, o);
+		if (o->timeout_ms > 0 && st.seen == before) {
 			fprintf(stderr, "phxctl: nothing within %ld ms\n", o->timeout_ms);
 			return EXIT_TIMEOUT;
 		}
-		json_t *tag = json_object_get(line, "sub");
-		if (json_is_integer(tag) && json_integer_value(tag) == sub) {
-			json_object_del(line, "sub");
-			print_json(line);
-			seen++;
-		} else if (json_is_false(json_object_get(line, "ok"))) {
-			int rc = report_error(line, o);
-			json_decref(line);
-			return rc;
-		}
-		json_decref(line);
 	}
 	return EXIT_OK;
+}
+
+static void
+need(int nargs, int lo, int hi, const char *what)
+{
+	if (nargs < lo || nargs > hi)
+		die_usage("usage: phxctl %s", what);
 }
 
 int
@@ -390,14 +266,13 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .timeout_ms = -1, .count = -1 };
-	struct client c = { .fd = -1 };
-	int opt;
-	char *end;
+	struct phxd_client *c;
+	char *result = NULL, *end;
+	int opt, rc;
 
 	o.socket = getenv(PHXD_SOCKET_ENV);
 	if (o.socket == NULL || o.socket[0] == '\0')
 		o.socket = PHXD_DEFAULT_SOCKET;
-	o.events = json_array();
 	opterr = 0;
 	/* GNU getopt permutes: options may follow the command ("push T E --await"). */
 	while ((opt = getopt_long(argc, argv, ":s:C:jh", longopts, NULL)) != -1) {
@@ -419,7 +294,11 @@ main(int argc, char **argv)
 			if (errno || *end || o.count <= 0)
 				die_usage("--count wants a positive number, not '%s'", optarg);
 			break;
-		case 'e': json_array_append_new(o.events, json_string(optarg)); break;
+		case 'e':
+			if (o.nevents == 64)
+				die_usage("at most 64 --event options");
+			o.events[o.nevents++] = optarg;
+			break;
 		case 'h': usage(stdout); return EXIT_OK;
 		case ':': die_usage("option %s needs a value", argv[optind - 1]);
 		default: die_usage("unknown option %s", argv[optind - 1]);
@@ -429,122 +308,117 @@ main(int argc, char **argv)
 	int nargs = argc - optind;
 	if (nargs == 0)
 		die_usage("a command is needed");
-
 	const char *cmd = args[0];
-	json_t *req = json_object();
-	if (o.conn)
-		json_object_set_new(req, "conn", json_string(o.conn));
-#define NEED(n, what)                                                        \
-	if (nargs != (n))                                                        \
-		die_usage("usage: phxctl %s", what)
-	if (strcmp(cmd, "status") == 0) {
-		NEED(1, "status");
-		json_object_set_new(req, "op", json_string("status"));
-	} else if (strcmp(cmd, "join") == 0) {
-		if (nargs != 2 && nargs != 3)
-			die_usage("usage: phxctl %s", "join TOPIC [PARAMS]");
-		json_object_set_new(req, "op", json_string("join"));
-		json_object_set_new(req, "topic", json_string(args[1]));
-		if (nargs == 3) {
-			json_t *p = parse_json_arg(args[2], "PARAMS");
-			if (!json_is_object(p))
-				die_usage("PARAMS must be a JSON object");
-			json_object_set_new(req, "payload", p);
-		}
-	} else if (strcmp(cmd, "leave") == 0) {
-		NEED(2, "leave TOPIC");
-		json_object_set_new(req, "op", json_string("leave"));
-		json_object_set_new(req, "topic", json_string(args[1]));
-	} else if (strcmp(cmd, "push") == 0) {
-		if (nargs != 3 && nargs != 4)
-			die_usage("usage: phxctl %s", "push TOPIC EVENT [PAYLOAD|-] [--await]");
-		json_object_set_new(req, "op", json_string("push"));
-		json_object_set_new(req, "topic", json_string(args[1]));
-		json_object_set_new(req, "event", json_string(args[2]));
-		if (nargs == 4) {
-			size_t len;
-			char *text;
-			if (strcmp(args[3], "-") == 0) {
-				text = read_stdin(&len);
-			} else {
-				text = strdup(args[3]);
-				len = strlen(text);
-			}
-			if (o.binary) {
-				char *b = malloc(BASE64_ENCODED_SIZE(len));
-				if (b == NULL) {
-					fprintf(stderr, "phxctl: out of memory\n");
-					return EXIT_FAILED;
-				}
-				base64_encode(text, len, true, b);
-				json_object_set_new(req, "payload_b64", json_string(b));
-				free(b);
-			} else {
-				json_error_t jerr;
-				json_t *p = json_loadb(text, len, JSON_DECODE_ANY, &jerr);
-				if (p == NULL) {
-					free(text);
-					die_usage("PAYLOAD is not JSON: %s", jerr.text);
-				}
-				json_object_set_new(req, "payload", p);
-			}
-			free(text);
-		}
-		if (o.await_reply)
-			json_object_set_new(req, "await", json_true());
-		if (o.timeout_ms > 0)
-			json_object_set_new(req, "timeout_ms", json_integer(o.timeout_ms));
-	} else if (strcmp(cmd, "subscribe") == 0) {
-		NEED(2, "subscribe TOPIC|PATTERN [--event E]... [--count N]");
-		json_object_set_new(req, "op", json_string("subscribe"));
-		json_object_set_new(req, "topic", json_string(args[1]));
-		if (json_array_size(o.events))
-			json_object_set(req, "events", o.events);
-	} else if (strcmp(cmd, "events") == 0) {
-		NEED(1, "events [--count N]");
-		json_object_set_new(req, "op", json_string("events"));
-	} else if (strcmp(cmd, "presence") == 0) {
-		NEED(2, "presence TOPIC");
-		json_object_set_new(req, "op", json_string("presence"));
-		json_object_set_new(req, "topic", json_string(args[1]));
-	} else if (strcmp(cmd, "reload") == 0) {
-		NEED(1, "reload");
-		json_object_set_new(req, "op", json_string("reload"));
-	} else {
+	static const char *const commands[] = { "status", "join", "leave", "push", "subscribe",
+						"events", "presence", "reload" };
+	bool known = false;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		known |= strcmp(cmd, commands[i]) == 0;
+	if (!known)
 		die_usage("unknown command '%s'", cmd);
+
+	/* Check the arguments before touching the daemon. */
+	char *payload = NULL;
+	size_t payload_len = 0;
+	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "events") == 0 || strcmp(cmd, "reload") == 0)
+		need(nargs, 1, 1, cmd);
+	else if (strcmp(cmd, "join") == 0)
+		need(nargs, 2, 3, "join TOPIC [PARAMS]");
+	else if (strcmp(cmd, "leave") == 0 || strcmp(cmd, "presence") == 0 ||
+		 strcmp(cmd, "subscribe") == 0)
+		need(nargs, 2, 2, strcmp(cmd, "subscribe") == 0
+					  ? "subscribe TOPIC|PATTERN [--event E]... [--count N]"
+					  : "leave|presence TOPIC");
+	else if (strcmp(cmd, "push") == 0)
+		need(nargs, 3, 4, "push TOPIC EVENT [PAYLOAD|-] [--await]");
+	if (strcmp(cmd, "join") == 0 && nargs == 3) {
+		json_error_t jerr;
+		json_t *p = json_loads(args[2], 0, &jerr);
+		if (!json_is_object(p))
+			die_usage("PARAMS must be a JSON object%s%s", p ? "" : ": ", p ? "" : jerr.text);
+		json_decref(p);
+	}
+	if (strcmp(cmd, "push") == 0 && nargs == 4) {
+		if (strcmp(args[3], "-") == 0) {
+			payload = read_stdin(&payload_len);
+		} else {
+			payload = strdup(args[3]);
+			payload_len = strlen(payload);
+		}
+		if (!o.binary) {
+			json_error_t jerr;
+			json_t *p = json_loadb(payload, payload_len, JSON_DECODE_ANY, &jerr);
+			if (p == NULL) {
+				free(payload);
+				die_usage("PAYLOAD is not JSON: %s", jerr.text);
+			}
+			json_decref(p);
+			/* libphxd takes JSON text NUL-terminated */
+			payload = realloc(payload, payload_len + 1);
+			payload[payload_len] = '\0';
+		}
 	}
 
-	client_connect(&c, o.socket);
-	int rc;
-	if (strcmp(cmd, "subscribe") == 0 || strcmp(cmd, "events") == 0) {
-		rc = stream(&c, req, &o);
-	} else {
-		/* The daemon enforces the push timeout; wait a little longer. */
-		long wait = o.timeout_ms > 0 ? o.timeout_ms + 5000 : 60000;
-		json_t *resp = request(&c, req, wait);
-		if (!json_is_true(json_object_get(resp, "ok"))) {
-			rc = report_error(resp, &o);
-		} else {
-			json_t *result = json_object_get(resp, "result");
-			rc = EXIT_OK;
-			if (o.json)
-				print_json(resp);
-			else if (strcmp(cmd, "status") == 0)
-				print_status(result);
-			else if (strcmp(cmd, "push") == 0 && !o.await_reply)
-				puts("sent");
-			else if (json_object_get(result, "response"))
-				print_json(json_object_get(result, "response"));
-			else if (json_object_get(result, "presence"))
-				print_json(json_object_get(result, "presence"));
-			else
-				puts("ok");
-		}
-		json_decref(resp);
+	rc = phxd_connect(o.socket, &c);
+	if (rc != PHXD_OK) {
+		if (rc == PHXD_EUNREACHABLE)
+			fprintf(stderr, "phxctl: cannot reach phxd at %s: %s\n", o.socket, strerror(errno));
+		else
+			fprintf(stderr, "phxctl: phxd at %s did not accept us (error %d)\n", o.socket, rc);
+		free(payload);
+		return rc == PHXD_EUNREACHABLE ? EXIT_UNREACHABLE : EXIT_FAILED;
 	}
-	json_decref(req);
-	json_decref(o.events);
-	close(c.fd);
-	free(c.buf);
-	return rc;
+
+	int exit_code = EXIT_OK;
+	if (strcmp(cmd, "subscribe") == 0 || strcmp(cmd, "events") == 0) {
+		exit_code = stream(c, cmd, nargs > 1 ? args[1] : NULL, &o);
+		goto out;
+	}
+	char *response = NULL;
+	if (strcmp(cmd, "status") == 0) {
+		rc = phxd_status(c, o.conn, &result);
+	} else if (strcmp(cmd, "join") == 0) {
+		rc = phxd_join(c, o.conn, args[1], nargs == 3 ? args[2] : NULL, &response);
+	} else if (strcmp(cmd, "leave") == 0) {
+		rc = phxd_leave(c, o.conn, args[1]);
+	} else if (strcmp(cmd, "push") == 0) {
+		unsigned flags = (o.await_reply ? PHXD_PUSH_AWAIT : 0) | (o.binary ? PHXD_PUSH_BINARY : 0);
+		rc = phxd_push(c, o.conn, args[1], args[2], payload, payload_len, flags,
+			       o.timeout_ms > 0 ? (unsigned)o.timeout_ms : 0, &response);
+	} else {
+		json_t *req = json_pack("{s:s}", "op", cmd);
+		if (o.conn)
+			json_object_set_new(req, "conn", json_string(o.conn));
+		if (nargs > 1)
+			json_object_set_new(req, "topic", json_string(args[1]));
+		char *text = json_dumps(req, JSON_COMPACT);
+		rc = phxd_call(c, text, &result);
+		free(text);
+		json_decref(req);
+	}
+	if (rc != PHXD_OK) {
+		exit_code = report(c, rc, &o);
+	} else if (o.json) {
+		print_text(phxd_last_response(c));
+	} else if (strcmp(cmd, "status") == 0) {
+		json_t *r = json_loads(result, 0, NULL);
+		print_status(r);
+		json_decref(r);
+	} else if (strcmp(cmd, "push") == 0 && !o.await_reply) {
+		puts("sent");
+	} else if (response) {
+		print_text(response);
+	} else if (strcmp(cmd, "presence") == 0) {
+		json_t *r = json_loads(result, 0, NULL);
+		print_json(json_object_get(r, "presence"));
+		json_decref(r);
+	} else {
+		puts("ok");
+	}
+	free(response);
+out:
+	free(result);
+	free(payload);
+	phxd_disconnect(c);
+	return exit_code;
 }

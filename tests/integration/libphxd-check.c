@@ -1,0 +1,147 @@
+/*
+ * libphxd against a live phxd (started by 80-libphxd.py, which passes the
+ * socket path and expects a joined topic rooms:c). Prints a line per check
+ * and exits 1 if any failed.
+ */
+#include "client-lib/phxd.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+
+#define CHECK(cond, ...)                                             \
+	do {                                                         \
+		if (cond) {                                          \
+			printf("ok   " __VA_ARGS__);                     \
+		} else {                                             \
+			printf("FAIL " __VA_ARGS__);                     \
+			failures++;                                  \
+		}                                                    \
+		printf(" (%s:%d)\n", __FILE__, __LINE__);            \
+	} while (0)
+
+static int lines_seen;
+static char last_line[4096];
+
+static void
+on_line(void *arg, uint64_t sub, const char *json, size_t len)
+{
+	(void)arg;
+	(void)sub;
+	lines_seen++;
+	snprintf(last_line, sizeof(last_line), "%.*s", (int)len, json);
+}
+
+static int replies;
+static int reply_status;
+static char reply_text[4096];
+
+static void
+on_reply(void *arg, struct phxd_client *c, int status, const char *result, size_t len)
+{
+	(void)arg;
+	(void)c;
+	replies++;
+	reply_status = status;
+	snprintf(reply_text, sizeof(reply_text), "%.*s", (int)len, result ? result : "");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct phxd_client *c, *bad;
+	char *out = NULL;
+	int rc;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: libphxd-check SOCKET\n");
+		return 2;
+	}
+	rc = phxd_connect("/nonexistent/phxd.sock", &bad);
+	CHECK(rc == PHXD_EUNREACHABLE && bad == NULL && errno == ENOENT, "unreachable socket");
+	rc = phxd_connect(argv[1], &c);
+	CHECK(rc == PHXD_OK, "connect");
+	if (rc != PHXD_OK)
+		return 1;
+
+	rc = phxd_push(c, NULL, "rooms:c", "ping", "{}", 0, PHXD_PUSH_AWAIT, 0, &out);
+	CHECK(rc == PHXD_OK && out && strcmp(out, "{\"pong\":\"pong\"}") == 0, "push await: %s",
+	      out ? out : "(null)");
+	free(out);
+	out = NULL;
+
+	rc = phxd_push(c, NULL, "rooms:c", "ping", NULL, 0, 0, 0, NULL);
+	CHECK(rc == PHXD_OK, "fire push");
+
+	rc = phxd_push(c, NULL, "rooms:c", "error_reply", "{}", 0, PHXD_PUSH_AWAIT, 0, &out);
+	CHECK(rc == PHXD_EDAEMON && strcmp(phxd_error_code(c), "reply_error") == 0 &&
+		      phxd_error_json(c) && strstr(phxd_error_json(c), "\"nope\"") && out == NULL,
+	      "reply error: %s %s", phxd_error_code(c), phxd_error_json(c) ? phxd_error_json(c) : "");
+
+	rc = phxd_push(c, NULL, "rooms:none", "x", "{}", 0, 0, 0, NULL);
+	CHECK(rc == PHXD_EDAEMON && strcmp(phxd_error_code(c), "not_joined") == 0, "not joined");
+
+	rc = phxd_push(c, NULL, "rooms:c", "quicksand", "{}", 0, PHXD_PUSH_AWAIT, 200, NULL);
+	CHECK(rc == PHXD_ETIMEOUT && strcmp(phxd_error_code(c), "timeout") == 0, "push timeout");
+
+	rc = phxd_push(c, NULL, "rooms:c", "x", "{not json", 0, 0, 0, NULL);
+	CHECK(rc == PHXD_EINVAL, "payload not JSON");
+
+	rc = phxd_push(c, NULL, "rooms:c", "blob", "\x00\x01\x02", 3,
+		       PHXD_PUSH_AWAIT | PHXD_PUSH_BINARY, 0, &out);
+	CHECK(rc == PHXD_OK && out && strcmp(out, "{\"binary\":\"AAEC\"}") == 0, "binary push: %s",
+	      out ? out : "(null)");
+	free(out);
+	out = NULL;
+
+	rc = phxd_join(c, NULL, "rooms:lib", "{\"k\":1}", &out);
+	CHECK(rc == PHXD_OK && out && strstr(out, "\"joined\":\"rooms:lib\""), "join: %s",
+	      out ? out : "(null)");
+	free(out);
+	out = NULL;
+	rc = phxd_leave(c, NULL, "rooms:lib");
+	CHECK(rc == PHXD_OK, "leave");
+
+	rc = phxd_status(c, NULL, &out);
+	CHECK(rc == PHXD_OK && out && strstr(out, "\"rooms:c\""), "status");
+	free(out);
+	out = NULL;
+
+	rc = phxd_call(c, "{\"op\":\"teleport\"}", &out);
+	CHECK(rc == PHXD_EDAEMON && strcmp(phxd_error_code(c), "unknown_op") == 0, "unknown op");
+	rc = phxd_call(c, "[1,2]", &out);
+	CHECK(rc == PHXD_EINVAL, "request not an object");
+
+	uint64_t sub = 0;
+	rc = phxd_subscribe(c, NULL, "rooms:*", NULL, on_line, NULL, &sub);
+	CHECK(rc == PHXD_OK && sub > 0, "subscribe");
+	rc = phxd_push(c, NULL, "rooms:c", "broadcast", "{\"b\":1}", 0, PHXD_PUSH_AWAIT, 0, NULL);
+	/* the broadcast may come before or after the reply: wait for it */
+	for (int i = 0; i < 50 && lines_seen == 0; i++)
+		phxd_wait(c, 100);
+	CHECK(rc == PHXD_OK && lines_seen == 1 && strstr(last_line, "\"payload\":{\"b\":1}") &&
+		      !strstr(last_line, "\"sub\""),
+	      "subscription line: %s", last_line);
+	rc = phxd_unsubscribe(c, sub);
+	CHECK(rc == PHXD_OK, "unsubscribe");
+
+	/* non-blocking: queue, poll, dispatch */
+	rc = phxd_send(c, "{\"op\":\"push\",\"topic\":\"rooms:c\",\"event\":\"ping\",\"await\":true}",
+		       on_reply, NULL);
+	CHECK(rc == PHXD_OK, "send");
+	for (int i = 0; i < 100 && replies == 0; i++) {
+		struct pollfd pfd = { phxd_fd(c), POLLIN | (phxd_want_write(c) ? POLLOUT : 0), 0 };
+		if (poll(&pfd, 1, 50) > 0)
+			phxd_dispatch(c);
+	}
+	CHECK(replies == 1 && reply_status == PHXD_OK && strstr(reply_text, "pong"),
+	      "non-blocking reply: %s", reply_text);
+
+	phxd_disconnect(c);
+	printf("%d failed\n", failures);
+	return failures ? 1 : 0;
+}
