@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <event2/thread.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -461,6 +462,10 @@ main(int argc, char **argv)
 	log_set_level(d.log_level_forced ? level : d.conf->log_level);
 	log_route_libraries();
 	signal(SIGPIPE, SIG_IGN);
+	/* Bursts allocate and free a lot at once; without this glibc trims and
+	 * regrows the heap (brk, mprotect) every few batches. */
+	mallopt(M_TRIM_THRESHOLD, 64 << 20);
+	mallopt(M_TOP_PAD, 16 << 20);
 	srand48((long)phxd_now_ms() ^ (long)getpid());
 	gettimeofday(&tv, NULL);
 	d.started_at_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;

@@ -6,6 +6,7 @@
 #include <libwebsockets.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,6 +53,27 @@ struct tp_link {
 	char peer_reason[124];
 };
 
+/*
+ * Events travel in slabs: the records of one service pass share a few
+ * allocations, freed by the libevent thread once it has run them. No
+ * per-frame malloc crosses the threads.
+ */
+struct tp_slab {
+	struct tp_slab *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
+#define SLAB_MIN (16u << 10)
+#define SLAB_MAX (64u << 10)	/* below glibc's mmap threshold */
+
+static size_t
+record_size(size_t len)
+{
+	size_t n = sizeof(struct tp_event) + len;
+	return (n + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+}
+
 struct transport {
 	struct event_base *base;
 	struct event *wake_ev;		/* lws thread -> libevent */
@@ -66,7 +88,7 @@ struct transport {
 
 	pthread_mutex_t lock;
 	struct tp_cmd *cmd_head, *cmd_tail;	/* -> lws thread */
-	struct tp_event *ev_head, *ev_tail;	/* -> libevent thread */
+	struct tp_slab *ev_head, *ev_tail;	/* events -> libevent thread */
 	size_t ev_bytes;
 	bool stopping;
 	uint64_t stop_deadline_us;
@@ -75,6 +97,8 @@ struct transport {
 	struct tp_cmd *batch_head, *batch_tail;
 
 	/* lws thread only */
+	struct tp_slab *fill_head, *fill_tail;	/* this pass's events */
+	size_t fill_bytes;
 	struct tp_link *links;
 	struct tp_link **by_id;
 	size_t nby_id;
@@ -97,7 +121,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		    size_t len);
 
 static const struct lws_protocols protocols[] = {
-	{ "phxd", callback, 0, 0, 0, NULL, 0 },
+	/* 64 KiB reads: many frames per read, and per pass */
+	{ "phxd", callback, 0, 65536, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
@@ -159,21 +184,25 @@ static void
 wake_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct transport *tp = arg;
-	struct tp_event *ev, *next;
+	struct tp_slab *slab, *next;
 	bool resume;
 
 	(void)fd;
 	(void)what;
 	pthread_mutex_lock(&tp->lock);
-	ev = tp->ev_head;
+	slab = tp->ev_head;
 	tp->ev_head = tp->ev_tail = NULL;
 	resume = tp->ev_bytes >= EV_BYTES_HIGH;
 	tp->ev_bytes = 0;
 	pthread_mutex_unlock(&tp->lock);
-	for (; ev != NULL; ev = next) {
-		next = ev->next;
-		tp->fn(tp->ud, ev);
-		free(ev);
+	for (; slab != NULL; slab = next) {
+		next = slab->next;
+		for (size_t off = 0; off < slab->used;) {
+			struct tp_event *ev = (struct tp_event *)((char *)slab->data + off);
+			tp->fn(tp->ud, ev);
+			off += record_size(ev->len);
+		}
+		free(slab);
 	}
 	if (resume) {
 		struct tp_cmd *c = xcalloc(1, sizeof(*c));
@@ -272,38 +301,85 @@ transport_close(struct transport *tp, uint32_t id, uint32_t gen, int code, const
 
 /* ---- lws thread ------------------------------------------------------------ */
 
+/* A new event record of this service pass, with room for len bytes of
+ * data. Events of one pass are handed over together (one lock, at most one
+ * wake-up), so a read of many frames costs one switch. */
+static struct tp_event *
+event_record(struct transport *tp, enum tp_event_kind kind, const struct tp_link *l, size_t len)
+{
+	size_t need = record_size(len);
+	struct tp_slab *slab = tp->fill_tail;
+	struct tp_event *ev;
+
+	if (slab == NULL || slab->cap - slab->used < need) {
+		size_t cap = slab ? 2 * slab->cap : SLAB_MIN;
+		if (cap > SLAB_MAX)
+			cap = SLAB_MAX;
+		if (cap < need)
+			cap = need;
+		slab = xmalloc(sizeof(*slab) + cap);
+		slab->next = NULL;
+		slab->used = 0;
+		slab->cap = cap;
+		if (tp->fill_tail)
+			tp->fill_tail->next = slab;
+		else
+			tp->fill_head = slab;
+		tp->fill_tail = slab;
+	}
+	ev = (struct tp_event *)((char *)slab->data + slab->used);
+	slab->used += need;
+	memset(ev, 0, sizeof(*ev));
+	ev->kind = kind;
+	ev->id = l->id;
+	ev->gen = l->gen;
+	ev->len = len;
+	tp->fill_bytes += len;
+	return ev;
+}
+
 static void
-post_event(struct transport *tp, struct tp_event *ev)
+flush_events(struct transport *tp)
 {
 	bool was_empty;
 
-	ev->next = NULL;
+	if (tp->fill_head == NULL)
+		return;
 	pthread_mutex_lock(&tp->lock);
 	was_empty = tp->ev_head == NULL;
 	if (tp->ev_tail)
-		tp->ev_tail->next = ev;
+		tp->ev_tail->next = tp->fill_head;
 	else
-		tp->ev_head = ev;
-	tp->ev_tail = ev;
-	tp->ev_bytes += ev->len;
+		tp->ev_head = tp->fill_head;
+	tp->ev_tail = tp->fill_tail;
+	tp->ev_bytes += tp->fill_bytes;
+	bool high = tp->ev_bytes >= EV_BYTES_HIGH;
 	pthread_mutex_unlock(&tp->lock);
+	tp->fill_head = tp->fill_tail = NULL;
+	tp->fill_bytes = 0;
 	if (was_empty)
 		event_active(tp->wake_ev, EV_READ, 0);
+	/* The libevent thread is far behind: stop reading the sockets until
+	 * it catches up (it sends CMD_RESUME). */
+	if (high) {
+		for (struct tp_link *l = tp->links; l; l = l->next) {
+			if (!l->paused && l->wsi && !l->done) {
+				l->paused = true;
+				lws_rx_flow_control(l->wsi, 0);
+			}
+		}
+	}
 }
 
 static void
 post_simple(struct tp_link *l, enum tp_event_kind kind, int code, const char *reason,
 	    int http_status)
 {
-	struct tp_event *ev = xcalloc(1, sizeof(*ev));
+	struct tp_event *ev = event_record(l->tp, kind, l, 0);
 
-	ev->kind = kind;
-	ev->id = l->id;
-	ev->gen = l->gen;
 	ev->code = code;
 	ev->http_status = http_status;
 	snprintf(ev->reason, sizeof(ev->reason), "%s", reason ? reason : "");
-	post_event(l->tp, ev);
 }
 
 static void
@@ -560,32 +636,26 @@ receive(struct tp_link *l, struct lws *wsi, const void *in, size_t len)
 		lws_callback_on_writable(wsi);
 		return 0;
 	}
+	bool complete = lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0;
+	if (complete && l->rx_len == 0) {
+		/* the whole message in one piece: straight into the slab */
+		struct tp_event *ev = event_record(l->tp, TP_FRAME, l, len);
+		ev->binary = l->rx_binary;
+		memcpy(ev->data, in, len);
+		return 0;
+	}
 	if (l->rx_len + len > l->rx_cap) {
 		l->rx_cap = l->rx_len + len > 2 * l->rx_cap ? l->rx_len + len : 2 * l->rx_cap;
 		l->rx = xrealloc(l->rx, l->rx_cap);
 	}
 	memcpy(l->rx + l->rx_len, in, len);
 	l->rx_len += len;
-	if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi) != 0)
+	if (!complete)
 		return 0;
-
-	struct tp_event *ev = xmalloc(sizeof(*ev) + l->rx_len);
-	memset(ev, 0, sizeof(*ev));
-	ev->kind = TP_FRAME;
-	ev->id = l->id;
-	ev->gen = l->gen;
+	struct tp_event *ev = event_record(l->tp, TP_FRAME, l, l->rx_len);
 	ev->binary = l->rx_binary;
-	ev->len = l->rx_len;
 	memcpy(ev->data, l->rx, l->rx_len);
 	l->rx_len = 0;
-	post_event(l->tp, ev);
-	pthread_mutex_lock(&l->tp->lock);
-	bool high = l->tp->ev_bytes >= EV_BYTES_HIGH;
-	pthread_mutex_unlock(&l->tp->lock);
-	if (high && !l->paused) {
-		l->paused = true;
-		lws_rx_flow_control(wsi, 0);
-	}
 	return 0;
 }
 
@@ -712,11 +782,13 @@ thread_main(void *arg)
 	while (!should_exit(tp)) {
 		if (lws_service(tp->ctx, 0) < 0)
 			break;
+		flush_events(tp);
 		reap_links(tp);
 	}
 	for (struct tp_link *l = tp->links; l; l = l->next)
 		if (!l->done)
 			link_finish(l, 1001, "phxd stopping", 0);
+	flush_events(tp);
 	reap_links(tp);
 	return NULL;
 }
@@ -813,7 +885,7 @@ free_cmds(struct tp_cmd *c)
 void
 transport_free(struct transport *tp)
 {
-	struct tp_event *ev, *next;
+	struct tp_slab *slab, *next;
 
 	if (tp == NULL)
 		return;
@@ -822,9 +894,9 @@ transport_free(struct transport *tp)
 		lws_context_destroy(tp->ctx);
 	free_cmds(tp->cmd_head);
 	free_cmds(tp->batch_head);
-	for (ev = tp->ev_head; ev; ev = next) {
-		next = ev->next;
-		free(ev);
+	for (slab = tp->ev_head; slab; slab = next) {
+		next = slab->next;
+		free(slab);
 	}
 	for (struct tls_vhost *v = tp->tls_vhosts, *vn; v; v = vn) {
 		vn = v->next;

@@ -24,7 +24,6 @@ enum tp_event_kind {
 };
 
 struct tp_event {
-	struct tp_event *next;
 	enum tp_event_kind kind;
 	uint32_t id, gen;
 	int code;

@@ -4,6 +4,7 @@
 #include "daemon/strmap.h"
 #include "daemon/xmalloc.h"
 #include "protocol/base64.h"
+#include "protocol/json_scan.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
@@ -523,7 +524,8 @@ shared_from_json(json_t *body)
 }
 
 static void
-fan_out(struct ipc_sub *first, struct shared_line **line, json_t *(*build)(void *), void *arg,
+fan_out(struct ipc_sub *first, struct shared_line **line, struct shared_line *(*build)(void *),
+	void *arg,
 	const char *conn, const char *topic, size_t topic_len, const char *event, size_t event_len,
 	bool prefix_match)
 {
@@ -533,11 +535,8 @@ fan_out(struct ipc_sub *first, struct shared_line **line, json_t *(*build)(void 
 			continue;
 		if (!sub_wants(s, conn, event, event_len))
 			continue;
-		if (*line == NULL) {
-			json_t *body = build(arg);
-			*line = shared_from_json(body);
-			json_decref(body);
-		}
+		if (*line == NULL)
+			*line = build(arg);
 		deliver(s, *line);
 	}
 }
@@ -547,25 +546,52 @@ struct message_ctx {
 	const struct phx_msg *m;
 };
 
-static json_t *
+static char *
+put_string(char *p, const char *key, const char *s, size_t len)
+{
+	size_t klen = strlen(key);
+
+	memcpy(p, key, klen);
+	p += klen;
+	return p + json_escape(s, len, p);
+}
+
+/* The message line after its tag, written once from the frame's own bytes:
+ * the payload was validated by the codec and goes out as it came. */
+static struct shared_line *
 build_message(void *arg)
 {
 	struct message_ctx *mc = arg;
 	const struct phx_msg *m = mc->m;
-	json_t *o = json_pack("{s:s, s:s, s:s%, s:s%}", "type", "message", "conn", mc->pc->conf->name,
-			      "topic", m->topic.s, m->topic.len, "event", m->event.s, m->event.len);
+	const char *conn = mc->pc->conf->name;
+	bool binary = m->kind != PHX_TEXT;
+	size_t payload_len = binary ? BASE64_ENCODED_SIZE(m->payload.len) : m->payload.len;
+	size_t cap = 96 + json_escaped_len(conn, strlen(conn)) +
+		     json_escaped_len(m->topic.s, m->topic.len) +
+		     json_escaped_len(m->event.s, m->event.len) + payload_len + 2;
+	struct shared_line *l = xmalloc(sizeof(*l) + cap);
+	char *p = l->data;
 
-	if (m->kind == PHX_TEXT) {
-		json_t *p = json_loadb(m->payload.s, m->payload.len, JSON_DECODE_ANY, NULL);
-		json_object_set_new(o, "payload", p ? p : json_null());
+#define PUT_LITERAL(lit) (memcpy(p, lit, sizeof(lit) - 1), p += sizeof(lit) - 1)
+	PUT_LITERAL("\"type\":\"message\"");
+	p = put_string(p, ",\"conn\":", conn, strlen(conn));
+	p = put_string(p, ",\"topic\":", m->topic.s, m->topic.len);
+	p = put_string(p, ",\"event\":", m->event.s, m->event.len);
+	if (binary) {
+		PUT_LITERAL(",\"binary\":true,\"payload\":\"");
+		p += base64_encode(m->payload.s, m->payload.len, true, p);
+		*p++ = '"';
 	} else {
-		char *b64 = xmalloc(BASE64_ENCODED_SIZE(m->payload.len));
-		base64_encode(m->payload.s, m->payload.len, true, b64);
-		json_object_set_new(o, "binary", json_true());
-		json_object_set_new(o, "payload", json_string(b64));
-		free(b64);
+		PUT_LITERAL(",\"payload\":");
+		memcpy(p, m->payload.s, m->payload.len);
+		p += m->payload.len;
 	}
-	return o;
+#undef PUT_LITERAL
+	*p++ = '}';
+	*p++ = '\n';
+	l->refs = 1;
+	l->len = (size_t)(p - l->data);
+	return l;
 }
 
 void
@@ -592,11 +618,15 @@ struct event_ctx {
 
 json_t *ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev);
 
-static json_t *
+static struct shared_line *
 build_event(void *arg)
 {
 	struct event_ctx *ec = arg;
-	return ipc_event_json(ec->pc, ec->ev);
+	json_t *body = ipc_event_json(ec->pc, ec->ev);
+	struct shared_line *l = shared_from_json(body);
+
+	json_decref(body);
+	return l;
 }
 
 void
