@@ -3,8 +3,6 @@
 
 #include <sys/time.h>
 
-json_t *ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev);
-
 static json_int_t
 wall_ms(void)
 {

@@ -81,6 +81,7 @@ uint64_t ipc_subscribe(struct ipc_client *c, enum ipc_sub_kind kind, const char 
 		       const char *topic, json_t *events);
 bool ipc_unsubscribe(struct ipc_client *c, uint64_t sub);
 
-struct phxd *ipc_client_daemon(struct ipc_client *c);
+/* An event line's object (cmd_events.c); the caller owns it. */
+json_t *ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev);
 
 #endif

@@ -366,12 +366,6 @@ ipc_get_conn(struct phxd *d, struct ipc_client *c, json_t *id, json_t *req)
 	return NULL;
 }
 
-struct phxd *
-ipc_client_daemon(struct ipc_client *c)
-{
-	return c->srv->d;
-}
-
 /* ---- subscriptions --------------------------------------------------------- */
 
 static struct sub_head *
@@ -615,8 +609,6 @@ struct event_ctx {
 	const struct phxd_conn *pc;
 	const struct sess_event *ev;
 };
-
-json_t *ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev);
 
 static struct shared_line *
 build_event(void *arg)

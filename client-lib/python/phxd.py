@@ -115,7 +115,20 @@ class _Conn:
         self.sock.close()
 
 
-class Client:
+class _Closing:
+    """with-statement support for objects holding a _Conn in self._c."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._c.close()
+
+
+class Client(_Closing):
     """A connection to phxd for requests. Not thread-safe; use one per thread."""
 
     def __init__(self, path=None, timeout=60.0, conn=None):
@@ -126,14 +139,6 @@ class Client:
         self._ids = itertools.count(1)
         self.hello = self.request("hello", version=PROTOCOL_VERSION)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self._c.close()
 
     def request(self, op, timeout=None, **fields):
         """Sends one request; returns its result or raises Error."""
@@ -208,7 +213,7 @@ class Client:
         return Subscription(self.path, "events", dict(conn=self._conn(conn)), count, timeout)
 
 
-class Subscription:
+class Subscription(_Closing):
     """An iterator over stream lines; close() (or leaving a with block) ends it.
     timeout: seconds to wait for each line (None: forever) before Timeout."""
 
@@ -249,11 +254,3 @@ class Subscription:
             if msg.get("ok") is False:
                 _raise(msg.get("error"))
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self._c.close()
