@@ -71,6 +71,8 @@ static const struct opt conn_opts[] = {
 	{ "push_timeout_ms", OPT_UINT, C(push_timeout_ms), 0, 10, 86400000, "10000", NULL },
 	{ "push_buffer", OPT_UINT, C(push_buffer), 0, 0, 10000000, "10000",
 	  "pushes waiting for a join" },
+	{ "push_buffer_bytes", OPT_UINT, C(push_buffer_bytes), 0, 0, 1u << 30, "67108864",
+	  "payload bytes of the pushes waiting for a join" },
 	{ "auth_retry_ms", OPT_UINT, C(auth_retry_ms), 0, 0, 86400000, "30000",
 	  "least delay after HTTP 401/403" },
 	{ "max_message_bytes", OPT_UINT, C(max_message), 0, 1024, 1u << 30, "16777216",

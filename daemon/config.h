@@ -46,6 +46,7 @@ struct conn_conf {
 	unsigned join_timeout_ms;
 	unsigned push_timeout_ms;
 	unsigned push_buffer;	/* pushes waiting for a join, per connection */
+	unsigned push_buffer_bytes;	/* and their payload bytes */
 	unsigned auth_retry_ms;	/* after HTTP 401/403 */
 	unsigned max_message;	/* bytes of one incoming websocket message */
 	double jitter;		/* 0..1: each delay is scaled by 1 +- jitter */

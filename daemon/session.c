@@ -326,6 +326,7 @@ push_unlink(struct sess_push *p)
 		else
 			ch->buf_tail = p->prev;
 		ch->sess->buffered--;
+		ch->sess->buffered_bytes -= p->payload_len;
 		ch->buffered--;
 	}
 	p->prev = p->next = NULL;
@@ -395,6 +396,9 @@ send_push(struct session *s, struct sess_push *p)
 	send_frame(s, ch->join_ref, p->ref, topic_field(ch), p->event, p->payload,
 		   p->payload_len, p->binary);
 	s->stats.pushes_sent++;
+	/* Only the reply is awaited now; the bytes are on their way. */
+	free(p->payload);
+	p->payload = NULL;
 	if (!p->await_reply) {
 		tq_cancel(s->tq, &p->timer);
 		if (p->done)
@@ -465,10 +469,11 @@ session_push(struct session *s, const struct sess_push_args *a, sess_done_fn don
 		send_push(s, p);
 		return;
 	}
-	if (s->buffered >= s->conf->push_buffer) {
+	if (s->buffered >= s->conf->push_buffer ||
+	    s->buffered_bytes + p->payload_len > s->conf->push_buffer_bytes) {
 		p->done = NULL;
 		push_free(p);
-		finish(done, arg, SESS_BUFFER_FULL, "push buffer full");
+		finish(done, arg, SESS_BUFFER_FULL, "push buffer full (push_buffer, push_buffer_bytes)");
 		s->stats.pushes_failed++;
 		return;
 	}
@@ -480,6 +485,7 @@ session_push(struct session *s, const struct sess_push_args *a, sess_done_fn don
 		ch->buf_head = p;
 	ch->buf_tail = p;
 	s->buffered++;
+	s->buffered_bytes += p->payload_len;
 	ch->buffered++;
 }
 

@@ -154,6 +154,7 @@ struct session {
 	struct strmap channels;		/* topic -> struct channel */
 	struct strmap inflight;		/* ref -> struct sess_wait */
 	unsigned buffered;		/* pushes waiting in channel buffers */
+	size_t buffered_bytes;		/* and their payload bytes */
 
 	unsigned reconnect_tries;
 	struct tq_timer reconnect_timer;

@@ -43,6 +43,7 @@ struct tp_link {
 	struct lws *wsi;
 	struct tp_target *target;
 	struct tp_cmd *out_head, *out_tail;
+	size_t out_bytes;	/* queued for a server that may not be reading */
 	char *rx;
 	size_t rx_len, rx_cap;
 	bool rx_binary;
@@ -115,6 +116,8 @@ struct transport {
  * received data waits for it. */
 #define EV_BYTES_HIGH (64u << 20)
 #define WRITES_PER_WRITEABLE 32
+/* Frames queued for one server before phxd gives up on that socket. */
+#define SEND_QUEUE_MAX (64u << 20)
 
 static void target_free(struct tp_target *t);
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -555,6 +558,19 @@ run_commands(struct transport *tp)
 			l = link_of(tp, cmd);
 			if (l == NULL || !l->established || l->close_code)
 				break;
+			if (l->out_bytes + cmd->len > SEND_QUEUE_MAX) {
+				/* The server stopped reading: drop the socket rather
+				 * than grow; the session reconnects and fails what
+				 * awaited a reply. */
+				log_warnx("%s: more than %u bytes queued for a server that does not "
+					  "read; closing", l->target->name, SEND_QUEUE_MAX);
+				l->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+				snprintf(l->close_reason, sizeof(l->close_reason), "send queue full");
+				lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, 2);
+				lws_callback_on_writable(l->wsi);
+				break;
+			}
+			l->out_bytes += cmd->len;
 			if (l->out_tail)
 				l->out_tail->next = cmd;
 			else
@@ -607,6 +623,7 @@ write_some(struct tp_link *l)
 		l->out_head = c->next;
 		if (l->out_head == NULL)
 			l->out_tail = NULL;
+		l->out_bytes -= c->len;
 		free(c);
 		if (lws_send_pipe_choked(l->wsi))
 			break;

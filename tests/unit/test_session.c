@@ -694,6 +694,29 @@ START_TEST(push_timeout_and_buffer_cap)
 }
 END_TEST
 
+START_TEST(push_buffer_bytes_cap)
+{
+	struct fake *f = fake_new(NULL);
+	struct result_rec r[3] = { 0 };
+	struct sess_push_args a = { "rooms:bb", "x", "\"abcd\"", 6, false, true, 0 };
+
+	f->conf->push_buffer_bytes = 12;
+	session_join(f->s, "rooms:bb", NULL, false, NULL, NULL);
+	session_push(f->s, &a, record, &r[0]);
+	session_push(f->s, &a, record, &r[1]);
+	session_push(f->s, &a, record, &r[2]);
+	ck_assert_int_eq(r[0].calls + r[1].calls, 0);
+	ck_assert_int_eq(r[2].outcome, SESS_BUFFER_FULL);
+	ck_assert_uint_eq(f->s->buffered_bytes, 12);
+	/* sent after the join: the buffer is empty again */
+	open_socket(f);
+	reply_join(f, "rooms:bb", "ok", "{}");
+	ck_assert_uint_eq(f->s->buffered_bytes, 0);
+	ck_assert_uint_eq(count_sent(f, 0, "rooms:bb", "x"), 2);
+	fake_free(f);
+}
+END_TEST
+
 START_TEST(push_reply_error_timeout_and_disconnect)
 {
 	struct fake *f = fake_new(NULL);
@@ -986,6 +1009,7 @@ session_suite(void)
 	tcase_add_test(tc, push_carries_current_join_ref);
 	tcase_add_test(tc, push_buffered_until_joined);
 	tcase_add_test(tc, push_timeout_and_buffer_cap);
+	tcase_add_test(tc, push_buffer_bytes_cap);
 	tcase_add_test(tc, push_reply_error_timeout_and_disconnect);
 	tcase_add_test(tc, binary_push_and_reply);
 	tcase_add_test(tc, presence_synced_and_diffs_buffered);
