@@ -190,6 +190,23 @@ cmd_broadcast(struct control_ctx *cc)
 	return true;
 }
 
+/* Stops (answer=0) or resumes (1) reading every open socket: a server
+ * that no longer reads, so a client's send queue fills up. */
+static bool
+cmd_reading(struct control_ctx *cc)
+{
+	long on;
+	unsigned n = 0;
+
+	if (!int_arg(cc, "on", 0, 1, 1, true, &on))
+		return false;
+	for (struct ts_conn *c = cc->srv->conns; c != NULL; c = c->next, n++)
+		if (c->wsi)
+			lws_rx_flow_control(c->wsi, on ? 1 : 0);
+	json_object_set_new(cc->result, "sockets", json_integer(n));
+	return true;
+}
+
 /* Sends a raw text frame to every socket: how tests make a server say
  * something odd on purpose (a stale join_ref, a bad frame). */
 static bool
@@ -240,6 +257,7 @@ static const struct control_cmd control_cmds[] = {
 	{ "broadcast", cmd_broadcast },
 	{ "stats", cmd_stats },
 	{ "inject", cmd_inject },
+	{ "reading", cmd_reading },
 };
 
 void
