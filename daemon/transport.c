@@ -743,6 +743,13 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 				 (const char *)in + 2);
 		}
 		return 0;
+	case LWS_CALLBACK_WSI_DESTROY:
+		/* Some failures (a TLS handshake the server ends, say) destroy
+		 * the wsi without CLIENT_CONNECTION_ERROR: never keep a pointer
+		 * to a wsi that is gone. */
+		if (l != NULL && !l->done)
+			link_finish(l, 1006, l->established ? "connection lost" : "connection failed", 0);
+		return 0;
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		if (l != NULL) {
 			char why[160];

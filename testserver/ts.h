@@ -35,6 +35,7 @@ struct ts_options {
 	unsigned idle_timeout_ms;	/* 0 disables; Phoenix default 60000 */
 	bool verbose;
 	const char *tls_cert, *tls_key;	/* both set: wss:// */
+	const char *tls_client_ca;	/* set: clients need a certificate from this CA */
 	struct ts_quirks quirks;
 };
 

@@ -177,6 +177,7 @@ usage(FILE *out)
 	      "      --disconnect-code N  close code of a forced disconnect (default 1000)\n"
 	      "      --tls-cert FILE      serve wss:// with this certificate (PEM)...\n"
 	      "      --tls-key FILE       ...and this key\n"
+	      "      --tls-client-ca FILE require client certificates from this CA\n"
 	      "  -v, --verbose            log connections, bad frames and controls\n"
 	      "  -h, --help               this text\n"
 	      "  -V, --version            print the version\n",
@@ -271,6 +272,7 @@ main(int argc, char **argv)
 		{ "disconnect-code", required_argument, NULL, 'd' },
 		{ "tls-cert", required_argument, NULL, 'C' },
 		{ "tls-key", required_argument, NULL, 'K' },
+		{ "tls-client-ca", required_argument, NULL, 'A' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -343,6 +345,9 @@ main(int argc, char **argv)
 		case 'K':
 			srv.opt.tls_key = optarg;
 			break;
+		case 'A':
+			srv.opt.tls_client_ca = optarg;
+			break;
 		case 'v':
 			srv.opt.verbose = true;
 			break;
@@ -368,6 +373,10 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	if (srv.opt.tls_client_ca && srv.opt.tls_cert == NULL) {
+		fputs("phxd-testserver: --tls-client-ca needs --tls-cert and --tls-key\n", stderr);
+		return 2;
+	}
 	if ((srv.opt.tls_cert == NULL) != (srv.opt.tls_key == NULL)) {
 		fputs("phxd-testserver: --tls-cert and --tls-key go together\n", stderr);
 		return 2;
@@ -394,6 +403,10 @@ main(int argc, char **argv)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		info.ssl_cert_filepath = srv.opt.tls_cert;
 		info.ssl_private_key_filepath = srv.opt.tls_key;
+		if (srv.opt.tls_client_ca) {
+			info.ssl_ca_filepath = srv.opt.tls_client_ca;
+			info.options |= LWS_SERVER_OPTION_REQUIRE_VALID_OPENSSL_CLIENT_CERT;
+		}
 	}
 
 	srv.ctx = lws_create_context(&info);

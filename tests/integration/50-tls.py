@@ -63,6 +63,34 @@ def wss_wrong_host_name_is_refused(w):
     assert st["connects"] == 0, st
 
 
+def client_cert(w, ca):
+    def ssl(*args):
+        subprocess.run(["openssl"] + list(args), cwd=w, check=True, capture_output=True)
+
+    ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr",
+        "-subj", "/CN=phxd client")
+    ssl("x509", "-req", "-in", "client.csr", "-CA", ca, "-CAkey", os.path.join(w, "ca.key"),
+        "-CAcreateserial", "-out", "client.pem", "-days", "1")
+    return os.path.join(w, "client.pem"), os.path.join(w, "client.key")
+
+
+@test
+def wss_client_certificate(w):
+    ca, cert, key = make_certs(w, "DNS:localhost")
+    ts = TestServer(w, "--tls-cert", cert, "--tls-key", key, "--tls-client-ca", ca)
+    ccert, ckey = client_cert(w, ca)
+    d = Daemon(w, config(f"wss://localhost:{ts.port}/socket", "rooms:mtls",
+                         extra=f"ca_file = {ca}\nclient_cert = {ccert}\nclient_key = {ckey}"))
+    d.wait_joined("rooms:mtls")
+    # without one, the server refuses the handshake
+    w2 = os.path.join(w, "nocert")
+    os.mkdir(w2)
+    d2 = Daemon(w2, config(f"wss://localhost:{ts.port}/socket", "rooms:mtls",
+                           extra=f"ca_file = {ca}\nreconnect_after_ms = 200"))
+    time.sleep(1.0)
+    assert d2.status()[0]["connects"] == 0, d2.status()
+
+
 @test
 def wss_without_verification_when_asked(w):
     ts, ca = tls_server(w, san="DNS:elsewhere.example")
