@@ -12,4 +12,12 @@
 /* Writes the encoding and a NUL; returns its length. */
 size_t base64_encode(const void *in, size_t n, bool pad, char *out);
 
+/* Room for the decoding of n characters. */
+#define BASE64_DECODED_SIZE(n) (3 * ((n) / 4) + 3)
+
+/* Decodes standard base64, padded or not, into out (BASE64_DECODED_SIZE
+ * bytes); false on a character outside the alphabet or an impossible
+ * length. */
+bool base64_decode(const char *in, size_t n, void *out, size_t *outlen);
+
 #endif

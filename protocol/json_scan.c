@@ -270,13 +270,29 @@ json_unescape(const char *raw, size_t raw_len, char *out)
 
 static const char hex_digits[] = "0123456789abcdef";
 
+/* U+FFFD, what an invalid byte of a string becomes on output. */
+static const char replacement[3] = { (char)0xef, (char)0xbf, (char)0xbd };
+
+/* Length of the valid UTF-8 sequence at s, 0 when the byte starts none. */
+static size_t
+valid_seq(const char *s, const char *end)
+{
+	return utf8_seq_len((const unsigned char *)s, (const unsigned char *)end);
+}
+
 size_t
 json_escaped_len(const char *s, size_t len)
 {
 	size_t n = 2;
 
-	for (size_t i = 0; i < len; i++) {
+	for (size_t i = 0; i < len;) {
 		unsigned char ch = (unsigned char)s[i];
+		if (ch >= 0x80) {
+			size_t seq = valid_seq(s + i, s + len);
+			n += seq ? seq : sizeof(replacement);
+			i += seq ? seq : 1;
+			continue;
+		}
 		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' ||
 		    ch == '\n' || ch == '\r' || ch == '\t')
 			n += 2;
@@ -284,6 +300,7 @@ json_escaped_len(const char *s, size_t len)
 			n += 6;
 		else
 			n += 1;
+		i++;
 	}
 	return n;
 }
@@ -294,10 +311,24 @@ json_escape(const char *s, size_t len, char *out)
 	size_t n = 0;
 
 	out[n++] = '"';
-	for (size_t i = 0; i < len; i++) {
+	for (size_t i = 0; i < len;) {
 		unsigned char ch = (unsigned char)s[i];
 		char short_esc = 0;
 
+		if (ch >= 0x80) {
+			size_t seq = valid_seq(s + i, s + len);
+			if (seq) {
+				memcpy(out + n, s + i, seq);
+				n += seq;
+				i += seq;
+			} else {
+				memcpy(out + n, replacement, sizeof(replacement));
+				n += sizeof(replacement);
+				i++;
+			}
+			continue;
+		}
+		i++;
 		switch (ch) {
 		case '"': short_esc = '"'; break;
 		case '\\': short_esc = '\\'; break;
@@ -320,6 +351,63 @@ json_escape(const char *s, size_t len, char *out)
 			out[n++] = (char)ch;
 	}
 	out[n++] = '"';
+	return n;
+}
+
+size_t
+json_utf8_sanitized_len(const char *s, size_t len)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < len;) {
+		size_t seq = (unsigned char)s[i] < 0x80 ? 1 : valid_seq(s + i, s + len);
+		n += seq ? seq : sizeof(replacement);
+		i += seq ? seq : 1;
+	}
+	return n;
+}
+
+size_t
+json_utf8_sanitize(const char *s, size_t len, char *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < len;) {
+		size_t seq = (unsigned char)s[i] < 0x80 ? 1 : valid_seq(s + i, s + len);
+		if (seq) {
+			memcpy(out + n, s + i, seq);
+			n += seq;
+			i += seq;
+		} else {
+			memcpy(out + n, replacement, sizeof(replacement));
+			n += sizeof(replacement);
+			i++;
+		}
+	}
+	return n;
+}
+
+size_t
+json_utf8_cut(const char *s, size_t len, size_t max)
+{
+	if (len <= max)
+		return len;
+	/* Back off over continuation bytes to a character boundary. */
+	while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
+		max--;
+	return max;
+}
+
+size_t
+json_copy_one_line(const char *json, size_t len, char *out)
+{
+	size_t n = 0;
+
+	/* In valid JSON a raw CR or LF can only be white space between tokens
+	 * (strings must escape them), so dropping them keeps the value. */
+	for (size_t i = 0; i < len; i++)
+		if (json[i] != '\n' && json[i] != '\r')
+			out[n++] = json[i];
 	return n;
 }
 

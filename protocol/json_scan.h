@@ -11,8 +11,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Nesting deeper than this is rejected: the scanner recurses. */
-#define JSON_SCAN_MAX_DEPTH 128
+/* Nesting deeper than this is rejected: the scanner recurses. It is above
+ * what a socket client can send (jansson stops at 2048) plus the frame and
+ * reply wrapping, so a server that echoes a client's value never exceeds it. */
+#define JSON_SCAN_MAX_DEPTH 4096
 
 enum json_kind {
 	JSON_KIND_NONE = 0,
@@ -65,9 +67,25 @@ size_t json_escaped_len(const char *s, size_t len);
 /*
  * Writes s as a quoted JSON string the way JSON.stringify and the Phoenix
  * server do: UTF-8 kept raw, only '"', '\\' and control characters escaped.
- * Returns the number of bytes written (json_escaped_len()).
+ * A byte that is not part of valid UTF-8 becomes U+FFFD, so the output is
+ * always valid JSON whatever s holds. Returns the number of bytes written
+ * (json_escaped_len()).
  */
 size_t json_escape(const char *s, size_t len, char *out);
+
+/* s with every byte that is not part of valid UTF-8 replaced by U+FFFD:
+ * the length first, then the copy (out has room for the length). */
+size_t json_utf8_sanitized_len(const char *s, size_t len);
+size_t json_utf8_sanitize(const char *s, size_t len, char *out);
+
+/* The longest prefix of s not above max bytes that does not end inside a
+ * UTF-8 sequence (for s valid UTF-8). */
+size_t json_utf8_cut(const char *s, size_t len, size_t max);
+
+/* Copies validated JSON text without its CR and LF bytes (white space
+ * between tokens), so it fits on one line of a newline-delimited stream.
+ * Returns the bytes written (at most len). */
+size_t json_copy_one_line(const char *json, size_t len, char *out);
 
 /* True when the whole buffer is exactly one JSON value (white space allowed). */
 bool json_validate(const char *data, size_t len, const char **error);
