@@ -3,9 +3,12 @@
 #include "xmalloc.h"
 
 #include "protocol/base64.h"
+#include "protocol/json_scan.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <ini.h>
 #include <jansson.h>
 #include <limits.h>
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_NAME 64
 #define MAX_SECRET_FILE (64 * 1024)
@@ -55,6 +59,18 @@ static const struct opt global_opts[] = {
 	{ "client_buffer_bytes", OPT_UINT, G(client_buffer), 0, 65536, 1u << 30, "8388608",
 	  "output queued to one IPC client before it is cut off" },
 	{ "max_clients", OPT_UINT, G(max_clients), 0, 1, 65536, "1024", "IPC clients at once" },
+	{ "max_clients_per_uid", OPT_UINT, G(max_clients_per_uid), 0, 1, 65536, "256",
+	  "IPC clients of one user at once (root and phxd's own user excepted)" },
+	{ "client_max_subscriptions", OPT_UINT, G(client_max_subscriptions), 0, 1, 1000000, "4096",
+	  "subscriptions and event streams of one client" },
+	{ "client_max_pending", OPT_UINT, G(client_max_pending), 0, 1, 10000000, "10000",
+	  "requests of one client awaiting an answer" },
+	{ "client_stall_ms", OPT_UINT, G(client_stall_ms), 0, 100, 86400000, "60000",
+	  "a client with output waiting that reads none of it this long is cut off" },
+	{ "allow_users", OPT_STRING, G(allow_users), 0, 0, 0, NULL,
+	  "users (names or uids) allowed on the socket, besides root and phxd's own" },
+	{ "allow_groups", OPT_STRING, G(allow_groups), 0, 0, 0, NULL,
+	  "groups whose members are allowed on the socket" },
 };
 
 static const struct opt conn_opts[] = {
@@ -77,6 +93,8 @@ static const struct opt conn_opts[] = {
 	  "least delay after HTTP 401/403" },
 	{ "max_message_bytes", OPT_UINT, C(max_message), 0, 1024, 1u << 30, "16777216",
 	  "largest incoming websocket message" },
+	{ "max_topics", OPT_UINT, C(max_topics), 0, 0, 10000000, "100000",
+	  "topics a connection holds; runtime joins past it are refused (0: no limit)" },
 	{ "jitter", OPT_FRACTION, C(jitter), 0, 0, 1, "0.1", "spread of every delay, 0..1" },
 	{ "reconnect_after_ms", OPT_LIST, C(reconnect_ms), C(nreconnect), 0, 86400000,
 	  "10 50 100 150 200 250 500 1000 2000 5000", NULL },
@@ -100,6 +118,9 @@ fail(struct parse_state *ps, const char *key, const char *fmt, ...)
 		return false;	/* keep the first error */
 	n = snprintf(ps->err, sizeof(ps->err), "%s:%u: %s%s", ps->conf->path, ps->line,
 		     key ? key : "", key ? ": " : "");
+	/* A long path fills the buffer; snprintf says what it would have taken. */
+	if (n < 0 || (size_t)n >= sizeof(ps->err) - 1)
+		return false;
 	va_start(ap, fmt);
 	vsnprintf(ps->err + n, sizeof(ps->err) - (size_t)n, fmt, ap);
 	va_end(ap);
@@ -309,6 +330,8 @@ parse_join(struct parse_state *ps, const char *value)
 	tlen = (size_t)(sp - value);
 	if (tlen == 0 || tlen > 255)
 		return fail(ps, "join", "a topic of 1 to 255 bytes is needed");
+	if (!json_utf8_valid(value, tlen))
+		return fail(ps, "join", "the topic is not valid UTF-8");
 	while (isspace((unsigned char)*sp))
 		sp++;
 	if (*sp == '\0') {
@@ -520,6 +543,55 @@ append(char **dst, size_t *len, const char *s)
 	*len += n;
 }
 
+/* The url as status and logs show it: query values may be secrets. */
+static char *
+redact_url(const char *url)
+{
+	const char *q = strchr(url, '?');
+	char *out;
+	size_t len;
+
+	if (q == NULL)
+		return xstrdup(url);
+	len = (size_t)(q - url) + 1;
+	out = xstrndup(url, len);
+	for (const char *p = q + 1; *p;) {
+		size_t n = strcspn(p, "&"), k = strcspn(p, "=&");
+		char *part = xstrndup(p, k);
+		append(&out, &len, part);
+		free(part);
+		if (k < n)
+			append(&out, &len, "=REDACTED");
+		p += n;
+		if (*p == '&') {
+			append(&out, &len, "&");
+			p++;
+		}
+	}
+	return out;
+}
+
+/* Which contents the TLS files have now, so that a reload after a
+ * certificate was rotated reconnects with the new one. */
+static char *
+tls_stamp(const struct conn_conf *c)
+{
+	const char *files[] = { c->ca_file, c->client_cert, c->client_key };
+	char *out = xstrdup(""), part[96];
+	size_t len = 0;
+
+	for (size_t i = 0; i < 3; i++) {
+		struct stat st;
+		if (files[i] == NULL || stat(files[i], &st) != 0)
+			snprintf(part, sizeof(part), "-|");
+		else
+			snprintf(part, sizeof(part), "%lu:%ld.%09ld:%lld|", (unsigned long)st.st_ino,
+				 (long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size);
+		append(&out, &len, part);
+	}
+	return out;
+}
+
 /* The request path and subprotocols, from the url, params and token. */
 static void
 finish_conn(struct conn_conf *c)
@@ -542,6 +614,10 @@ finish_conn(struct conn_conf *c)
 	append(&path, &len, "vsn=2.0.0");
 	free(c->request_path);
 	c->request_path = path;
+	free(c->url_shown);
+	c->url_shown = redact_url(c->url);
+	free(c->tls_stamp);
+	c->tls_stamp = tls_stamp(c);
 
 	free(c->subprotocols);
 	c->subprotocols = NULL;
@@ -646,6 +722,46 @@ config_find_conn(const struct phxd_conf *c, const char *name)
 	return NULL;
 }
 
+/* Names and numbers of allow_users / allow_groups, looked up now so that
+ * accepting a client never waits on NSS. */
+static void
+resolve_access(struct phxd_conf *conf, char *err, size_t errlen)
+{
+	for (int groups = 0; groups < 2; groups++) {
+		const char *list = groups ? conf->allow_groups : conf->allow_users;
+		char *copy, *save = NULL;
+		if (list == NULL)
+			continue;
+		copy = xstrdup(list);
+		for (char *tok = strtok_r(copy, " \t,", &save); tok; tok = strtok_r(NULL, " \t,", &save)) {
+			unsigned long id;
+			bool numeric = parse_ulong(tok, 10, 0, (uid_t)-2, &id);
+			if (!numeric) {
+				struct passwd *pw = groups ? NULL : getpwnam(tok);
+				struct group *gr = groups ? getgrnam(tok) : NULL;
+				if (pw == NULL && gr == NULL) {
+					snprintf(err, errlen, "%s: %s: no %s named '%s'", conf->path,
+						 groups ? "allow_groups" : "allow_users",
+						 groups ? "group" : "user", tok);
+					free(copy);
+					return;
+				}
+				id = groups ? gr->gr_gid : pw->pw_uid;
+			}
+			if (groups) {
+				conf->allow_gids = xrealloc(conf->allow_gids,
+							    (conf->nallow_gids + 1) * sizeof(gid_t));
+				conf->allow_gids[conf->nallow_gids++] = (gid_t)id;
+			} else {
+				conf->allow_uids = xrealloc(conf->allow_uids,
+							    (conf->nallow_uids + 1) * sizeof(uid_t));
+				conf->allow_uids[conf->nallow_uids++] = (uid_t)id;
+			}
+		}
+		free(copy);
+	}
+}
+
 struct phxd_conf *
 config_load(const char *path, char *err, size_t errlen)
 {
@@ -688,8 +804,8 @@ config_load(const char *path, char *err, size_t errlen)
 		}
 		finish_conn(c);
 	}
-	if (ps.err[0] == '\0' && conf->nconns == 0)
-		snprintf(ps.err, sizeof(ps.err), "%s: no [connection NAME] section", path);
+	if (ps.err[0] == '\0')
+		resolve_access(conf, ps.err, sizeof(ps.err));
 	if (ps.err[0] != '\0') {
 		snprintf(err, errlen, "%s", ps.err);
 		config_free(conf);
@@ -715,6 +831,8 @@ config_conn_free(struct conn_conf *c)
 		return;
 	free(c->name);
 	free(c->url);
+	free(c->url_shown);
+	free(c->tls_stamp);
 	free(c->host);
 	free(c->path);
 	free(c->query);
@@ -747,6 +865,10 @@ config_free(struct phxd_conf *c)
 	free(c->path);
 	free(c->socket);
 	free(c->socket_group);
+	free(c->allow_users);
+	free(c->allow_groups);
+	free(c->allow_uids);
+	free(c->allow_gids);
 	free(c);
 }
 
@@ -775,5 +897,6 @@ config_conn_needs_reconnect(const struct conn_conf *a, const struct conn_conf *b
 	       !kv_eq(a->headers, a->nheaders, b->headers, b->nheaders) ||
 	       !str_eq(a->ca_file, b->ca_file) || !str_eq(a->client_cert, b->client_cert) ||
 	       !str_eq(a->client_key, b->client_key) || a->tls_verify != b->tls_verify ||
+	       !str_eq(a->tls_stamp, b->tls_stamp) ||
 	       a->max_message != b->max_message;
 }

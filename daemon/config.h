@@ -25,6 +25,7 @@ struct conf_join {
 struct conn_conf {
 	char *name;
 	char *url;
+	char *url_shown;	/* url with query values redacted, for status and logs */
 	/* url parts */
 	bool tls;
 	char *host;
@@ -40,6 +41,7 @@ struct conn_conf {
 	size_t nheaders;
 	char *auth_token;	/* Phoenix 1.8 token, from auth_token_file */
 	char *ca_file, *client_cert, *client_key;
+	char *tls_stamp;	/* identity of those files' contents when read */
 	bool tls_verify;
 
 	unsigned heartbeat_ms;
@@ -49,6 +51,7 @@ struct conn_conf {
 	unsigned push_buffer_bytes;	/* and their payload bytes */
 	unsigned auth_retry_ms;	/* after HTTP 401/403 */
 	unsigned max_message;	/* bytes of one incoming websocket message */
+	unsigned max_topics;	/* topics joined at run time stop here; 0: no limit */
 	double jitter;		/* 0..1: each delay is scaled by 1 +- jitter */
 	unsigned *reconnect_ms;
 	size_t nreconnect;
@@ -67,6 +70,16 @@ struct phxd_conf {
 	unsigned max_line;		/* bytes of one IPC request line */
 	unsigned client_buffer;		/* bytes queued to one IPC client */
 	unsigned max_clients;
+	unsigned max_clients_per_uid;
+	unsigned client_max_subscriptions;
+	unsigned client_max_pending;	/* requests awaiting an answer, per client */
+	unsigned client_stall_ms;	/* a client that reads nothing this long is cut off */
+	char *allow_users;		/* space-separated names or uids; NULL: anyone */
+	char *allow_groups;
+	uid_t *allow_uids;		/* resolved when the file is read */
+	size_t nallow_uids;
+	gid_t *allow_gids;
+	size_t nallow_gids;
 	struct conn_conf **conns;
 	size_t nconns;
 };

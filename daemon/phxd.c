@@ -65,7 +65,7 @@ struct phxd_conn *
 phxd_find_conn(struct phxd *d, const char *name)
 {
 	for (size_t i = 0; i < d->nconns; i++)
-		if (!d->conns[i]->removed && strcmp(d->conns[i]->conf->name, name) == 0)
+		if (d->conns[i] != NULL && strcmp(d->conns[i]->conf->name, name) == 0)
 			return d->conns[i];
 	return NULL;
 }
@@ -78,7 +78,7 @@ phxd_notify_status(struct phxd *d)
 
 	for (size_t i = 0; i < d->nconns; i++) {
 		struct phxd_conn *pc = d->conns[i];
-		if (pc->removed)
+		if (pc == NULL)
 			continue;
 		live++;
 		up += pc->sess->state == SESS_OPEN;
@@ -100,7 +100,7 @@ host_connect(void *host, struct session *s)
 {
 	struct phxd_conn *pc = host;
 
-	pc->gen++;
+	pc->gen = ++pc->d->next_gen;
 	transport_connect(pc->d->tp, pc->id, pc->gen, s->conf);
 }
 
@@ -111,7 +111,7 @@ host_close(void *host, struct session *s, int code, const char *reason)
 
 	(void)s;
 	transport_close(pc->d->tp, pc->id, pc->gen, code, reason);
-	pc->gen++;	/* whatever that socket still says is not for us */
+	pc->gen = ++pc->d->next_gen;	/* whatever that socket still says is not for us */
 }
 
 static void
@@ -166,7 +166,7 @@ transport_event(void *ud, const struct tp_event *ev)
 	struct phxd *d = ud;
 	struct phxd_conn *pc = ev->id < d->nconns ? d->conns[ev->id] : NULL;
 
-	if (pc == NULL || pc->removed || ev->gen != pc->gen)
+	if (pc == NULL || ev->gen != pc->gen)
 		return;
 	d->tq.now = phxd_now_ms();
 	switch (ev->kind) {
@@ -177,7 +177,7 @@ transport_event(void *ud, const struct tp_event *ev)
 		session_on_frame(pc->sess, ev->data, ev->len, ev->binary);
 		break;
 	case TP_CLOSED:
-		pc->gen++;
+		pc->gen = ++d->next_gen;
 		session_on_close(pc->sess, ev->code, ev->reason, ev->http_status);
 		break;
 	}
@@ -188,14 +188,35 @@ static struct phxd_conn *
 conn_add(struct phxd *d, struct conn_conf *conf)
 {
 	struct phxd_conn *pc = xcalloc(1, sizeof(*pc));
+	size_t slot = 0;
 
+	/* A slot a reload emptied is taken again: the ids stay few, and
+	 * generations are never reused, so the old socket's events cannot
+	 * reach the new connection. */
+	while (slot < d->nconns && d->conns[slot] != NULL)
+		slot++;
+	if (slot == d->nconns) {
+		d->conns = xrealloc(d->conns, (d->nconns + 1) * sizeof(*d->conns));
+		d->nconns++;
+	}
+	if (conf->tls && !conf->tls_verify)
+		log_warnx("%s: tls_verify = no: the server's certificate is not checked, so anyone "
+			  "on the path can pose as %s", conf->name, conf->host);
 	pc->d = d;
-	pc->id = (uint32_t)d->nconns;
+	pc->id = (uint32_t)slot;
 	pc->conf = conf;
 	pc->sess = session_new(conf, &host_ops, pc, &d->tq);
-	d->conns = xrealloc(d->conns, (d->nconns + 1) * sizeof(*d->conns));
-	d->conns[d->nconns++] = pc;
+	d->conns[slot] = pc;
 	return pc;
+}
+
+static void
+conn_remove(struct phxd *d, struct phxd_conn *pc)
+{
+	d->conns[pc->id] = NULL;
+	session_stop(pc->sess);
+	session_free(pc->sess);
+	free(pc);
 }
 
 /* ---- reload ---------------------------------------------------------------- */
@@ -222,18 +243,17 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 		log_warnx("reload: a new socket path takes a restart; keeping the current one");
 	for (size_t i = 0; i < d->nconns; i++) {
 		struct phxd_conn *pc = d->conns[i];
-		if (pc->removed)
+		if (pc == NULL)
 			continue;
 		struct conn_conf *nc = config_find_conn(fresh, pc->conf->name);
 		if (nc == NULL) {
 			log_info("reload: connection %s removed", pc->conf->name);
-			session_stop(pc->sess);
-			session_free(pc->sess);
-			pc->sess = NULL;
-			pc->conf = NULL;
-			pc->removed = true;
+			conn_remove(d, pc);
 			continue;
 		}
+		if (nc->tls && !nc->tls_verify && pc->conf->tls_verify)
+			log_warnx("%s: tls_verify = no: the server's certificate is not checked, so "
+				  "anyone on the path can pose as %s", nc->name, nc->host);
 		pc->conf = nc;
 		session_reconfigure(pc->sess, nc);
 	}
@@ -243,8 +263,11 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 			session_start(conn_add(d, fresh->conns[i])->sess);
 		}
 	}
-	if (!d->log_level_forced)
+	if (!d->log_level_forced && fresh->log_level != old->log_level) {
 		log_set_level(fresh->log_level);
+		log_route_libraries();
+		log_info("reload: log level now %s", log_level_name(fresh->log_level));
+	}
 	d->conf = fresh;
 	config_free(old);
 	d->reloads++;
@@ -268,7 +291,7 @@ shutdown_now(struct phxd *d, const char *why)
 	d->tq.now = phxd_now_ms();
 	ipc_server_close_listener(d->ipc);
 	for (size_t i = 0; i < d->nconns; i++)
-		if (!d->conns[i]->removed)
+		if (d->conns[i] != NULL)
 			session_stop(d->conns[i]->sess);
 	/* Let the websocket thread send the leaves and close frames. */
 	transport_stop(d->tp, STOP_GRACE_MS);
@@ -349,6 +372,8 @@ teardown(struct phxd *d)
 	if (d->tp)
 		transport_stop(d->tp, 0);
 	for (size_t i = 0; i < d->nconns; i++) {
+		if (d->conns[i] == NULL)
+			continue;
 		session_free(d->conns[i]->sess);
 		free(d->conns[i]);
 	}
@@ -482,18 +507,20 @@ main(int argc, char **argv)
 	for (size_t i = 0; i < d.conf->nconns; i++)
 		conn_add(&d, d.conf->conns[i]);
 
-	if (d.socket_path == NULL)
-		d.socket_path = default_socket(d.conf);
-	d.ipc = ipc_server_new(&d, d.socket_path);
-	if (d.ipc == NULL || !transport_start(d.tp))
-		goto fail;
-
+	/* Signals first: a client may see the socket, and a supervisor may
+	 * signal, the moment it exists. */
 	d.sig_term = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	d.sig_int = evsignal_new(d.base, SIGINT, on_signal, &d);
 	d.sig_hup = evsignal_new(d.base, SIGHUP, on_signal, &d);
 	event_add(d.sig_term, NULL);
 	event_add(d.sig_int, NULL);
 	event_add(d.sig_hup, NULL);
+
+	if (d.socket_path == NULL)
+		d.socket_path = default_socket(d.conf);
+	d.ipc = ipc_server_new(&d, d.socket_path);
+	if (d.ipc == NULL || !transport_start(d.tp))
+		goto fail;
 
 	uint64_t wd_usec = 0;
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {

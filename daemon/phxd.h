@@ -20,10 +20,9 @@ struct ipc_server;
 struct phxd_conn {
 	struct phxd *d;
 	uint32_t id;		/* index in d->conns */
-	uint32_t gen;		/* bumped for every websocket attempt */
+	uint32_t gen;		/* of its current websocket attempt */
 	struct conn_conf *conf;
 	struct session *sess;
-	bool removed;		/* dropped by a reload; freed once stopped */
 };
 
 struct phxd {
@@ -37,8 +36,9 @@ struct phxd {
 	struct event *sig_term, *sig_int, *sig_hup, *sig_pipe;
 	struct event *watchdog_ev;
 	struct ipc_server *ipc;
-	struct phxd_conn **conns;
+	struct phxd_conn **conns;	/* NULL where a reload removed one */
 	size_t nconns;
+	uint32_t next_gen;		/* every websocket attempt gets its own */
 	bool stopping;
 	bool log_level_forced;	/* -l given: the config's log_level is ignored */
 	uint64_t started_at_ms;	/* wall clock */

@@ -3,6 +3,8 @@
 #include "log.h"
 #include "xmalloc.h"
 
+#include "protocol/json_scan.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,9 +19,17 @@ struct sess_wait {
 	void *obj;
 };
 
+/* What session_push/join/leave hand back: a push or a waiter. */
+enum req_kind { REQ_PUSH, REQ_WAITER };
+struct sess_req {
+	enum req_kind kind;
+};
+
 /* A caller waiting for a join or a leave to settle. */
 struct sess_waiter {
+	struct sess_req req;
 	struct sess_waiter *next;
+	bool leave;
 	struct channel *ch;
 	sess_done_fn done;
 	void *arg;
@@ -27,6 +37,7 @@ struct sess_waiter {
 };
 
 struct sess_push {
+	struct sess_req req;
 	struct sess_push *prev, *next;
 	struct channel *ch;
 	char *event;
@@ -50,6 +61,9 @@ struct channel_waits {
 
 #define BAD_FRAME_LOG_LIMIT 10
 #define PRESENCE_EARLY_MAX 256
+/* What phxd keeps of a server's join refusal or close reason: enough to
+ * read, never the server's choice of size. */
+#define LAST_ERROR_MAX 1024
 
 static void socket_gone(struct session *s, int code, const char *reason, int http_status);
 static void send_join(struct channel *ch);
@@ -64,7 +78,7 @@ static const char *const chan_state_names[] = {
 };
 static const char *const outcome_names[] = {
 	"ok", "reply_error", "timeout", "buffer_full", "not_joined", "disconnected",
-	"channel_error", "channel_closed", "left", "shutting_down", "too_large",
+	"channel_error", "channel_closed", "left", "shutting_down", "too_large", "too_many_topics",
 };
 
 const char *
@@ -263,13 +277,15 @@ leave_waiter_timeout(struct tq_timer *t, void *arg)
 	free(w);
 }
 
-static void
+static struct sess_req *
 add_waiter(struct channel *ch, bool leave, sess_done_fn done, void *arg)
 {
 	struct session *s = ch->sess;
 	struct sess_waiter *w = xcalloc(1, sizeof(*w));
 	struct sess_waiter **list = leave ? &ch->leave_waiters : &ch->join_waiters;
 
+	w->req.kind = REQ_WAITER;
+	w->leave = leave;
 	w->ch = ch;
 	w->done = done;
 	w->arg = arg;
@@ -277,6 +293,7 @@ add_waiter(struct channel *ch, bool leave, sess_done_fn done, void *arg)
 	tq_arm(s->tq, &w->timer, s->conf->join_timeout_ms);
 	w->next = *list;
 	*list = w;
+	return &w->req;
 }
 
 /* Answers and frees every waiter of a list. */
@@ -429,7 +446,7 @@ flush_buffer(struct channel *ch)
 	}
 }
 
-void
+struct sess_req *
 session_push(struct session *s, const struct sess_push_args *a, sess_done_fn done, void *arg)
 {
 	struct channel *ch;
@@ -437,11 +454,11 @@ session_push(struct session *s, const struct sess_push_args *a, sess_done_fn don
 
 	if (strlen(a->topic) > PHX_MAX_FIELD || strlen(a->event) > PHX_MAX_FIELD) {
 		finish(done, arg, SESS_TOO_LARGE, "topic and event are at most 255 bytes");
-		return;
+		return NULL;
 	}
 	if (s->stopping) {
 		finish(done, arg, SESS_SHUTTING_DOWN, "phxd is stopping");
-		return;
+		return NULL;
 	}
 	ch = session_channel(s, a->topic);
 	if (ch == NULL || ch->state == CHAN_CLOSED || ch->state == CHAN_LEAVING) {
@@ -449,9 +466,10 @@ session_push(struct session *s, const struct sess_push_args *a, sess_done_fn don
 		       ch == NULL ? "topic is not joined; join it first"
 				  : ch->state == CHAN_CLOSED ? "the server closed this channel"
 							     : "topic is being left");
-		return;
+		return NULL;
 	}
 	p = xcalloc(1, sizeof(*p));
+	p->req.kind = REQ_PUSH;
 	p->ch = ch;
 	p->event = xstrdup(a->event);
 	p->payload = xmemdup(a->payload, a->payload_len);
@@ -464,10 +482,13 @@ session_push(struct session *s, const struct sess_push_args *a, sess_done_fn don
 	tq_timer_init(&p->timer, push_timeout, p);
 
 	if (ch->state == CHAN_JOINED && s->state == SESS_OPEN && ch->buf_head == NULL) {
-		if (p->await_reply)
-			tq_arm(s->tq, &p->timer, p->timeout_ms);
+		if (!p->await_reply) {
+			send_push(s, p);
+			return NULL;
+		}
+		tq_arm(s->tq, &p->timer, p->timeout_ms);
 		send_push(s, p);
-		return;
+		return &p->req;
 	}
 	if (s->buffered >= s->conf->push_buffer ||
 	    s->buffered_bytes + p->payload_len > s->conf->push_buffer_bytes) {
@@ -475,7 +496,7 @@ session_push(struct session *s, const struct sess_push_args *a, sess_done_fn don
 		push_free(p);
 		finish(done, arg, SESS_BUFFER_FULL, "push buffer full (push_buffer, push_buffer_bytes)");
 		s->stats.pushes_failed++;
-		return;
+		return NULL;
 	}
 	tq_arm(s->tq, &p->timer, p->timeout_ms);
 	p->prev = ch->buf_tail;
@@ -487,6 +508,31 @@ session_push(struct session *s, const struct sess_push_args *a, sess_done_fn don
 	s->buffered++;
 	s->buffered_bytes += p->payload_len;
 	ch->buffered++;
+	return &p->req;
+}
+
+void
+session_cancel(struct session *s, struct sess_req *r)
+{
+	if (r->kind == REQ_WAITER) {
+		struct sess_waiter *w = (struct sess_waiter *)r;
+		waiter_unlink(w->leave ? &w->ch->leave_waiters : &w->ch->join_waiters, w);
+		tq_cancel(s->tq, &w->timer);
+		free(w);
+		return;
+	}
+	struct sess_push *p = (struct sess_push *)r;
+	p->done = NULL;
+	if (p->inflight) {
+		/* Sent already: only its reply is dropped. */
+		push_unlink(p);
+		tq_cancel(s->tq, &p->timer);
+		push_free(p);
+		return;
+	}
+	/* Handed over but not sent yet: it still goes once the topic is
+	 * joined, as a fire push whose end nobody waits for. */
+	p->await_reply = false;
 }
 
 /* ---- channels --------------------------------------------------------- */
@@ -497,11 +543,28 @@ session_channel(const struct session *s, const char *topic)
 	return strmap_get(&s->channels, topic, strlen(topic));
 }
 
+/* Keeps the JSON text of a join refusal or close reason; one larger than
+ * LAST_ERROR_MAX is kept as a JSON string of its start and its size. */
 static void
 set_error(struct channel *ch, const char *text, size_t len)
 {
 	free(ch->last_error);
-	ch->last_error = text ? xstrndup(text, len) : NULL;
+	ch->last_error = NULL;
+	if (text == NULL)
+		return;
+	if (len <= LAST_ERROR_MAX) {
+		ch->last_error = xstrndup(text, len);
+		return;
+	}
+	char note[64];
+	size_t keep = json_utf8_cut(text, len, LAST_ERROR_MAX);
+	int nlen = snprintf(note, sizeof(note), "... (%zu bytes)", len);
+	char *plain = xmalloc(keep + (size_t)nlen);
+	memcpy(plain, text, keep);
+	memcpy(plain + keep, note, (size_t)nlen);
+	ch->last_error = xmalloc(json_escaped_len(plain, keep + (size_t)nlen) + 1);
+	ch->last_error[json_escape(plain, keep + (size_t)nlen, ch->last_error)] = '\0';
+	free(plain);
 }
 
 static void
@@ -635,30 +698,36 @@ channel_free(struct channel *ch)
 	free(ch);
 }
 
-void
+struct sess_req *
 session_join(struct session *s, const char *topic, const char *payload, bool from_config,
 	     sess_done_fn done, void *arg)
 {
 	struct channel *ch;
+	struct sess_req *req = NULL;
 
 	if (strlen(topic) > PHX_MAX_FIELD || strlen(topic) == 0) {
 		finish(done, arg, SESS_TOO_LARGE, "a topic is 1 to 255 bytes");
-		return;
+		return NULL;
 	}
 	if (s->stopping) {
 		finish(done, arg, SESS_SHUTTING_DOWN, "phxd is stopping");
-		return;
+		return NULL;
 	}
 	ch = session_channel(s, topic);
 	if (ch == NULL) {
+		if (!from_config && s->conf->max_topics && s->channels.len >= s->conf->max_topics) {
+			finish(done, arg, SESS_TOO_MANY_TOPICS,
+			       "this connection holds max_topics topics already");
+			return NULL;
+		}
 		ch = channel_new(s, topic, payload, from_config);
 		if (done)
-			add_waiter(ch, false, done, arg);
+			req = add_waiter(ch, false, done, arg);
 		if (s->state == SESS_OPEN)
 			send_join(ch);
 		else
 			emit_channel(ch, NULL, 0);
-		return;
+		return req;
 	}
 	/* One join per topic per connection: a second request shares the first. */
 	if (from_config)
@@ -670,43 +739,39 @@ session_join(struct session *s, const char *topic, const char *payload, bool fro
 					 .response_len = ch->join_response ? strlen(ch->join_response) : 0 };
 		if (done)
 			done(arg, &r);
-		return;
+		return NULL;
 	}
 	case CHAN_LEAVING:
 		finish(done, arg, SESS_NOT_JOINED, "topic is being left; join again once it is");
-		return;
+		return NULL;
 	case CHAN_CLOSED:
 		free(ch->payload);
 		ch->payload = xstrdup(payload ? payload : "{}");
 		ch->state = CHAN_WAITING;
 		ch->rejoin_tries = 0;
 		if (done)
-			add_waiter(ch, false, done, arg);
+			req = add_waiter(ch, false, done, arg);
 		if (s->state == SESS_OPEN)
 			send_join(ch);
-		return;
+		return req;
 	default:
-		if (done)
-			add_waiter(ch, false, done, arg);
-		return;
+		return done ? add_waiter(ch, false, done, arg) : NULL;
 	}
 }
 
-void
+struct sess_req *
 session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg)
 {
 	struct channel *ch = session_channel(s, topic);
 	char ref[PHX_REF_BUFSZ];
+	struct sess_req *req = NULL;
 
 	if (ch == NULL) {
 		finish(done, arg, SESS_NOT_JOINED, "topic is not joined");
-		return;
+		return NULL;
 	}
-	if (ch->state == CHAN_LEAVING) {
-		if (done)
-			add_waiter(ch, true, done, arg);
-		return;
-	}
+	if (ch->state == CHAN_LEAVING)
+		return done ? add_waiter(ch, true, done, arg) : NULL;
 	fail_buffered(ch, SESS_LEFT, "topic left before the push could be sent");
 	settle_waiters_with(ch, false, SESS_LEFT, "topic left");
 	if (s->state == SESS_OPEN && (ch->state == CHAN_JOINED || ch->state == CHAN_JOINING)) {
@@ -721,10 +786,10 @@ session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg
 		strmap_put(&s->inflight, ref, strlen(ref), &w->leave);
 		tq_arm(s->tq, &ch->join_timer, s->conf->join_timeout_ms);
 		if (done)
-			add_waiter(ch, true, done, arg);
+			req = add_waiter(ch, true, done, arg);
 		send_frame(s, ch->join_ref, ref, topic_field(ch), "phx_leave", "{}", 2, false);
 		emit_channel(ch, NULL, 0);
-		return;
+		return req;
 	}
 	/* Nothing on the server side to undo. */
 	strmap_del(&s->channels, ch->topic, ch->topic_len);
@@ -732,6 +797,7 @@ session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg
 	emit_channel(ch, "left", 0);
 	channel_free(ch);
 	finish(done, arg, SESS_OK, NULL);
+	return NULL;
 }
 
 /* ---- presence (the phoenix.js Presence.syncState / syncDiff rules) ---- */
@@ -1041,7 +1107,7 @@ session_on_open(struct session *s)
 	s->last_http_status = 0;
 	if (s->conf->heartbeat_ms)
 		tq_arm(s->tq, &s->heartbeat_timer, s->conf->heartbeat_ms);
-	log_info("%s: connected to %s", s->conf->name, s->conf->url);
+	log_info("%s: connected to %s", s->conf->name, s->conf->url_shown);
 	ev.attempt = s->stats.attempts;
 	emit(s, &ev);
 	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
@@ -1067,7 +1133,9 @@ socket_gone(struct session *s, int code, const char *reason, int http_status)
 	s->last_close_code = code;
 	if (http_status)
 		s->last_http_status = http_status;
-	snprintf(s->last_error, sizeof(s->last_error), "%s", reason ? reason : "");
+	size_t rlen = reason ? json_utf8_cut(reason, strlen(reason), sizeof(s->last_error) - 1) : 0;
+	memcpy(s->last_error, reason ? reason : "", rlen);
+	s->last_error[rlen] = '\0';
 
 	/* The connection's fate first, then what it means for each channel. */
 	if (s->stopping) {
@@ -1176,6 +1244,7 @@ session_reconfigure(struct session *s, const struct conn_conf *conf)
 {
 	const struct conn_conf *old = s->conf;
 	bool reconnect = config_conn_needs_reconnect(old, conf);
+	unsigned old_heartbeat = old->heartbeat_ms;
 	struct strmap_iter it;
 
 	s->conf = conf;
@@ -1206,6 +1275,16 @@ session_reconfigure(struct session *s, const struct conn_conf *conf)
 		log_info("%s: connection settings changed; reconnecting", conf->name);
 		s->reconnect_tries = 0;
 		session_reconnect(s, "settings changed");
+	} else if (old_heartbeat != conf->heartbeat_ms && s->state == SESS_OPEN) {
+		/* The new interval applies now; a heartbeat still unanswered
+		 * gets the whole new interval. */
+		tq_cancel(s->tq, &s->heartbeat_timer);
+		if (conf->heartbeat_ms) {
+			tq_arm(s->tq, &s->heartbeat_timer, conf->heartbeat_ms);
+		} else {
+			s->heartbeat_ref[0] = '\0';
+		}
+		log_info("%s: heartbeat interval now %u ms", conf->name, conf->heartbeat_ms);
 	}
 }
 

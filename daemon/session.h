@@ -54,6 +54,7 @@ enum sess_outcome {
 	SESS_LEFT,		/* the topic was left while the push waited */
 	SESS_SHUTTING_DOWN,
 	SESS_TOO_LARGE,		/* a header field longer than the frame allows */
+	SESS_TOO_MANY_TOPICS,	/* the connection holds max_topics already */
 };
 
 struct sess_result {
@@ -192,10 +193,17 @@ void session_on_open(struct session *s);
 void session_on_close(struct session *s, int code, const char *reason, int http_status);
 void session_on_frame(struct session *s, const char *data, size_t len, bool binary);
 
-/* Requests. `done` is called exactly once, possibly before returning. */
-void session_join(struct session *s, const char *topic, const char *payload,
-		  bool from_config, sess_done_fn done, void *arg);
-void session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg);
+/*
+ * Requests. `done` is called exactly once, possibly before returning, unless
+ * the request is cancelled. The returned handle is NULL when `done` has
+ * already run (or none was given); otherwise it is valid until `done` runs
+ * or session_cancel() is called.
+ */
+struct sess_req;
+struct sess_req *session_join(struct session *s, const char *topic, const char *payload,
+			      bool from_config, sess_done_fn done, void *arg);
+struct sess_req *session_leave(struct session *s, const char *topic, sess_done_fn done,
+			       void *arg);
 
 struct sess_push_args {
 	const char *topic;
@@ -206,8 +214,11 @@ struct sess_push_args {
 	bool await_reply;	/* else done() fires once the frame is sent */
 	unsigned timeout_ms;	/* 0: the connection's push_timeout_ms */
 };
-void session_push(struct session *s, const struct sess_push_args *a, sess_done_fn done,
-		  void *arg);
+struct sess_req *session_push(struct session *s, const struct sess_push_args *a,
+			      sess_done_fn done, void *arg);
+/* The caller went away: `done` will not run. A join or leave stays wanted;
+ * a push not sent yet is still sent, one sent already forgets its reply. */
+void session_cancel(struct session *s, struct sess_req *r);
 
 struct channel *session_channel(const struct session *s, const char *topic);
 const char *session_state_name(enum sess_state st);

@@ -3,17 +3,20 @@
 #include "log.h"
 #include "xmalloc.h"
 
+#include "protocol/json_scan.h"
+
 #include <libwebsockets.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* What a connect needs, copied so a reload can free the config meanwhile. */
 struct tp_target {
 	char *name, *address, *path, *host_header, *subprotocols;
-	char *ca_file, *client_cert, *client_key;
+	char *ca_file, *client_cert, *client_key, *tls_stamp;
 	bool tls, tls_verify;
 	int port;
 	size_t max_message;
@@ -247,18 +250,22 @@ transport_connect(struct transport *tp, uint32_t id, uint32_t gen, const struct 
 	t->address = xstrdup(c->host);
 	t->port = c->port;
 	t->path = xstrdup(c->request_path);
-	if ((c->tls && c->port == 443) || (!c->tls && c->port == 80))
-		t->host_header = xstrdup(c->host);
-	else if (strchr(c->host, ':'))
-		xasprintf(&t->host_header, "[%s]:%d", c->host, c->port);
-	else
-		xasprintf(&t->host_header, "%s:%d", c->host, c->port);
+	bool default_port = (c->tls && c->port == 443) || (!c->tls && c->port == 80);
+	bool ipv6 = strchr(c->host, ':') != NULL;
+	/* RFC 7230: an IPv6 literal is bracketed in Host, port or not. */
+	xasprintf(&t->host_header, "%s%s%s", ipv6 ? "[" : "", c->host, ipv6 ? "]" : "");
+	if (!default_port) {
+		char *h = t->host_header;
+		xasprintf(&t->host_header, "%s:%d", h, c->port);
+		free(h);
+	}
 	t->subprotocols = dup_or_null(c->subprotocols);
 	t->ca_file = dup_or_null(c->ca_file);
 	t->client_cert = dup_or_null(c->client_cert);
 	t->client_key = dup_or_null(c->client_key);
 	t->tls = c->tls;
 	t->tls_verify = c->tls_verify;
+	t->tls_stamp = dup_or_null(c->tls_stamp);
 	t->max_message = c->max_message;
 	t->nheaders = c->nheaders;
 	t->headers = xcalloc(c->nheaders, sizeof(*t->headers));
@@ -374,6 +381,21 @@ flush_events(struct transport *tp)
 	}
 }
 
+/* A close reason is the server's bytes: whole UTF-8 characters only. */
+static void
+copy_reason(char *dst, size_t size, const char *reason, size_t len)
+{
+	char clean[3 * 128];
+	size_t n;
+
+	if (len > 127)
+		len = 127;
+	n = json_utf8_sanitize(reason, len, clean);
+	n = json_utf8_cut(clean, n, size - 1);
+	memcpy(dst, clean, n);
+	dst[n] = '\0';
+}
+
 static void
 post_simple(struct tp_link *l, enum tp_event_kind kind, int code, const char *reason,
 	    int http_status)
@@ -382,7 +404,8 @@ post_simple(struct tp_link *l, enum tp_event_kind kind, int code, const char *re
 
 	ev->code = code;
 	ev->http_status = http_status;
-	snprintf(ev->reason, sizeof(ev->reason), "%s", reason ? reason : "");
+	copy_reason(ev->reason, sizeof(ev->reason), reason ? reason : "",
+		    reason ? strlen(reason) : 0);
 }
 
 static void
@@ -429,6 +452,22 @@ reap_links(struct transport *tp)
 	}
 }
 
+/* Says which file is missing or unreadable, which lws does not. */
+static bool
+tls_files_readable(const struct tp_target *t)
+{
+	const char *files[] = { t->ca_file, t->client_cert, t->client_key };
+	const char *names[] = { "ca_file", "client_cert", "client_key" };
+
+	for (size_t i = 0; i < 3; i++) {
+		if (files[i] != NULL && access(files[i], R_OK) != 0) {
+			log_warn("%s: cannot set up TLS: %s %s", t->name, names[i], files[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
 static struct lws_vhost *
 vhost_for(struct transport *tp, const struct tp_target *t)
 {
@@ -438,8 +477,9 @@ vhost_for(struct transport *tp, const struct tp_target *t)
 
 	if (!t->tls)
 		return tp->plain_vhost;
-	xasprintf(&key, "%s|%s|%s|%d", t->ca_file ? t->ca_file : "", t->client_cert ? t->client_cert : "",
-		  t->client_key ? t->client_key : "", t->tls_verify);
+	xasprintf(&key, "%s|%s|%s|%d|%s", t->ca_file ? t->ca_file : "",
+		  t->client_cert ? t->client_cert : "", t->client_key ? t->client_key : "",
+		  t->tls_verify, t->tls_stamp ? t->tls_stamp : "");
 	for (struct tls_vhost *v = tp->tls_vhosts; v; v = v->next) {
 		if (strcmp(v->key, key) == 0) {
 			free(key);
@@ -453,12 +493,20 @@ vhost_for(struct transport *tp, const struct tp_target *t)
 	info.client_ssl_ca_filepath = t->ca_file;
 	info.client_ssl_cert_filepath = t->client_cert;
 	info.client_ssl_private_key_filepath = t->client_key;
-	char name[48];
-	snprintf(name, sizeof(name), "tls%p", (void *)key);
-	info.vhost_name = name;
+	/* lws keeps the name pointer for the vhost's life: the key is ours
+	 * until then. */
+	info.vhost_name = key;
+	if (!tls_files_readable(t)) {
+		free(key);
+		return NULL;
+	}
 	vh = lws_create_vhost(tp->ctx, &info);
 	if (vh == NULL) {
-		log_warnx("%s: cannot set up TLS (ca_file, client_cert, client_key?)", t->name);
+		log_warnx("%s: cannot set up TLS: ca_file %s, client_cert %s or client_key %s is not "
+			  "valid PEM, or the key does not match the certificate",
+			  t->name, t->ca_file ? t->ca_file : "(system)",
+			  t->client_cert ? t->client_cert : "(none)",
+			  t->client_key ? t->client_key : "(none)");
 		free(key);
 		return NULL;
 	}
@@ -739,8 +787,8 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		if (l != NULL && len >= 2) {
 			const unsigned char *b = in;
 			l->peer_code = b[0] << 8 | b[1];
-			snprintf(l->peer_reason, sizeof(l->peer_reason), "%.*s", (int)(len - 2),
-				 (const char *)in + 2);
+			copy_reason(l->peer_reason, sizeof(l->peer_reason), (const char *)in + 2,
+				    len - 2);
 		}
 		return 0;
 	case LWS_CALLBACK_WSI_DESTROY:
@@ -886,6 +934,7 @@ target_free(struct tp_target *t)
 	free(t->ca_file);
 	free(t->client_cert);
 	free(t->client_key);
+	free(t->tls_stamp);
 	for (size_t i = 0; i < t->nheaders; i++) {
 		free(t->headers[i].key);
 		free(t->headers[i].value);

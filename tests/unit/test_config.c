@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char dir[] = "/tmp/phxd-test-config-XXXXXX";
@@ -135,8 +136,11 @@ static const struct {
 	{ "[connection a]\nurl = ws://h/s\nthis line has no equals\n", ":3: " },
 	{ "[connection a]\nheartbeat_interval_ms = 5\n", "[connection a]: url is missing" },
 	{ "[connection a]\nurl = ws://h/s\nca_file = /etc/ssl/ca.pem\n", "[connection a]: ca_file/client_cert/client_key need a wss:// url" },
-	{ "[phxd]\nlog_level = info\n", "no [connection NAME] section" },
-	{ "", "no [connection NAME] section" },
+	{ "[connection a]\nurl = ws://h/s\njoin = rooms:\xe9x\n", ":3: join: the topic is not valid UTF-8" },
+	{ "[phxd]\nallow_users = no-such-user-phxd\n", "allow_users: no user named 'no-such-user-phxd'" },
+	{ "[phxd]\nallow_groups = root no-such-group-phxd\n", "allow_groups: no group named 'no-such-group-phxd'" },
+	{ "[phxd]\nclient_max_pending = 0\n", ":2: client_max_pending: '0' is not an integer from 1" },
+	{ "[connection a]\nurl = ws://h/s\nmax_topics = -1\n", ":3: max_topics: '-1' is not an integer" },
 };
 
 START_TEST(bad_input_gives_file_line_key)
@@ -160,6 +164,95 @@ START_TEST(long_line_is_an_error_not_a_split)
 	struct phxd_conf *c = load(text, err, sizeof(err));
 	ck_assert_ptr_null(c);
 	ck_assert_msg(strstr(err, ":3: line longer than") != NULL, "%s", err);
+}
+END_TEST
+
+START_TEST(no_connection_is_a_valid_config)
+{
+	char err[512];
+	struct phxd_conf *c = load("", err, sizeof(err));
+
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_uint_eq(c->nconns, 0);
+	config_free(c);
+	c = load("[phxd]\nlog_level = warn\n", err, sizeof(err));
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_uint_eq(c->nconns, 0);
+	config_free(c);
+}
+END_TEST
+
+/* A path longer than the error buffer: the message is cut, never overrun. */
+START_TEST(long_path_error_is_bounded)
+{
+	char path[1024], err[512];
+	size_t n = (size_t)snprintf(path, sizeof(path), "%s", dir);
+
+	for (int i = 0; i < 3; i++) {
+		path[n++] = '/';
+		memset(path + n, 'd', 200);
+		n += 200;
+		path[n] = '\0';
+		ck_assert_int_eq(mkdir(path, 0700), 0);
+	}
+	snprintf(path + n, sizeof(path) - n, "/phxd.conf");
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("[connection a]\nurl = ws://h/s\njitter = \xe9\xe9\xe9\n", f);
+	fclose(f);
+	memset(err, 'X', sizeof(err));
+	ck_assert_ptr_null(config_load(path, err, sizeof(err)));
+	ck_assert_ptr_nonnull(memchr(err, '\0', sizeof(err)));
+	ck_assert_msg(strncmp(err, path, strlen(err) > 600 ? 600 : strlen(err)) == 0, "%s", err);
+}
+END_TEST
+
+START_TEST(url_query_values_are_redacted_for_display)
+{
+	char err[512];
+	struct phxd_conf *c = load("[connection a]\nurl = wss://h:4000/socket?token=s3cret&flag&v=2\n",
+				   err, sizeof(err));
+
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_str_eq(c->conns[0]->url_shown, "wss://h:4000/socket?token=REDACTED&flag&v=REDACTED");
+	ck_assert_ptr_nonnull(strstr(c->conns[0]->request_path, "token=s3cret"));
+	config_free(c);
+}
+END_TEST
+
+START_TEST(allow_lists_resolve_names_and_numbers)
+{
+	char err[512];
+	struct phxd_conf *c = load("[phxd]\nallow_users = root 4242\nallow_groups = 0 root\n", err,
+				   sizeof(err));
+
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_uint_eq(c->nallow_uids, 2);
+	ck_assert_uint_eq(c->allow_uids[0], 0);
+	ck_assert_uint_eq(c->allow_uids[1], 4242);
+	ck_assert_uint_eq(c->nallow_gids, 2);
+	ck_assert_uint_eq(c->allow_gids[0], 0);
+	ck_assert_uint_eq(c->allow_gids[1], 0);
+	config_free(c);
+}
+END_TEST
+
+/* A rotated certificate (same path, new contents) needs a new connection. */
+START_TEST(rotated_tls_file_needs_reconnect)
+{
+	char err[512], text[512], ca[256];
+	snprintf(ca, sizeof(ca), "%s", write_file("ca.pem", "first"));
+	snprintf(text, sizeof(text), "[connection a]\nurl = wss://h/s\nca_file = %s\n", ca);
+	struct phxd_conf *a = load(text, err, sizeof(err));
+	ck_assert_msg(a != NULL, "%s", err);
+	struct phxd_conf *same = load(text, err, sizeof(err));
+	ck_assert(!config_conn_needs_reconnect(a->conns[0], same->conns[0]));
+	write_file("ca.pem", "second, longer");
+	struct phxd_conf *b = load(text, err, sizeof(err));
+	ck_assert(config_conn_needs_reconnect(a->conns[0], b->conns[0]));
+	config_free(a);
+	config_free(same);
+	config_free(b);
 }
 END_TEST
 
@@ -201,6 +294,11 @@ main(void)
 	tcase_add_loop_test(tc, bad_input_gives_file_line_key, 0, (int)(sizeof(bad) / sizeof(bad[0])));
 	tcase_add_test(tc, long_line_is_an_error_not_a_split);
 	tcase_add_test(tc, missing_file);
+	tcase_add_test(tc, no_connection_is_a_valid_config);
+	tcase_add_test(tc, long_path_error_is_bounded);
+	tcase_add_test(tc, url_query_values_are_redacted_for_display);
+	tcase_add_test(tc, allow_lists_resolve_names_and_numbers);
+	tcase_add_test(tc, rotated_tls_file_needs_reconnect);
 	tcase_add_test(tc, reconnect_needed_only_for_socket_settings);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
