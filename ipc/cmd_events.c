@@ -15,9 +15,9 @@ wall_ms(void)
 json_t *
 ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev)
 {
-	json_t *o = json_pack("{s:s, s:s, s:I}", "type",
+	json_t *o = json_pack("{s:s, s:o, s:I}", "type",
 			      ev->kind == SEV_CHANNEL ? "channel" : "connection", "conn",
-			      pc->conf->name, "at", wall_ms());
+			      ipc_jstr(pc->conf->name), "at", wall_ms());
 
 	switch (ev->kind) {
 	case SEV_CONNECTING:
@@ -35,30 +35,24 @@ ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev)
 		json_object_set_new(o, "retry_in_ms", json_integer((json_int_t)ev->delay_ms));
 		break;
 	case SEV_CHANNEL:
-		json_object_set_new(o, "topic", json_string(ev->topic));
+		json_object_set_new(o, "topic", ipc_jstr(ev->topic));
 		json_object_set_new(o, "state", json_string(chan_state_name(ev->chan_state)));
 		if (ev->chan_state == CHAN_ERRORED)
 			json_object_set_new(o, "retry_in_ms", json_integer((json_int_t)ev->delay_ms));
 		break;
 	}
 	if (ev->reason)
-		json_object_set_new(o, "reason", json_string(ev->reason));
+		json_object_set_new(o, "reason", ipc_jstr(ev->reason));
 	return o;
 }
 
 static void
-exec_events(struct phxd *d, struct ipc_client *c, json_t *id, json_t *req)
+exec_events(struct ipc_request *r)
 {
-	const char *conn;
+	uint64_t sub = ipc_subscribe(r, SUB_EVENTS, r->pc ? r->pc->conf->name : NULL, NULL, NULL);
 
-	if (!ipc_get_string(c, id, req, "conn", false, &conn))
-		return;
-	if (conn != NULL && phxd_find_conn(d, conn) == NULL) {
-		ipc_reply_error(c, id, PHXD_E_UNKNOWN_CONNECTION, "no connection named '%s'", conn);
-		return;
-	}
-	uint64_t sub = ipc_subscribe(c, SUB_EVENTS, conn, NULL, NULL);
-	ipc_reply_ok(c, id, json_pack("{s:I}", "sub", (json_int_t)sub));
+	if (sub != 0)
+		ipc_reply_ok(r, json_pack("{s:I}", "sub", (json_int_t)sub));
 }
 
-const struct ipc_cmd cmd_events = { "events", exec_events };
+const struct ipc_cmd cmd_events = { "events", CMD_CONN_FILTER, exec_events };

@@ -4,25 +4,24 @@
 #include <stdlib.h>
 
 static void
-exec_join(struct phxd *d, struct ipc_client *c, json_t *id, json_t *req)
+exec_join(struct ipc_request *r)
 {
-	struct phxd_conn *pc = ipc_get_conn(d, c, id, req);
-	const char *topic;
-	json_t *payload;
+	json_t *payload = json_object_get(r->body, "payload");
+	struct ipc_pending *p;
 	char *text;
 
-	if (pc == NULL || !ipc_get_string(c, id, req, "topic", true, &topic))
-		return;
-	payload = json_object_get(req, "payload");
 	if (payload != NULL && !json_is_object(payload) && !json_is_null(payload)) {
-		ipc_reply_error(c, id, PHXD_E_BAD_REQUEST, "\"payload\" must be an object");
+		ipc_reply_error(r, PHXD_E_BAD_REQUEST, "\"payload\" must be an object");
 		return;
 	}
+	if ((p = ipc_pending_new(r)) == NULL)
+		return;
 	text = payload && json_is_object(payload) ? json_dumps(payload, JSON_COMPACT) : NULL;
-	session_join(pc->sess, topic, text, false, ipc_pending_session_done,
-		     ipc_pending_new(c, id));
+	struct sess_req *h = session_join(r->pc->sess, r->topic, text, false,
+					  ipc_pending_session_done, p);
+	if (h != NULL)
+		ipc_pending_track(p, r->pc->sess, h);
 	free(text);
-	phxd_timers_changed(d);
 }
 
-const struct ipc_cmd cmd_join = { "join", exec_join };
+const struct ipc_cmd cmd_join = { "join", CMD_CONN | CMD_TOPIC | CMD_TIMERS, exec_join };

@@ -2,15 +2,15 @@
 #include "ipc.h"
 
 static void
-exec_leave(struct phxd *d, struct ipc_client *c, json_t *id, json_t *req)
+exec_leave(struct ipc_request *r)
 {
-	struct phxd_conn *pc = ipc_get_conn(d, c, id, req);
-	const char *topic;
+	struct ipc_pending *p = ipc_pending_new(r);
 
-	if (pc == NULL || !ipc_get_string(c, id, req, "topic", true, &topic))
+	if (p == NULL)
 		return;
-	session_leave(pc->sess, topic, ipc_pending_session_done, ipc_pending_new(c, id));
-	phxd_timers_changed(d);
+	struct sess_req *h = session_leave(r->pc->sess, r->topic, ipc_pending_session_done, p);
+	if (h != NULL)
+		ipc_pending_track(p, r->pc->sess, h);
 }
 
-const struct ipc_cmd cmd_leave = { "leave", exec_leave };
+const struct ipc_cmd cmd_leave = { "leave", CMD_CONN | CMD_TOPIC | CMD_TIMERS, exec_leave };

@@ -2,22 +2,17 @@
 #include "ipc.h"
 
 static void
-exec_presence(struct phxd *d, struct ipc_client *c, json_t *id, json_t *req)
+exec_presence(struct ipc_request *r)
 {
-	struct phxd_conn *pc = ipc_get_conn(d, c, id, req);
-	const char *topic;
-	struct channel *ch;
+	struct channel *ch = session_channel(r->pc->sess, r->topic);
 
-	if (pc == NULL || !ipc_get_string(c, id, req, "topic", true, &topic))
-		return;
-	ch = session_channel(pc->sess, topic);
 	if (ch == NULL) {
-		ipc_reply_error(c, id, PHXD_E_NOT_JOINED, "topic %s is not joined", topic);
+		ipc_reply_error(r, PHXD_E_NOT_JOINED, "topic %s is not joined", r->topic);
 		return;
 	}
-	ipc_reply_ok(c, id, json_pack("{s:O, s:b}", "presence",
-				      ch->presence ? ch->presence : json_object(), "synced",
-				      ch->presence_synced));
+	ipc_reply_ok(r, json_pack("{s:o, s:b}", "presence",
+				  ch->presence ? json_incref(ch->presence) : json_object(), "synced",
+				  ch->presence_synced));
 }
 
-const struct ipc_cmd cmd_presence = { "presence", exec_presence };
+const struct ipc_cmd cmd_presence = { "presence", CMD_CONN | CMD_TOPIC, exec_presence };

@@ -11,14 +11,15 @@ error_json(const char *text)
 
 	if (text == NULL)
 		return json_null();
-	j = json_loads(text, JSON_DECODE_ANY, NULL);
-	return j ? j : json_string(text);
+	j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	return j ? j : ipc_jstr(text);
 }
 
 static json_t *
 channel_json(const struct channel *ch)
 {
-	return json_pack("{s:s, s:s, s:s?, s:I, s:I, s:o, s:b, s:I}", "topic", ch->topic, "state",
+	return json_pack("{s:o, s:s, s:s?, s:I, s:I, s:o, s:b, s:I}", "topic", ipc_jstr(ch->topic),
+			 "state",
 			 chan_state_name(ch->state), "join_ref",
 			 ch->join_ref[0] ? ch->join_ref : NULL, "joins", (json_int_t)ch->joins,
 			 "rejoin_attempts", (json_int_t)ch->rejoin_tries, "last_error",
@@ -37,11 +38,12 @@ conn_json(const struct phxd_conn *pc)
 	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
 	     e = strmap_next(&s->channels, &it))
 		json_array_append_new(topics, channel_json(e->value));
-	o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:i, s:s, s:I, s:o}", "name", pc->conf->name,
-		      "url", pc->conf->url, "state", session_state_name(s->state), "connects",
-		      (json_int_t)st->connects, "reconnects", (json_int_t)st->reconnects, "attempts",
-		      (json_int_t)st->attempts, "last_close_code", s->last_close_code, "last_error",
-		      s->last_error, "buffered_pushes", (json_int_t)s->buffered, "topics", topics);
+	o = json_pack("{s:o, s:o, s:s, s:I, s:I, s:I, s:i, s:o, s:I, s:o}", "name",
+		      ipc_jstr(pc->conf->name), "url", ipc_jstr(pc->conf->url_shown), "state",
+		      session_state_name(s->state), "connects", (json_int_t)st->connects,
+		      "reconnects", (json_int_t)st->reconnects, "attempts", (json_int_t)st->attempts,
+		      "last_close_code", s->last_close_code, "last_error", ipc_jstr(s->last_error),
+		      "buffered_pushes", (json_int_t)s->buffered, "topics", topics);
 	if (s->last_http_status)
 		json_object_set_new(o, "last_http_status", json_integer(s->last_http_status));
 	if (s->state == SESS_WAITING)
@@ -67,33 +69,25 @@ conn_json(const struct phxd_conn *pc)
 }
 
 static void
-exec_status(struct phxd *d, struct ipc_client *c, json_t *id, json_t *req)
+exec_status(struct ipc_request *r)
 {
-	const char *name;
+	struct phxd *d = r->d;
 	json_t *conns = json_array();
 	struct timeval tv;
 
-	if (!ipc_get_string(c, id, req, "conn", false, &name)) {
-		json_decref(conns);
-		return;
-	}
-	if (name != NULL && phxd_find_conn(d, name) == NULL) {
-		json_decref(conns);
-		ipc_reply_error(c, id, PHXD_E_UNKNOWN_CONNECTION, "no connection named '%s'", name);
-		return;
-	}
 	for (size_t i = 0; i < d->nconns; i++) {
 		struct phxd_conn *pc = d->conns[i];
-		if (pc->removed || (name && strcmp(name, pc->conf->name) != 0))
+		if (pc == NULL || (r->pc != NULL && pc != r->pc))
 			continue;
 		json_array_append_new(conns, conn_json(pc));
 	}
 	gettimeofday(&tv, NULL);
-	ipc_reply_ok(c, id, json_pack("{s:s, s:I, s:I, s:o}", "daemon", "phxd " PACKAGE_VERSION,
-				      "uptime_ms",
-				      (json_int_t)((uint64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000 -
-						   d->started_at_ms),
-				      "reloads", (json_int_t)d->reloads, "connections", conns));
+	ipc_reply_ok(r, json_pack("{s:s, s:I, s:I, s:o, s:o}", "daemon", "phxd " PACKAGE_VERSION,
+				  "uptime_ms",
+				  (json_int_t)((uint64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000 -
+					       d->started_at_ms),
+				  "reloads", (json_int_t)d->reloads, "ipc", ipc_server_stats(d->ipc),
+				  "connections", conns));
 }
 
-const struct ipc_cmd cmd_status = { "status", exec_status };
+const struct ipc_cmd cmd_status = { "status", CMD_CONN_FILTER, exec_status };

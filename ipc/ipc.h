@@ -1,12 +1,14 @@
 /*
  * ipc: the socket server of the daemon (libevent thread). It accepts
- * clients, reads bounded request lines, dispatches them to the command
- * table, writes one response per request and fans server messages and
- * state events out to subscribers, encoding each once.
+ * clients (ipc_listen.c), reads bounded request lines and writes each
+ * client's output in batches (ipc_client.c), dispatches requests to the
+ * command table (cmd.c, one file per command), and fans server messages
+ * and state events out to subscribers (ipc_subs.c), encoding each line
+ * once (ipc_encode.c).
  *
- * Client lifetime: a client is reference-counted; a command that answers
+ * Client lifetime: a client is reference-counted; a request that answers
  * later holds a reference (ipc_pending), so a client that went away is
- * only marked dead and freed when the last answer is dropped.
+ * only marked dead and freed from the loop when the last one is dropped.
  */
 #ifndef PHXD_IPC_SERVER_H
 #define PHXD_IPC_SERVER_H
@@ -21,12 +23,14 @@ struct ipc_server;
 struct ipc_client;
 
 /* Opens the listener: an activated socket (sd_listen_fds) when there is one,
- * else `path`. False with a log on failure. */
+ * else `path`. NULL with a log on failure. */
 struct ipc_server *ipc_server_new(struct phxd *d, const char *path);
 void ipc_server_free(struct ipc_server *srv);
 /* Stops accepting (shutdown) and answers nothing more. */
 void ipc_server_close_listener(struct ipc_server *srv);
 size_t ipc_server_client_count(const struct ipc_server *srv);
+/* Clients, their pending requests, subscriptions and queued output. */
+json_t *ipc_server_stats(const struct ipc_server *srv);
 bool ipc_server_activated(const struct ipc_server *srv);
 
 /* Fan-out from sessions. */
@@ -37,47 +41,70 @@ void ipc_publish_event(struct ipc_server *srv, const struct phxd_conn *pc,
 
 /* ---- for the commands (ipc/cmd_*.c) ---- */
 
+/* One request being dispatched; what the command's flags asked for is
+ * resolved before exec runs. */
+struct ipc_request {
+	struct phxd *d;
+	struct ipc_client *c;
+	json_t *id;		/* borrowed; JSON null when the request had none */
+	json_t *body;		/* the whole request object */
+	struct phxd_conn *pc;	/* CMD_CONN: the connection; CMD_CONN_FILTER: it or NULL */
+	const char *topic;	/* CMD_TOPIC */
+};
+
+/* What a command needs resolved before it runs. */
+#define CMD_CONN	0x1	/* "conn", or the only connection */
+#define CMD_CONN_FILTER	0x2	/* optional "conn"; unknown names are an error */
+#define CMD_TOPIC	0x4	/* a required string "topic" */
+#define CMD_TIMERS	0x8	/* may arm session timers: re-arm the loop's after */
+
 struct ipc_cmd {
 	const char *name;
-	/* `req` is the whole request object; answer exactly once, now or
-	 * later through an ipc_pending. */
-	void (*exec)(struct phxd *d, struct ipc_client *c, json_t *id, json_t *req);
+	unsigned flags;
+	/* Answers exactly once, now or later through an ipc_pending. */
+	void (*exec)(struct ipc_request *r);
 };
 
 const struct ipc_cmd *ipc_cmd_find(const char *name);
+/* Parses and runs one request line of a client. */
+void ipc_dispatch_line(struct ipc_client *c, const char *line, size_t len);
 
 /* result is stolen. */
-void ipc_reply_ok(struct ipc_client *c, json_t *id, json_t *result);
-void ipc_reply_error(struct ipc_client *c, json_t *id, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-/* Error with extra members (stolen) merged into the error object. */
-void ipc_reply_error_with(struct ipc_client *c, json_t *id, const char *code, json_t *extra,
-			  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+void ipc_reply_ok(struct ipc_request *r, json_t *result);
+void ipc_reply_error(struct ipc_request *r, const char *code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* With extra members (stolen) merged into the error object. */
+void ipc_reply_error_with(struct ipc_request *r, const char *code, json_t *extra,
+			  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* An answer to give later. */
+/* An answer to give later; NULL after replying when the client has
+ * client_max_pending requests waiting already. */
 struct ipc_pending;
-struct ipc_pending *ipc_pending_new(struct ipc_client *c, json_t *id);
-void ipc_pending_ok(struct ipc_pending *p, json_t *result);	/* frees p */
-void ipc_pending_error(struct ipc_pending *p, const char *code, json_t *extra, const char *msg);
-/* Answers a pending request from a session result (join, leave, push). */
-void ipc_pending_session_done(void *pending, const struct sess_result *r);
+struct ipc_pending *ipc_pending_new(struct ipc_request *r);
+/* Hands the session's request handle to the pending answer, so that it can
+ * be cancelled when its client goes away. */
+void ipc_pending_track(struct ipc_pending *p, struct session *sess, struct sess_req *h);
+/* Answers a pending request from a session result (join, leave, push) and
+ * frees it: the session's done callback. */
+void ipc_pending_session_done(void *pending, const struct sess_result *res);
 
 /* Request field helpers: false after replying bad_request. */
-bool ipc_get_string(struct ipc_client *c, json_t *id, json_t *req, const char *key,
-		    bool required, const char **out);
-bool ipc_get_uint(struct ipc_client *c, json_t *id, json_t *req, const char *key,
-		  json_int_t max, json_int_t *out);
-bool ipc_get_bool(struct ipc_client *c, json_t *id, json_t *req, const char *key, bool *out);
-/* The connection named by "conn", or the only one; NULL after replying. */
-struct phxd_conn *ipc_get_conn(struct phxd *d, struct ipc_client *c, json_t *id, json_t *req);
+bool ipc_get_string(struct ipc_request *r, const char *key, bool required, const char **out);
+bool ipc_get_uint(struct ipc_request *r, const char *key, json_int_t max, json_int_t *out);
+bool ipc_get_bool(struct ipc_request *r, const char *key, bool *out);
 /* The server's code for a session outcome. */
 const char *ipc_outcome_code(enum sess_outcome o);
+
+/* A JSON string of any bytes: invalid UTF-8 becomes U+FFFD. Never NULL. */
+json_t *ipc_jstr(const char *s);
+json_t *ipc_jstrn(const char *s, size_t len);
 
 /* Subscriptions. */
 enum ipc_sub_kind { SUB_MESSAGES, SUB_EVENTS };
 /* conn NULL: every connection; topic ending in '*' is a prefix pattern;
- * events NULL: every event. Returns the subscription id. */
-uint64_t ipc_subscribe(struct ipc_client *c, enum ipc_sub_kind kind, const char *conn,
+ * events NULL: every event. Returns the subscription id, or 0 after
+ * replying when the client holds client_max_subscriptions already. */
+uint64_t ipc_subscribe(struct ipc_request *r, enum ipc_sub_kind kind, const char *conn,
 		       const char *topic, json_t *events);
 bool ipc_unsubscribe(struct ipc_client *c, uint64_t sub);
 

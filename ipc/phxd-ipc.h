@@ -38,5 +38,10 @@
 #define PHXD_E_TOO_LARGE "too_large"
 #define PHXD_E_CONFIG "config_error"
 #define PHXD_E_NO_SUCH_SUB "no_such_subscription"
+#define PHXD_E_LIMIT "limit_reached"			/* a per-client limit */
+#define PHXD_E_TOO_MANY_TOPICS "too_many_topics"	/* max_topics of the connection */
+#define PHXD_E_BUSY "busy"				/* max_clients, max_clients_per_uid */
+#define PHXD_E_FORBIDDEN "forbidden"			/* allow_users / allow_groups */
+#define PHXD_E_INTERNAL "internal"
 
 #endif

@@ -131,6 +131,8 @@ struct ts_conn {
 	size_t http_body_len;
 
 	int close_code;			/* close with this code once the queue is empty */
+	unsigned char close_reason[123];	/* and these bytes as the reason */
+	size_t close_reason_len;
 	bool close_now;			/* ... or before sending anything else */
 	bool drop;			/* hang up without a close frame */
 	bool dead;

@@ -228,7 +228,7 @@ flood_step(struct ts_conn *c, struct ts_flood *f, bool *final)
 static int
 send_close(struct ts_conn *c, int code)
 {
-	lws_close_reason(c->wsi, (enum lws_close_status)code, NULL, 0);
+	lws_close_reason(c->wsi, (enum lws_close_status)code, c->close_reason, c->close_reason_len);
 	return -1;
 }
 

@@ -6,6 +6,7 @@
 #include "ts.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,34 @@ int_arg(struct control_ctx *cc, const char *key, long min, long max, long dflt,
 	return true;
 }
 
+/* A hex argument as bytes (hostile input: any bytes at all); false with
+ * cc->error set when bad. *len is 0 when the argument is absent. */
+static bool
+hex_arg(struct control_ctx *cc, const char *key, unsigned char *out, size_t cap, size_t *len)
+{
+	char buf[8200];
+	size_t n;
+
+	*len = 0;
+	if (!arg(cc, key, buf, sizeof(buf)))
+		return true;
+	n = strlen(buf);
+	if (n % 2 != 0 || n / 2 > cap) {
+		snprintf(cc->error, sizeof(cc->error), "%s must be hex, at most %zu bytes", key, cap);
+		return false;
+	}
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned v;
+		if (sscanf(buf + 2 * i, "%2x", &v) != 1) {
+			snprintf(cc->error, sizeof(cc->error), "%s must be hex", key);
+			return false;
+		}
+		out[i] = (unsigned char)v;
+	}
+	*len = n / 2;
+	return true;
+}
+
 static bool
 cmd_drop(struct control_ctx *cc)
 {
@@ -80,16 +109,22 @@ cmd_close(struct control_ctx *cc)
 {
 	long code;
 	unsigned n = 0;
+	unsigned char reason[123];
+	size_t reason_len;
 
-	if (!int_arg(cc, "code", 1000, 4999, 1000, false, &code))
+	if (!int_arg(cc, "code", 1000, 4999, 1000, false, &code) ||
+	    !hex_arg(cc, "reason_hex", reason, sizeof(reason), &reason_len))
 		return false;
 	if (code == 1004 || code == 1005 || code == 1006 || code == 1015) {
 		snprintf(cc->error, sizeof(cc->error), "code %ld may not be sent in a close frame",
 			 code);
 		return false;
 	}
-	for (struct ts_conn *c = cc->srv->conns; c != NULL; c = c->next, n++)
+	for (struct ts_conn *c = cc->srv->conns; c != NULL; c = c->next, n++) {
+		memcpy(c->close_reason, reason, reason_len);
+		c->close_reason_len = reason_len;
 		ts_conn_close(c, (int)code, true);
+	}
 	json_object_set_new(cc->result, "closed", json_integer(n));
 	return true;
 }
@@ -213,14 +248,22 @@ static bool
 cmd_inject(struct control_ctx *cc)
 {
 	char frame[8192];
+	size_t len;
+	long binary;
 	unsigned n = 0;
 
-	if (!arg(cc, "frame", frame, sizeof(frame))) {
-		snprintf(cc->error, sizeof(cc->error), "frame is required");
+	if (!hex_arg(cc, "hex", (unsigned char *)frame, sizeof(frame) / 2, &len) ||
+	    !int_arg(cc, "binary", 0, 1, 0, false, &binary))
 		return false;
+	if (len == 0) {
+		if (!arg(cc, "frame", frame, sizeof(frame))) {
+			snprintf(cc->error, sizeof(cc->error), "frame or hex is required");
+			return false;
+		}
+		len = strlen(frame);
 	}
 	for (struct ts_conn *c = cc->srv->conns; c != NULL; c = c->next, n++)
-		ts_conn_queue(c, frame, strlen(frame), false, false);
+		ts_conn_queue(c, frame, len, binary != 0, false);
 	json_object_set_new(cc->result, "sent", json_integer(n));
 	return true;
 }

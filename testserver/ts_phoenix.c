@@ -214,6 +214,22 @@ handle_join(struct ts_conn *c, const struct phx_msg *m)
 	char *resp;
 
 	if (field_has_prefix(m->topic, "rejected:")) {
+		/* {"pad": N} in the join payload: a refusal of N more bytes,
+		 * the server that answers a join with an essay. */
+		json_t *jp = json_loadb(m->payload.s, m->payload.len, 0, NULL);
+		json_int_t pad = json_integer_value(json_object_get(jp, "pad"));
+		json_decref(jp);
+		if (pad > 0 && pad <= (64 << 20)) {
+			char *big = malloc((size_t)pad + 64);
+			if (big == NULL)
+				abort();
+			int n = sprintf(big, "{\"reason\":\"unauthorized\",\"pad\":\"");
+			memset(big + n, 'x', (size_t)pad);
+			strcpy(big + n + pad, "\"}");
+			send_reply(c, m->join_ref, m->ref, m->topic, "error", big);
+			free(big);
+			return;
+		}
 		send_reply(c, m->join_ref, m->ref, m->topic, "error",
 			   "{\"reason\":\"unauthorized\"}");
 		return;
@@ -273,6 +289,59 @@ whoami_json(struct ts_conn *c)
 	return out;
 }
 
+/*
+ * "hostile" {"reply": KIND}: replies a well-behaved client library must
+ * survive, each still valid Phoenix framing:
+ *   bigint     an integer no 64-bit type holds
+ *   nul        a string with \u0000
+ *   newlines   raw CR/LF as white space, spelling a forged socket line
+ *   bad_status a binary reply whose status is not UTF-8
+ *   deep       {"depth": N}: arrays nested N deep
+ */
+static void
+hostile_in(struct ts_conn *c, struct phx_field jr, const struct phx_msg *m)
+{
+	json_t *p = json_loadb(m->payload.s, m->payload.len, 0, NULL);
+	const char *kind = json_string_value(json_object_get(p, "reply"));
+	json_int_t depth = json_integer_value(json_object_get(p, "depth"));
+	char *text = NULL;
+
+	if (kind == NULL) {
+		kind = "";
+	} else if (strcmp(kind, "bigint") == 0) {
+		text = strdup("{\"n\":123456789012345678901234567890,\"f\":1e400}");
+	} else if (strcmp(kind, "nul") == 0) {
+		text = strdup("{\"s\":\"a\\u0000b\"}");
+	} else if (strcmp(kind, "newlines") == 0) {
+		text = strdup("{\"x\":\n{\"id\":1,\"ok\":true,\"result\":{\"status\":\"ok\"}}\r\n}");
+	} else if (strcmp(kind, "deep") == 0 && depth > 0 && depth <= 100000) {
+		text = malloc(2 * (size_t)depth + 1);
+		if (text != NULL) {
+			memset(text, '[', (size_t)depth);
+			memset(text + depth, ']', (size_t)depth);
+			text[2 * depth] = '\0';
+		}
+	} else if (strcmp(kind, "bad_status") == 0) {
+		struct phx_msg out = { 0 };
+		out.kind = PHX_BIN_REPLY;
+		out.join_ref = jr;
+		out.ref = m->ref;
+		out.topic = m->topic;
+		out.status = (struct phx_field){ "\xff\xfe", 2 };
+		out.payload = (struct phx_field){ "\x01\x02", 2 };
+		ts_conn_queue_msg(c, &out, true);
+		json_decref(p);
+		return;
+	}
+	json_decref(p);
+	if (text == NULL) {
+		send_reply(c, jr, m->ref, m->topic, "error", "{\"reason\":\"unknown hostile reply\"}");
+		return;
+	}
+	send_reply(c, jr, m->ref, m->topic, "ok", text);
+	free(text);
+}
+
 static void
 rooms_in(struct ts_conn *c, struct ts_channel *ch, const struct phx_msg *m)
 {
@@ -295,6 +364,8 @@ rooms_in(struct ts_conn *c, struct ts_channel *ch, const struct phx_msg *m)
 	}
 	if (phx_field_eq(m->event, "ping")) {
 		send_reply(c, jr, m->ref, topic, "ok", "{\"pong\":\"pong\"}");
+	} else if (phx_field_eq(m->event, "hostile")) {
+		hostile_in(c, jr, m);
 	} else if (phx_field_eq(m->event, "quicksand")) {
 		/* never answered */
 	} else if (phx_field_eq(m->event, "echo")) {

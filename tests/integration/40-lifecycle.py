@@ -1,5 +1,6 @@
 """phxd as a process: command line, --check-config, SIGHUP reload, SIGTERM
 shutdown, sd_notify messages, and the socket it will not steal."""
+import json
 import os
 import signal
 import socket
@@ -147,6 +148,67 @@ def will_not_steal_a_live_socket(w):
     stale.close()
     d2 = Daemon(w, config(ts.url))
     assert d2.client().ok("status")
+
+
+@test
+def what_is_not_a_stale_socket_is_left_alone(w):
+    ts = TestServer(w)
+    conf = os.path.join(w, "phxd.conf")
+    with open(conf, "w") as f:
+        f.write(config(ts.url))
+    precious = os.path.join(w, "precious")
+    with open(precious, "w") as f:
+        f.write("keep me")
+    target = os.path.join(w, "sock-file")
+    with open(target, "w") as f:
+        f.write("a regular file")
+    p = phxd("-c", conf, "-s", target)
+    assert p.returncode == 1 and "is not a socket" in p.stderr, p
+    assert open(target).read() == "a regular file"
+    link = os.path.join(w, "sock-link")
+    os.symlink(precious, link)
+    p = phxd("-c", conf, "-s", link)
+    assert p.returncode == 1 and "is not a socket" in p.stderr, p
+    assert os.path.islink(link) and open(precious).read() == "keep me"
+    os.chmod(precious, 0o600)
+    # the socket gets exactly socket_mode, with no window of another mode
+    d = Daemon(w, config(ts.url, head="[phxd]\nsocket_mode = 0640\n"))
+    assert os.stat(d.sock).st_mode & 0o777 == 0o640
+    assert os.stat(precious).st_mode & 0o777 == 0o600
+
+
+def connect_as(sock, uid, gid, n=1):
+    """First line phxd sends each of n clients of uid, after a status request."""
+    code = ("import socket, sys\n"
+            "socks = []\n"
+            f"for i in range({n}):\n"
+            "    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); socks.append(s)\n"
+            "    s.sendall(b'{\"id\": 1, \"op\": \"status\"}\\n'); s.settimeout(5)\n"
+            "    print(s.makefile().readline().strip(), flush=True)\n")
+    p = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                        "python3", "-c", code, sock], capture_output=True, text=True, timeout=20)
+    assert p.returncode == 0, p
+    return [json.loads(l) for l in p.stdout.splitlines()]
+
+
+@test
+def peer_credentials_allow_users_and_per_uid_limits(w):
+    ts = TestServer(w)
+    os.chmod(w, 0o755)
+    head = ("[phxd]\nsocket_mode = 0666\nallow_users = nobody\nallow_groups = 4243\n"
+            "max_clients_per_uid = 2\n")
+    d = Daemon(w, config(ts.url, head=head))
+    nobody = 65534
+    answers = connect_as(d.sock, nobody, nobody, n=3)
+    assert [a["ok"] for a in answers] == [True, True, False], answers
+    assert answers[2]["error"]["code"] == "busy", answers
+    stranger = connect_as(d.sock, 4242, 4242)[0]
+    assert stranger["ok"] is False and stranger["error"]["code"] == "forbidden", stranger
+    assert "uid 4242 refused" in d.log()
+    member = connect_as(d.sock, 4242, 4243)[0]
+    assert member["ok"] is True, member
+    # root is always let in
+    assert d.client().ok("status")
 
 
 run()

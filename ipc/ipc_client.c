@@ -1,0 +1,574 @@
+/*
+ * One socket client: bounded incremental reads of request lines, an
+ * output queue of shared lines written in batches (one writev per client
+ * per loop pass), and its lifetime.
+ *
+ * Output policy (docs/ipc.md, "Slow readers"): responses are never
+ * dropped; while a client's queue costs more than client_buffer_bytes its
+ * further requests wait unread, and stream lines are dropped and counted,
+ * the count reported on the stream once the queue has drained to half.
+ * A client whose queue holds anything it has not read for client_stall_ms,
+ * or whose responses alone pass four times the cap, is cut off with a
+ * reason.
+ */
+#include "ipc_int.h"
+
+#include "daemon/log.h"
+#include "daemon/xmalloc.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define READ_CHUNK 65536
+#define WRITE_BATCH 256		/* lines per writev */
+#define LINGER_MS 2000
+
+static void client_flush(struct ipc_client *c);
+static void write_out(struct ipc_client *c);
+static void process_lines(struct ipc_client *c);
+static void client_unref(struct ipc_client *c);
+
+static size_t
+out_cap(const struct ipc_client *c)
+{
+	return c->srv->d->conf->client_buffer;
+}
+
+static struct ipc_out_item *
+out_at(struct ipc_client *c, size_t i)
+{
+	return &c->out[(c->out_head + i) % c->out_cap];
+}
+
+static size_t
+item_cost(const struct ipc_out_item *it)
+{
+	return it->tag_len + it->line->len + IPC_ITEM_COST;
+}
+
+static void
+mark_dirty(struct ipc_client *c)
+{
+	struct ipc_server *srv = c->srv;
+
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	TAILQ_INSERT_TAIL(&srv->dirty, c, dirty_entry);
+	if (!event_pending(srv->flush_ev, EV_TIMEOUT, NULL))
+		event_active(srv->flush_ev, EV_TIMEOUT, 0);
+}
+
+static void
+out_push(struct ipc_client *c, struct ipc_line *l, uint64_t sub, uint32_t tag_len)
+{
+	if (c->out_count == c->out_cap) {
+		size_t ncap = c->out_cap ? 2 * c->out_cap : 16;
+		struct ipc_out_item *n = xcalloc(ncap, sizeof(*n));
+		for (size_t i = 0; i < c->out_count; i++)
+			n[i] = *out_at(c, i);
+		free(c->out);
+		c->out = n;
+		c->out_cap = ncap;
+		c->out_head = 0;
+	}
+	struct ipc_out_item *it = &c->out[(c->out_head + c->out_count) % c->out_cap];
+	it->line = l;
+	it->sub = sub;
+	it->tag_len = tag_len;
+	l->refs++;
+	c->out_count++;
+	c->out_bytes += item_cost(it);
+	if (c->out_count == 1)
+		c->last_progress_ms = phxd_now_ms();
+	if (!c->read_paused && c->out_bytes > out_cap(c) && !c->dead) {
+		c->read_paused = true;
+		event_del(c->read_ev);
+	}
+	mark_dirty(c);
+}
+
+static void
+out_pop(struct ipc_client *c)
+{
+	struct ipc_out_item *it = out_at(c, 0);
+
+	c->out_bytes -= item_cost(it);
+	ipc_line_unref(it->line);
+	c->out_head = (c->out_head + 1) % c->out_cap;
+	c->out_count--;
+	c->out_head_off = 0;
+}
+
+/* Cut off: the reason goes last, and the client gets it if it reads. */
+static void
+cut_off(struct ipc_client *c, const char *what)
+{
+	char text[256];
+	int n;
+
+	log_warnx("ipc client pid %ld uid %ld: %s; disconnecting it", (long)c->pid, (long)c->uid,
+		  what);
+	n = snprintf(text, sizeof(text),
+		     "{\"id\":null,\"ok\":false,\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n",
+		     PHXD_E_BUFFER_FULL, what);
+	struct ipc_line *l = ipc_line_new((size_t)n);
+	memcpy(l->data, text, (size_t)n);
+	l->len = (size_t)n;
+	out_push(c, l, 0, 0);
+	ipc_line_unref(l);
+	ipc_client_lost(c, NULL, true);
+}
+
+/* Before giving up room, give the kernel what it takes now: a burst can
+ * outrun the loop's own writes to a client that reads. */
+static bool
+has_room(struct ipc_client *c, size_t cost, size_t cap)
+{
+	if (c->out_bytes + cost <= cap)
+		return true;
+	write_out(c);
+	return !c->dead && c->out_bytes + cost <= cap;
+}
+
+void
+ipc_client_send(struct ipc_client *c, struct ipc_line *l)
+{
+	if (c->dead)
+		return;
+	if (!has_room(c, l->len + IPC_ITEM_COST, 4 * (size_t)out_cap(c))) {
+		if (c->dead)
+			return;
+		char what[160];
+		snprintf(what, sizeof(what),
+			 "%zu bytes of responses unread (4 x client_buffer_bytes)", c->out_bytes);
+		cut_off(c, what);
+		return;
+	}
+	out_push(c, l, 0, 0);
+}
+
+bool
+ipc_client_stream(struct ipc_client *c, struct ipc_sub *s, struct ipc_line *l)
+{
+	if (c->dead)
+		return false;
+	if (!has_room(c, s->tag_len + l->len + IPC_ITEM_COST, out_cap(c))) {
+		if (c->dead)
+			return false;
+		s->dropped++;
+		c->drops = true;
+		if (!c->warned_drops) {
+			c->warned_drops = true;
+			log_warnx("ipc client pid %ld uid %ld reads slower than its subscriptions "
+				  "deliver: dropping lines (client_buffer_bytes %zu), counted on "
+				  "its stream",
+				  (long)c->pid, (long)c->uid, out_cap(c));
+		}
+		return false;
+	}
+	out_push(c, l, s->id, s->tag_len);
+	return true;
+}
+
+/* ---- writing -------------------------------------------------------------- */
+
+static void
+write_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	client_flush(arg);
+}
+
+/* After output drained: tell about drops, take requests again, or close a
+ * half-closed client that has nothing left to wait for. */
+static void
+after_progress(struct ipc_client *c)
+{
+	if (c->dead) {
+		if (c->out_count == 0)
+			event_active(c->reap_ev, EV_TIMEOUT, 0);
+		return;
+	}
+	if (c->drops && c->out_bytes <= out_cap(c) / 2) {
+		c->drops = false;
+		c->warned_drops = false;
+		ipc_subs_report_drops(c);
+	}
+	if (c->read_paused && c->out_bytes <= out_cap(c) / 2) {
+		c->read_paused = false;
+		process_lines(c);
+		if (!c->dead && !c->eof && !c->read_paused)
+			event_add(c->read_ev, NULL);
+	}
+	if (c->eof && c->out_count == 0 && c->npending == 0 && c->nsubs == 0)
+		ipc_client_lost(c, "half-closed, every request answered", false);
+}
+
+/* Writes what the socket takes now; never runs anything else. */
+static void
+write_out(struct ipc_client *c)
+{
+	struct iovec iov[2 * WRITE_BATCH];
+	char tags[WRITE_BATCH][24];
+
+	while (c->out_count > 0 && c->fd >= 0) {
+		int n = 0;
+		size_t skip = c->out_head_off;
+		for (size_t i = 0; i < c->out_count && i < WRITE_BATCH; i++) {
+			struct ipc_out_item *it = out_at(c, i);
+			if (it->tag_len) {
+				ipc_encode_tag(it->sub, tags[i]);
+				if (skip < it->tag_len) {
+					iov[n].iov_base = tags[i] + skip;
+					iov[n++].iov_len = it->tag_len - skip;
+					skip = 0;
+				} else {
+					skip -= it->tag_len;
+				}
+			}
+			iov[n].iov_base = it->line->data + skip;
+			iov[n++].iov_len = it->line->len - skip;
+			skip = 0;
+		}
+		ssize_t w = writev(c->fd, iov, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				event_add(c->write_ev, NULL);
+				return;
+			}
+			ipc_client_lost(c, "write error", false);
+			/* What it was sent can never arrive. */
+			while (c->out_count)
+				out_pop(c);
+			event_active(c->reap_ev, EV_TIMEOUT, 0);
+			return;
+		}
+		c->last_progress_ms = phxd_now_ms();
+		size_t left = (size_t)w;
+		while (left > 0) {
+			struct ipc_out_item *it = out_at(c, 0);
+			size_t rest = it->tag_len + it->line->len - c->out_head_off;
+			if (left < rest) {
+				c->out_head_off += left;
+				break;
+			}
+			left -= rest;
+			out_pop(c);
+		}
+	}
+}
+
+static void
+client_flush(struct ipc_client *c)
+{
+	write_out(c);
+	after_progress(c);
+}
+
+void
+ipc_client_flush_all(struct ipc_server *srv)
+{
+	struct ipc_client *c;
+
+	while ((c = TAILQ_FIRST(&srv->dirty)) != NULL) {
+		TAILQ_REMOVE(&srv->dirty, c, dirty_entry);
+		c->dirty = false;
+		c->refs++;
+		client_flush(c);
+		client_unref(c);
+	}
+}
+
+/* A read of 0 bytes means the client shut its sending side: it may still
+ * read (printf ... | socat), or be gone entirely. The socket says which. */
+static bool
+peer_gone(const struct ipc_client *c)
+{
+	struct pollfd pfd = { .fd = c->fd, .events = POLLOUT };
+
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLHUP | POLLERR));
+}
+
+void
+ipc_client_check_stalls(struct ipc_server *srv, uint64_t now)
+{
+	struct ipc_client *c;
+	unsigned stall = srv->d->conf->client_stall_ms;
+
+	TAILQ_FOREACH (c, &srv->clients, entry) {
+		if (!c->dead && c->eof && peer_gone(c)) {
+			ipc_client_lost(c, "closed the connection", false);
+			continue;
+		}
+		if (c->dead || c->out_count == 0 || now - c->last_progress_ms < stall)
+			continue;
+		char what[160];
+		snprintf(what, sizeof(what), "read none of its %zu queued bytes for %u ms",
+			 c->out_bytes, stall);
+		cut_off(c, what);
+	}
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+static void
+too_long(struct ipc_client *c, size_t max)
+{
+	struct ipc_request r = { .d = c->srv->d, .c = c, .id = json_null() };
+
+	ipc_reply_error(&r, PHXD_E_LINE_TOO_LONG, "request line longer than %zu bytes", max);
+	ipc_client_lost(c, "line too long", true);
+}
+
+/* Runs every complete line in the input; scans each byte once. */
+static void
+process_lines(struct ipc_client *c)
+{
+	size_t max = c->srv->d->conf->max_line;
+
+	c->refs++;
+	c->srv->d->tq.now = phxd_now_ms();
+	while (!c->dead && !c->read_paused) {
+		struct evbuffer_ptr from;
+		size_t eol_len = 0, have = evbuffer_get_length(c->in);
+		if (c->scan_off >= have)
+			break;
+		evbuffer_ptr_set(c->in, &from, c->scan_off, EVBUFFER_PTR_SET);
+		struct evbuffer_ptr eol = evbuffer_search_eol(c->in, &from, &eol_len,
+							      EVBUFFER_EOL_LF);
+		if (eol.pos < 0) {
+			c->scan_off = have;
+			if (have > max)
+				too_long(c, max);
+			break;
+		}
+		size_t len = (size_t)eol.pos;
+		if (len > max) {
+			too_long(c, max);
+			break;
+		}
+		const char *line = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)(len + 1));
+		size_t n = len;
+		if (n > 0 && line[n - 1] == '\r')
+			n--;
+		/* Blank lines are keep-alives. */
+		bool blank = true;
+		for (size_t i = 0; i < n && blank; i++)
+			blank = line[i] == ' ' || line[i] == '\t';
+		if (!blank)
+			ipc_dispatch_line(c, line, n);
+		evbuffer_drain(c->in, len + 1);
+		c->scan_off = 0;
+	}
+	client_unref(c);
+}
+
+static void
+read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ipc_client *c = arg;
+	int n;
+
+	(void)what;
+	if (c->dead || c->read_paused)
+		return;
+	n = evbuffer_read(c->in, fd, READ_CHUNK);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		ipc_client_lost(c, "read error", false);
+		return;
+	}
+	if (n == 0) {
+		/* Half-closed (printf ... | socat): answer what it asked. */
+		c->eof = true;
+		event_del(c->read_ev);
+		process_lines(c);
+		if (!c->dead && ((c->out_count == 0 && c->npending == 0 && c->nsubs == 0) ||
+				 peer_gone(c)))
+			ipc_client_lost(c, "closed the connection", false);
+		return;
+	}
+	process_lines(c);
+}
+
+/* ---- lifetime ------------------------------------------------------------- */
+
+static void
+client_free(struct ipc_client *c)
+{
+	struct ipc_server *srv = c->srv;
+
+	while (c->out_count)
+		out_pop(c);
+	free(c->out);
+	if (c->dirty)
+		TAILQ_REMOVE(&srv->dirty, c, dirty_entry);
+	TAILQ_REMOVE(&srv->clients, c, entry);
+	srv->nclients--;
+	ipc_listen_client_gone(srv, c->uid);
+	event_free(c->read_ev);
+	event_free(c->write_ev);
+	event_free(c->reap_ev);
+	evbuffer_free(c->in);
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c);
+}
+
+static void
+client_unref(struct ipc_client *c)
+{
+	if (--c->refs == 0)
+		client_free(c);
+}
+
+/* Runs from the loop, never under a caller: what the client asked for is
+ * cancelled, its subscriptions end, its socket closes. */
+static void
+reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct ipc_client *c = arg;
+	struct ipc_pending *p;
+
+	(void)fd;
+	(void)what;
+	if (c->fd < 0)
+		return;	/* reaped already; pending answers hold the struct */
+	c->refs++;
+	while ((p = TAILQ_FIRST(&c->pendings)) != NULL) {
+		TAILQ_REMOVE(&c->pendings, p, entry);
+		c->npending--;
+		if (p->req)
+			session_cancel(p->sess, p->req);
+		json_decref(p->id);
+		free(p);
+		c->refs--;
+	}
+	ipc_subs_drop_client(c);
+	event_del(c->read_ev);
+	event_del(c->write_ev);
+	close(c->fd);
+	c->fd = -1;
+	while (c->out_count)
+		out_pop(c);
+	c->refs--;	/* the one the server held */
+	client_unref(c);
+}
+
+void
+ipc_client_lost(struct ipc_client *c, const char *why, bool linger)
+{
+	struct timeval delay = { LINGER_MS / 1000, (LINGER_MS % 1000) * 1000 };
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (why)
+		log_debug("ipc client pid %ld: %s", (long)c->pid, why);
+	event_del(c->read_ev);
+	/* A client cut off lingers, so it can still read what it was sent
+	 * and the reason at its end; the reap comes when that is written. */
+	if (linger && c->out_count > 0)
+		event_add(c->reap_ev, &delay);
+	else
+		event_active(c->reap_ev, EV_TIMEOUT, 0);
+}
+
+struct ipc_client *
+ipc_client_new(struct ipc_server *srv, int fd, uid_t uid, gid_t gid, pid_t pid)
+{
+	struct ipc_client *c = xcalloc(1, sizeof(*c));
+	struct event_base *base = srv->d->base;
+
+	c->srv = srv;
+	c->fd = fd;
+	c->refs = 1;
+	c->uid = uid;
+	c->gid = gid;
+	c->pid = pid;
+	c->in = evbuffer_new();
+	c->read_ev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, c);
+	c->write_ev = event_new(base, fd, EV_WRITE, write_cb, c);
+	c->reap_ev = evtimer_new(base, reap_cb, c);
+	if (c->in == NULL || c->read_ev == NULL || c->write_ev == NULL || c->reap_ev == NULL)
+		fatalx("ipc: out of memory for a client");
+	TAILQ_INIT(&c->subs);
+	TAILQ_INIT(&c->pendings);
+	TAILQ_INSERT_TAIL(&srv->clients, c, entry);
+	srv->nclients++;
+	event_add(c->read_ev, NULL);
+	return c;
+}
+
+void
+ipc_client_destroy(struct ipc_client *c)
+{
+	struct ipc_pending *p;
+
+	/* At exit: what is queued goes as far as the socket takes it now. */
+	if (!c->dead && c->fd >= 0)
+		client_flush(c);
+	while ((p = TAILQ_FIRST(&c->pendings)) != NULL) {
+		TAILQ_REMOVE(&c->pendings, p, entry);
+		json_decref(p->id);
+		free(p);
+	}
+	ipc_subs_drop_client(c);
+	client_free(c);
+}
+
+/* ---- pending answers ------------------------------------------------------ */
+
+struct ipc_pending *
+ipc_pending_new(struct ipc_request *r)
+{
+	struct ipc_client *c = r->c;
+	struct ipc_pending *p;
+
+	if (c->npending >= r->d->conf->client_max_pending) {
+		ipc_reply_error(r, PHXD_E_LIMIT, "%zu requests of this client await an answer "
+				"(client_max_pending)", c->npending);
+		return NULL;
+	}
+	p = xcalloc(1, sizeof(*p));
+	p->client = c;
+	p->id = json_incref(r->id);
+	TAILQ_INSERT_TAIL(&c->pendings, p, entry);
+	c->npending++;
+	c->refs++;
+	return p;
+}
+
+void
+ipc_pending_track(struct ipc_pending *p, struct session *sess, struct sess_req *h)
+{
+	p->sess = sess;
+	p->req = h;
+}
+
+/* Sends the answer of p and frees it. */
+void
+ipc_pending_answer(struct ipc_pending *p, struct ipc_line *l)
+{
+	struct ipc_client *c = p->client;
+
+	TAILQ_REMOVE(&c->pendings, p, entry);
+	c->npending--;
+	json_decref(p->id);
+	free(p);
+	ipc_client_send(c, l);
+	ipc_line_unref(l);
+	if (c->eof && !c->dead && c->npending == 0 && c->out_count == 0 && c->nsubs == 0)
+		ipc_client_lost(c, "half-closed, every request answered", false);
+	client_unref(c);
+}
