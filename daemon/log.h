@@ -2,6 +2,7 @@
  * log: the one logging API of the daemon. Thread-safe (the libwebsockets
  * thread logs too). Lines go to stderr; under systemd (JOURNAL_STREAM set)
  * each line carries a <N> syslog priority prefix that journald understands.
+ * Logging never blocks its caller once log_start() ran.
  */
 #ifndef PHXD_LOG_H
 #define PHXD_LOG_H
@@ -17,6 +18,11 @@ enum log_level {
 };
 
 void log_init(enum log_level level, const char *progname);
+/* From here on lines go through a bounded queue to a writer thread: a
+ * blocked sink costs dropped (and counted) lines, never a stalled caller. */
+bool log_start(void);
+/* Writes what is queued, waiting at most wait_ms for a blocked sink. */
+void log_stop(unsigned wait_ms);
 void log_set_level(enum log_level level);
 enum log_level log_get_level(void);
 /* Parses "error", "warn", "info", "debug"; false when unknown. */

@@ -486,6 +486,8 @@ main(int argc, char **argv)
 	}
 	log_set_level(d.log_level_forced ? level : d.conf->log_level);
 	log_route_libraries();
+	if (!log_start())
+		fatalx("cannot start the log writer");
 	signal(SIGPIPE, SIG_IGN);
 	/* Bursts allocate and free a lot at once; without this glibc trims and
 	 * regrows the heap (brk, mprotect) every few batches. */
@@ -543,9 +545,11 @@ main(int argc, char **argv)
 
 	teardown(&d);
 	log_info("stopped");
+	log_stop(STOP_GRACE_MS);
 	return 0;
 
 fail:
 	teardown(&d);
+	log_stop(STOP_GRACE_MS);
 	return 1;
 }

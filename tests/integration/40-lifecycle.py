@@ -2,12 +2,13 @@
 shutdown, sd_notify messages, and the socket it will not steal."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import time
 
-from harness import PHXD, Daemon, TestServer, config, run, test, wait_until
+from harness import PHXD, Client, Daemon, TestServer, config, run, test, wait_until
 
 
 def phxd(*args, timeout=10):
@@ -175,6 +176,47 @@ def what_is_not_a_stale_socket_is_left_alone(w):
     d = Daemon(w, config(ts.url, head="[phxd]\nsocket_mode = 0640\n"))
     assert os.stat(d.sock).st_mode & 0o777 == 0o640
     assert os.stat(precious).st_mode & 0o777 == 0o600
+
+
+@test
+def a_log_sink_that_blocks_never_freezes_phxd(w):
+    ts = TestServer(w)
+    conf = os.path.join(w, "phxd.conf")
+    sock = os.path.join(w, "phxd.sock")
+    with open(conf, "w") as f:
+        f.write(config(ts.url, "rooms:a"))
+    # stderr is a pipe nobody reads until the end: it fills after ~64 KiB
+    p = subprocess.Popen([PHXD, "-c", conf, "-s", sock, "-l", "debug"], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    try:
+        def connectable():
+            try:
+                Client(sock, timeout=5).close()
+                return True
+            except OSError:
+                return False
+        wait_until(connectable, what="phxd socket")
+        # every client logs two debug lines (~140 bytes): 8000 of them are far
+        # past the pipe (64 KiB) and phxd's log queue (256 KiB)
+        for i in range(8000):
+            c = Client(sock, timeout=5)
+            assert c.ok("hello")["version"] == 1
+            c.close()
+        c = Client(sock, timeout=5)
+        assert c.ok("push", topic="rooms:a", event="ping", **{"await": True})["status"] == "ok"
+        c.close()
+        p.send_signal(signal.SIGTERM)
+        err = p.stderr.read().decode(errors="replace")
+        assert p.wait(10) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert re.search(r"warning: \d+ log lines dropped: the log output was blocked", err), err[-500:]
+    # what was queued at exit reached the sink: its last words, or the count
+    # of lines that did not fit
+    last = err.splitlines()[-1]
+    assert last.endswith("stopped") or "log lines dropped" in last, err[-300:]
 
 
 def connect_as(sock, uid, gid, n=1):
