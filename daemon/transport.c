@@ -5,7 +5,12 @@
 
 #include "protocol/json_scan.h"
 
+#include <arpa/inet.h>
 #include <libwebsockets.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stddef.h>
@@ -18,6 +23,7 @@ struct tp_target {
 	char *name, *address, *path, *host_header, *subprotocols;
 	char *ca_file, *client_cert, *client_key, *tls_stamp;
 	bool tls, tls_verify;
+	bool ip_literal;	/* the host is an address: its certificate names an IP */
 	int port;
 	size_t max_message;
 	struct conf_kv *headers;
@@ -53,6 +59,7 @@ struct tp_link {
 	bool established, done, paused;
 	int close_code;		/* to send; 0 when we do not close */
 	char close_reason[124];
+	char tls_error[96];	/* why the certificate was refused */
 	int peer_code;		/* received in the peer's close frame */
 	char peer_reason[124];
 };
@@ -110,6 +117,7 @@ struct transport {
 	bool stop_tick_armed;
 	struct tls_vhost {
 		struct tls_vhost *next;
+		SSL_CTX *ssl_ctx;	/* ours: freed after the lws context */
 		char *key;
 		struct lws_vhost *vh;
 	} *tls_vhosts;
@@ -265,6 +273,8 @@ transport_connect(struct transport *tp, uint32_t id, uint32_t gen, const struct 
 	t->client_key = dup_or_null(c->client_key);
 	t->tls = c->tls;
 	t->tls_verify = c->tls_verify;
+	unsigned char addr[sizeof(struct in6_addr)];
+	t->ip_literal = inet_pton(AF_INET, c->host, addr) == 1 || inet_pton(AF_INET6, c->host, addr) == 1;
 	t->tls_stamp = dup_or_null(c->tls_stamp);
 	t->max_message = c->max_message;
 	t->nheaders = c->nheaders;
@@ -468,6 +478,60 @@ tls_files_readable(const struct tp_target *t)
 	return true;
 }
 
+/*
+ * The client TLS context of a target, made here rather than by lws: lws
+ * shares contexts between vhosts by file *names*, so a rotated file would
+ * never be read again, and its errors say only "lib(0)".
+ */
+static SSL_CTX *
+tls_ctx_new(const struct tp_target *t)
+{
+	SSL_CTX *ctx;
+	const char *what = NULL, *file = NULL;
+	char err[256];
+
+	if (!tls_files_readable(t))
+		return NULL;
+	ERR_clear_error();
+	ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL) {
+		what = "cannot create a context";
+		goto fail;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (t->ca_file != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL) != 1) {
+			what = "ca_file";
+			file = t->ca_file;
+			goto fail;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		what = "the system CA store";
+		goto fail;
+	}
+	if (t->client_cert != NULL) {
+		if (SSL_CTX_use_certificate_chain_file(ctx, t->client_cert) != 1) {
+			what = "client_cert";
+			file = t->client_cert;
+			goto fail;
+		}
+		if (SSL_CTX_use_PrivateKey_file(ctx, t->client_key, SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(ctx) != 1) {
+			what = "client_key";
+			file = t->client_key;
+			goto fail;
+		}
+	}
+	return ctx;
+fail:
+	ERR_error_string_n(ERR_get_error(), err, sizeof(err));
+	log_warnx("%s: cannot set up TLS: %s%s%s: %s", t->name, what, file ? " " : "",
+		  file ? file : "", err);
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
 static struct lws_vhost *
 vhost_for(struct transport *tp, const struct tp_target *t)
 {
@@ -486,33 +550,30 @@ vhost_for(struct transport *tp, const struct tp_target *t)
 			return v->vh;
 		}
 	}
+	SSL_CTX *ssl_ctx = tls_ctx_new(t);
+	if (ssl_ctx == NULL) {
+		free(key);
+		return NULL;
+	}
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = protocols;
 	info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-	info.client_ssl_ca_filepath = t->ca_file;
-	info.client_ssl_cert_filepath = t->client_cert;
-	info.client_ssl_private_key_filepath = t->client_key;
+	info.provided_client_ssl_ctx = ssl_ctx;
 	/* lws keeps the name pointer for the vhost's life: the key is ours
 	 * until then. */
 	info.vhost_name = key;
-	if (!tls_files_readable(t)) {
-		free(key);
-		return NULL;
-	}
 	vh = lws_create_vhost(tp->ctx, &info);
 	if (vh == NULL) {
-		log_warnx("%s: cannot set up TLS: ca_file %s, client_cert %s or client_key %s is not "
-			  "valid PEM, or the key does not match the certificate",
-			  t->name, t->ca_file ? t->ca_file : "(system)",
-			  t->client_cert ? t->client_cert : "(none)",
-			  t->client_key ? t->client_key : "(none)");
+		log_warnx("%s: cannot create a websocket vhost for TLS", t->name);
+		SSL_CTX_free(ssl_ctx);
 		free(key);
 		return NULL;
 	}
 	struct tls_vhost *v = xcalloc(1, sizeof(*v));
 	v->key = key;
 	v->vh = vh;
+	v->ssl_ctx = ssl_ctx;
 	v->next = tp->tls_vhosts;
 	tp->tls_vhosts = v;
 	return vh;
@@ -568,6 +629,11 @@ do_connect(struct transport *tp, struct tp_cmd *cmd)
 			ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
 					     LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
 					     LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+		else if (t->ip_literal)
+			/* lws checks the Host header cut at its first ':' as a DNS
+			 * name ("[" for [::1]:4000); the address is checked against
+			 * the certificate's IP entries in the verify callback. */
+			ci.ssl_connection |= LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
 	}
 	if (lws_client_connect_via_info(&ci) == NULL && !l->done)
 		link_finish(l, 1006, "cannot start the connection", 0);
@@ -724,6 +790,30 @@ receive(struct tp_link *l, struct lws *wsi, const void *in, size_t len)
 	return 0;
 }
 
+/* The leaf certificate of a server addressed by IP must name that IP.
+ * Returns what lws wants: 0 to accept, 1 to fail the handshake. */
+static int
+verify_ip(struct tp_link *l, X509_STORE_CTX *ctx, int preverify_ok)
+{
+	X509 *cert;
+
+	if (l != NULL && !preverify_ok)
+		snprintf(l->tls_error, sizeof(l->tls_error), "%s",
+			 X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
+	if (l == NULL || !l->target->tls_verify || !l->target->ip_literal || !preverify_ok ||
+	    X509_STORE_CTX_get_error_depth(ctx) != 0)
+		return 0;
+	cert = X509_STORE_CTX_get_current_cert(ctx);
+	if (cert != NULL && X509_check_ip_asc(cert, l->target->address, 0) == 1)
+		return 0;
+	log_warnx("%s: the server's certificate does not name the address %s", l->target->name,
+		  l->target->address);
+	snprintf(l->tls_error, sizeof(l->tls_error), "the certificate does not name %s",
+		 l->target->address);
+	X509_STORE_CTX_set_error(ctx, X509_V_ERR_IP_ADDRESS_MISMATCH);
+	return 1;
+}
+
 static int
 callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
@@ -748,6 +838,8 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		}
 		return 0;
 	}
+	case LWS_CALLBACK_OPENSSL_PERFORM_SERVER_CERT_VERIFICATION:
+		return verify_ip(l, user, (int)len);
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		if (l == NULL || l->done)
 			return -1;
@@ -761,6 +853,9 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		char why[128];
 		if (status >= 300)
 			snprintf(why, sizeof(why), "handshake answered HTTP %d", status);
+		else if (l->tls_error[0])
+			/* lws says "error:00000001:lib(0)"; the verify step knew */
+			snprintf(why, sizeof(why), "TLS: %s", l->tls_error);
 		else
 			snprintf(why, sizeof(why), "%s", in ? (const char *)in : "connection failed");
 		link_finish(l, 1006, why, status >= 300 ? status : 0);
@@ -973,6 +1068,7 @@ transport_free(struct transport *tp)
 	}
 	for (struct tls_vhost *v = tp->tls_vhosts, *vn; v; v = vn) {
 		vn = v->next;
+		SSL_CTX_free(v->ssl_ctx);
 		free(v->key);
 		free(v);
 	}

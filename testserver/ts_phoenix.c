@@ -660,8 +660,12 @@ ts_phoenix_established(struct ts_conn *c)
 			int nlen = snprintf(name, sizeof(name), "%s:", h);
 			for (char *p = name; *p; p++)
 				*p = (char)tolower((unsigned char)*p);
-			if (nlen > 0 && nlen < (int)sizeof(name) &&
-			    lws_hdr_custom_copy(c->wsi, value, sizeof(value), name, nlen) >= 0)
+			/* Host is a header lws knows by token, not by name. */
+			if (strcmp(name, "host:") == 0 &&
+			    lws_hdr_copy(c->wsi, value, sizeof(value), WSI_TOKEN_HOST) >= 0)
+				json_object_set_new(c->headers, h, json_string(value));
+			else if (nlen > 0 && nlen < (int)sizeof(name) &&
+				 lws_hdr_custom_copy(c->wsi, value, sizeof(value), name, nlen) >= 0)
 				json_object_set_new(c->headers, h, json_string(value));
 		}
 	}

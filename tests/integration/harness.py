@@ -62,7 +62,9 @@ class TestServer:
             raise AssertionError(f"phxd-testserver did not start: {line!r}")
         self.port = int(line.rsplit(":", 1)[1].split("/")[0])
         self.scheme = "wss" if "wss://" in line else "ws"
-        self.url = f"{self.scheme}://127.0.0.1:{self.port}/socket"
+        host = self.args[self.args.index("--host") + 1] if "--host" in self.args else "127.0.0.1"
+        self.hostport = f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+        self.url = f"{self.scheme}://{self.hostport}/socket"
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -83,7 +85,7 @@ class TestServer:
     def control(self, cmd, **args):
         query = "&".join(f"{k}={urllib.parse.quote(str(v))}" for k, v in args.items())
         proto = "https" if self.scheme == "wss" else "http"
-        url = f"{proto}://127.0.0.1:{self.port}/control/{cmd}" + (f"?{query}" if query else "")
+        url = f"{proto}://{self.hostport}/control/{cmd}" + (f"?{query}" if query else "")
         ctx = ssl._create_unverified_context() if proto == "https" else None
         with urllib.request.urlopen(url, timeout=5, context=ctx) as r:
             return json.loads(r.read())
