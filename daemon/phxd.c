@@ -96,12 +96,45 @@ phxd_notify_status(struct phxd *d)
 /* ---- session host ---------------------------------------------------------- */
 
 static void
+resolved(void *arg, const char *addr, const char *why)
+{
+	struct phxd_conn *pc = arg;
+	struct phxd *d = pc->d;
+
+	pc->lookup = NULL;
+	if (addr != NULL) {
+		transport_connect(d->tp, pc->id, pc->gen, pc->sess->conf, addr);
+		return;
+	}
+	d->tq.now = phxd_now_ms();
+	pc->gen = ++d->next_gen;
+	session_on_close(pc->sess, 1006, why, 0);
+	phxd_timers_changed(d);
+}
+
+static void
 host_connect(void *host, struct session *s)
 {
 	struct phxd_conn *pc = host;
+	struct phxd *d = pc->d;
 
-	pc->gen = ++pc->d->next_gen;
-	transport_connect(pc->d->tp, pc->id, pc->gen, s->conf);
+	pc->gen = ++d->next_gen;
+	if (resolve_is_literal(s->conf->host)) {
+		transport_connect(d->tp, pc->id, pc->gen, s->conf, s->conf->host);
+		return;
+	}
+	/* Retries walk through the addresses a name has. */
+	pc->lookup = resolver_lookup(d->resolver, s->conf->host, (unsigned)s->stats.attempts,
+				     resolved, pc);
+}
+
+static void
+cancel_lookup(struct phxd_conn *pc)
+{
+	if (pc->lookup != NULL) {
+		resolver_cancel(pc->d->resolver, pc->lookup);
+		pc->lookup = NULL;
+	}
 }
 
 static void
@@ -110,6 +143,7 @@ host_close(void *host, struct session *s, int code, const char *reason)
 	struct phxd_conn *pc = host;
 
 	(void)s;
+	cancel_lookup(pc);
 	transport_close(pc->d->tp, pc->id, pc->gen, code, reason);
 	pc->gen = ++pc->d->next_gen;	/* whatever that socket still says is not for us */
 }
@@ -215,6 +249,7 @@ conn_remove(struct phxd *d, struct phxd_conn *pc)
 {
 	d->conns[pc->id] = NULL;
 	session_stop(pc->sess);
+	cancel_lookup(pc);
 	session_free(pc->sess);
 	free(pc);
 }
@@ -374,12 +409,14 @@ teardown(struct phxd *d)
 	for (size_t i = 0; i < d->nconns; i++) {
 		if (d->conns[i] == NULL)
 			continue;
+		cancel_lookup(d->conns[i]);
 		session_free(d->conns[i]->sess);
 		free(d->conns[i]);
 	}
 	free(d->conns);
 	ipc_server_free(d->ipc);
 	transport_free(d->tp);
+	resolver_free(d->resolver);
 	tq_free(&d->tq);
 	if (d->tq_ev)
 		event_free(d->tq_ev);
@@ -506,6 +543,7 @@ main(int argc, char **argv)
 	d.tq.now = phxd_now_ms();
 	d.tq_ev = evtimer_new(d.base, timers_due, &d);
 	d.tp = transport_new(d.base, transport_event, &d);
+	d.resolver = resolver_new(d.base);
 	for (size_t i = 0; i < d.conf->nconns; i++)
 		conn_add(&d, d.conf->conns[i]);
 

@@ -6,6 +6,7 @@
 #define PHXD_PHXD_H
 
 #include "config.h"
+#include "resolve.h"
 #include "session.h"
 #include "timerq.h"
 #include "transport.h"
@@ -23,6 +24,7 @@ struct phxd_conn {
 	uint32_t gen;		/* of its current websocket attempt */
 	struct conn_conf *conf;
 	struct session *sess;
+	struct resolve_req *lookup;	/* name lookup before the websocket */
 };
 
 struct phxd {
@@ -31,6 +33,7 @@ struct phxd {
 	char *config_path;
 	char *socket_path;	/* from -s, overrides the config */
 	struct transport *tp;
+	struct resolver *resolver;
 	struct timerq tq;
 	struct event *tq_ev;
 	struct event *sig_term, *sig_int, *sig_hup, *sig_pipe;

@@ -249,13 +249,14 @@ dup_or_null(const char *s)
 }
 
 void
-transport_connect(struct transport *tp, uint32_t id, uint32_t gen, const struct conn_conf *c)
+transport_connect(struct transport *tp, uint32_t id, uint32_t gen, const struct conn_conf *c,
+		  const char *address)
 {
 	struct tp_cmd *cmd = xcalloc(1, sizeof(*cmd));
 	struct tp_target *t = xcalloc(1, sizeof(*t));
 
 	t->name = xstrdup(c->name);
-	t->address = xstrdup(c->host);
+	t->address = xstrdup(address);
 	t->port = c->port;
 	t->path = xstrdup(c->request_path);
 	bool default_port = (c->tls && c->port == 443) || (!c->tls && c->port == 80);

@@ -43,8 +43,10 @@ typedef void (*tp_event_fn)(void *ud, const struct tp_event *ev);
 struct transport *transport_new(struct event_base *base, tp_event_fn fn, void *ud);
 /* Creates the lws context and starts the thread; false with a log on failure. */
 bool transport_start(struct transport *tp);
-/* Opens a websocket for connection c (its settings are copied). */
-void transport_connect(struct transport *tp, uint32_t id, uint32_t gen, const struct conn_conf *c);
+/* Opens a websocket for connection c (its settings are copied) to address,
+ * the numeric form of c->host (lws must not resolve names: see resolve.h). */
+void transport_connect(struct transport *tp, uint32_t id, uint32_t gen, const struct conn_conf *c,
+		       const char *address);
 /* Queues a frame; frames of one libevent pass go over in one batch. */
 void transport_send(struct transport *tp, uint32_t id, uint32_t gen, const char *data, size_t len,
 		    bool binary);

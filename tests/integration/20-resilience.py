@@ -3,10 +3,12 @@ crashes, refused joins, refused handshakes, stale join_refs, and pushes
 made while the server is away."""
 import json
 import os
+import shutil
+import socket
 import threading
 import time
 
-from harness import Client, Daemon, TestServer, config, run, test, wait_until
+from harness import Client, Daemon, Skip, TestServer, config, run, test, wait_until
 
 FAST = "\n".join([
     "heartbeat_interval_ms = 400",
@@ -265,6 +267,81 @@ def pushes_in_flight_fail_on_disconnect(w):
     ts.control("drop")
     r = c.line(timeout=5)
     assert r["id"] == 7 and r["error"]["code"] == "disconnected", r
+
+
+class DnsBlackhole:
+    """A name server on a loopback address that reads queries and never
+    answers, and a resolv.conf naming it, bind-mounted for phxd alone."""
+
+    def __init__(self, w, answer=False):
+        if os.geteuid() != 0 or not shutil.which("unshare"):
+            raise Skip("needs root and unshare for a private /etc/resolv.conf")
+        self.addr = "127.0.0.77"
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((self.addr, 53))
+        self.sock.settimeout(0.2)
+        self.queries = 0
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        self.conf = os.path.join(w, "resolv.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"nameserver {self.addr}\noptions timeout:30 attempts:1\n")
+        self.wrap = ["unshare", "-m", "sh", "-c",
+                     'mount --bind "$0" /etc/resolv.conf && exec "$@"', self.conf]
+
+    def _serve(self):
+        while not self.stop:
+            try:
+                self.sock.recvfrom(4096)
+                self.queries += 1
+            except OSError:
+                pass
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        self.sock.close()
+
+
+@test
+def a_name_lookup_that_hangs_stalls_nothing_else(w):
+    ts = TestServer(w)
+    dns = DnsBlackhole(w)
+    try:
+        conf = config(ts.url, "rooms:fast", conn="fast") + "\n" + config(
+            f"ws://phxd-hang.example:{ts.port}/socket", "rooms:slow", conn="slow")
+        d = Daemon(w, conf, wrap=dns.wrap)
+        wait_until(lambda: dns.queries >= 1, what="a query to the silent name server")
+        c = d.client()
+        for _ in range(20):
+            r = c.ok("push", conn="fast", topic="rooms:fast", event="ping", **{"await": True})
+            assert r["response"] == {"pong": "pong"}
+        st = {x["name"]: x for x in d.status()}
+        assert st["fast"]["state"] == "open" and st["slow"]["state"] == "connecting", st
+        # a lookup that never ends does not hold up the exit
+        start = time.monotonic()
+        assert d.stop() == 0
+        assert time.monotonic() - start < 4
+    finally:
+        dns.close()
+
+
+@test
+def a_name_that_does_not_resolve_is_reported_and_retried(w):
+    ts = TestServer(w)
+    dns = DnsBlackhole(w)
+    try:
+        # nothing listens on this name server: every lookup fails at once
+        with open(dns.conf, "w") as f:
+            f.write("nameserver 127.0.0.78\noptions timeout:1 attempts:1\n")
+        d = Daemon(w, config(f"ws://phxd-nowhere.example:{ts.port}/socket", "rooms:a",
+                             extra="reconnect_after_ms = 100"), wrap=dns.wrap)
+        st = wait_until(lambda: (s := d.status()[0])["attempts"] >= 3 and s, timeout=10,
+                        what="three attempts")
+        assert st["connects"] == 0 and "cannot resolve phxd-nowhere.example" in st["last_error"], st
+    finally:
+        dns.close()
 
 
 run()

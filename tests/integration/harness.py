@@ -33,6 +33,10 @@ def test(fn):
     return fn
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run here; counted as skipped, never passed."""
+
+
 def wait_until(pred, timeout=5.0, what="condition", interval=0.02):
     deadline = time.monotonic() + timeout
     last = None
@@ -146,7 +150,7 @@ class Client:
 
 
 class Daemon:
-    def __init__(self, workdir, config, *extra_args, env=None):
+    def __init__(self, workdir, config, *extra_args, env=None, wrap=()):
         self.workdir = workdir
         self.conf_path = os.path.join(workdir, "phxd.conf")
         self.sock = os.path.join(workdir, "phxd.sock")
@@ -157,7 +161,7 @@ class Daemon:
         if env:
             e.update(env)
         # PHXD_WRAP="valgrind -q" (say) runs phxd under a tool
-        wrap = os.environ.get("PHXD_WRAP", "").split()
+        wrap = list(wrap) + os.environ.get("PHXD_WRAP", "").split()
         self.proc = subprocess.Popen(wrap + [PHXD, "-c", self.conf_path, "-s", self.sock, "-l", "debug"]
                                      + list(extra_args),
                                      stdout=subprocess.DEVNULL,
@@ -235,7 +239,7 @@ def config(url, *joins, extra="", conn="demo", head=""):
 
 
 def run():
-    passed = failed = 0
+    passed = failed = skipped = 0
     only = sys.argv[1:]
     for fn in _tests:
         if only and fn.__name__ not in only:
@@ -253,6 +257,9 @@ def run():
                     assert mark not in log, f"sanitizer report in the phxd log: {mark}"
             passed += 1
             print(f"ok   {fn.__name__} ({time.monotonic() - start:.2f}s)", flush=True)
+        except Skip as why:
+            skipped += 1
+            print(f"skip {fn.__name__}: {why}", flush=True)
         except Exception:
             failed += 1
             print(f"FAIL {fn.__name__} ({time.monotonic() - start:.2f}s)", flush=True)
@@ -270,5 +277,5 @@ def run():
                     p.wait()
             _procs.clear()
             _daemons.clear()
-    print(f"{passed} passed, {failed} failed")
+    print(f"{passed} passed, {failed} failed, {skipped} skipped")
     sys.exit(1 if failed else 0)

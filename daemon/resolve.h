@@ -1,0 +1,33 @@
+/*
+ * resolve: name lookups off every loop thread. Debian's libwebsockets has
+ * no asynchronous DNS, so a lookup it does itself stalls every websocket
+ * on its thread; phxd resolves host names first, one short-lived thread
+ * per lookup (getaddrinfo, so /etc/hosts, NSS and resolv.conf apply), and
+ * hands lws a numeric address. Results come back on the libevent thread.
+ */
+#ifndef PHXD_RESOLVE_H
+#define PHXD_RESOLVE_H
+
+#include <event2/event.h>
+#include <stdbool.h>
+
+struct resolver;
+struct resolve_req;
+
+/* addr is a numeric address (NULL on failure, with why); runs on the
+ * libevent thread, never for a cancelled request. */
+typedef void (*resolve_fn)(void *arg, const char *addr, const char *why);
+
+struct resolver *resolver_new(struct event_base *base);
+/* Lookups still running finish on their own; their results are dropped. */
+void resolver_free(struct resolver *r);
+/* Looks up host; `pick` chooses among several addresses (attempt number,
+ * so that retries walk through them). NULL when no thread could start,
+ * after calling fn with the reason. */
+struct resolve_req *resolver_lookup(struct resolver *r, const char *host, unsigned pick,
+				    resolve_fn fn, void *arg);
+void resolver_cancel(struct resolver *r, struct resolve_req *q);
+/* True when host is an IPv4 or IPv6 literal (nothing to resolve). */
+bool resolve_is_literal(const char *host);
+
+#endif
