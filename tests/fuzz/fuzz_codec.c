@@ -1,0 +1,111 @@
+/*
+ * The frame decoder and the JSON helpers, on any bytes a server can send.
+ * Beyond not crashing, what decodes must re-encode to a frame that decodes
+ * to the same fields, and every string helper must give valid output.
+ */
+#include "protocol/json_scan.h"
+#include "protocol/phx_codec.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define CHECK(cond)                                                             \
+	do {                                                                    \
+		if (!(cond)) {                                                  \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,  \
+				__LINE__, #cond);                               \
+			abort();                                                \
+		}                                                               \
+	} while (0)
+
+static bool
+same_field(struct phx_field a, struct phx_field b)
+{
+	if (a.s == NULL || b.s == NULL)
+		return a.s == b.s;
+	return a.len == b.len && memcmp(a.s, b.s, a.len) == 0;
+}
+
+/* A decoded message encodes, within the size it announced, to a frame that
+ * decodes to the same fields. */
+static void
+round_trip(const struct phx_msg *m, enum phx_origin origin)
+{
+	struct phx_msg again;
+
+	if (phx_check_encodable(m, origin, NULL) != PHX_OK)
+		return;
+	size_t len = phx_encoded_len(m, origin);
+	char *buf = malloc(len + 1);
+	CHECK(buf != NULL);
+	CHECK(phx_encode(m, origin, buf) == len);
+	enum phx_err rc = m->kind == PHX_TEXT
+				  ? phx_decode_text(buf, len, PHX_DECODE_STRICT, &again, NULL)
+				  : phx_decode_binary(buf, len, origin, &again, NULL);
+	CHECK(rc == PHX_OK);
+	CHECK(again.kind == m->kind);
+	CHECK(same_field(again.join_ref, m->join_ref));
+	CHECK(same_field(again.topic, m->topic));
+	CHECK(same_field(again.event, m->event));
+	if (m->kind != PHX_TEXT)
+		CHECK(same_field(again.payload, m->payload));
+	free(buf);
+}
+
+static void
+string_helpers(const char *s, size_t n)
+{
+	const char *why;
+	size_t elen = json_escaped_len(s, n);
+	char *esc = malloc(elen);
+	CHECK(esc != NULL);
+	CHECK(json_escape(s, n, esc) == elen);
+	CHECK(json_validate(esc, elen, &why));
+	free(esc);
+
+	size_t clen = json_utf8_sanitized_len(s, n);
+	char *clean = malloc(clen + 1);
+	CHECK(clean != NULL);
+	CHECK(json_utf8_sanitize(s, n, clean) == clen);
+	CHECK(json_utf8_valid(clean, clen));
+	size_t cut = json_utf8_cut(clean, clen, n / 2);
+	CHECK(cut <= (clen < n / 2 ? clen : n / 2));
+	CHECK(json_utf8_valid(clean, cut));
+	free(clean);
+
+	if (json_validate(s, n, &why)) {
+		char *one = malloc(n + 1);
+		CHECK(one != NULL);
+		size_t olen = json_copy_one_line(s, n, one);
+		CHECK(memchr(one, '\n', olen) == NULL && memchr(one, '\r', olen) == NULL);
+		CHECK(json_validate(one, olen, &why));
+		free(one);
+	}
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct phx_msg m;
+	struct phx_reply r;
+
+	if (phx_decode_text((const char *)data, size, PHX_DECODE_STRICT, &m, NULL) == PHX_OK) {
+		round_trip(&m, PHX_FROM_SERVER);
+		if (phx_field_eq(m.event, "phx_reply") && phx_reply_parse(&m, &r, NULL) == PHX_OK)
+			CHECK(r.response.s != NULL);
+	}
+	phx_decode_text((const char *)data, size, PHX_DECODE_ALLOW_EXTRA, &m, NULL);
+	for (int origin = PHX_FROM_CLIENT; origin <= PHX_FROM_SERVER; origin++) {
+		if (phx_decode_binary(data, size, (enum phx_origin)origin, &m, NULL) == PHX_OK) {
+			round_trip(&m, (enum phx_origin)origin);
+			if (m.kind == PHX_BIN_REPLY)
+				phx_reply_parse(&m, &r, NULL);
+		}
+	}
+	string_helpers((const char *)data, size);
+	return 0;
+}
