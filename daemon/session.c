@@ -28,7 +28,7 @@ struct sess_req {
 /* A caller waiting for a join or a leave to settle. */
 struct sess_waiter {
 	struct sess_req req;
-	struct sess_waiter *next;
+	TAILQ_ENTRY(sess_waiter) entry;
 	bool leave;
 	struct channel *ch;
 	sess_done_fn done;
@@ -38,7 +38,7 @@ struct sess_waiter {
 
 struct sess_push {
 	struct sess_req req;
-	struct sess_push *prev, *next;
+	TAILQ_ENTRY(sess_push) entry;	/* on its channel's buffer or inflight */
 	struct channel *ch;
 	char *event;
 	char *payload;
@@ -60,7 +60,6 @@ struct channel_waits {
 };
 
 #define BAD_FRAME_LOG_LIMIT 10
-#define PRESENCE_EARLY_MAX 256
 /* What phxd keeps of a server's join refusal or close reason: enough to
  * read, never the server's choice of size. */
 #define LAST_ERROR_MAX 1024
@@ -241,15 +240,10 @@ heartbeat_due(struct tq_timer *t, void *arg)
 
 /* ---- waiters ---------------------------------------------------------- */
 
-static void
-waiter_unlink(struct sess_waiter **list, struct sess_waiter *w)
+static struct sess_waiter_list *
+waiters_of(struct channel *ch, bool leave)
 {
-	for (struct sess_waiter **pp = list; *pp != NULL; pp = &(*pp)->next) {
-		if (*pp == w) {
-			*pp = w->next;
-			return;
-		}
-	}
+	return leave ? &ch->leave_waiters : &ch->join_waiters;
 }
 
 static void
@@ -259,7 +253,7 @@ join_waiter_timeout(struct tq_timer *t, void *arg)
 	struct channel *ch = w->ch;
 
 	(void)t;
-	waiter_unlink(&ch->join_waiters, w);
+	TAILQ_REMOVE(&ch->join_waiters, w, entry);
 	finish(w->done, w->arg, SESS_TIMEOUT,
 	       ch->state == CHAN_WAITING ? "not connected; the join stays wanted and is retried"
 					 : "not joined in time; the join stays wanted and is retried");
@@ -272,7 +266,7 @@ leave_waiter_timeout(struct tq_timer *t, void *arg)
 	struct sess_waiter *w = arg;
 
 	(void)t;
-	waiter_unlink(&w->ch->leave_waiters, w);
+	TAILQ_REMOVE(&w->ch->leave_waiters, w, entry);
 	finish(w->done, w->arg, SESS_TIMEOUT, "leave not confirmed in time");
 	free(w);
 }
@@ -282,7 +276,6 @@ add_waiter(struct channel *ch, bool leave, sess_done_fn done, void *arg)
 {
 	struct session *s = ch->sess;
 	struct sess_waiter *w = xcalloc(1, sizeof(*w));
-	struct sess_waiter **list = leave ? &ch->leave_waiters : &ch->join_waiters;
 
 	w->req.kind = REQ_WAITER;
 	w->leave = leave;
@@ -291,8 +284,7 @@ add_waiter(struct channel *ch, bool leave, sess_done_fn done, void *arg)
 	w->arg = arg;
 	tq_timer_init(&w->timer, leave ? leave_waiter_timeout : join_waiter_timeout, w);
 	tq_arm(s->tq, &w->timer, s->conf->join_timeout_ms);
-	w->next = *list;
-	*list = w;
+	TAILQ_INSERT_TAIL(waiters_of(ch, leave), w, entry);
 	return &w->req;
 }
 
@@ -300,10 +292,11 @@ add_waiter(struct channel *ch, bool leave, sess_done_fn done, void *arg)
 static void
 settle_waiters(struct channel *ch, bool leave, const struct sess_result *r)
 {
-	struct sess_waiter **list = leave ? &ch->leave_waiters : &ch->join_waiters, *w;
+	struct sess_waiter_list *list = waiters_of(ch, leave);
+	struct sess_waiter *w;
 
-	while ((w = *list) != NULL) {
-		*list = w->next;
+	while ((w = TAILQ_FIRST(list)) != NULL) {
+		TAILQ_REMOVE(list, w, entry);
 		tq_cancel(ch->sess->tq, &w->timer);
 		if (w->done)
 			w->done(w->arg, r);
@@ -326,27 +319,14 @@ push_unlink(struct sess_push *p)
 	struct channel *ch = p->ch;
 
 	if (p->inflight) {
-		if (p->prev)
-			p->prev->next = p->next;
-		else
-			ch->inflight = p->next;
-		if (p->next)
-			p->next->prev = p->prev;
+		TAILQ_REMOVE(&ch->inflight, p, entry);
 		strmap_del(&ch->sess->inflight, p->ref, strlen(p->ref));
 	} else {
-		if (p->prev)
-			p->prev->next = p->next;
-		else
-			ch->buf_head = p->next;
-		if (p->next)
-			p->next->prev = p->prev;
-		else
-			ch->buf_tail = p->prev;
+		TAILQ_REMOVE(&ch->buffer, p, entry);
 		ch->sess->buffered--;
 		ch->sess->buffered_bytes -= p->payload_len;
 		ch->buffered--;
 	}
-	p->prev = p->next = NULL;
 }
 
 static void
@@ -382,15 +362,15 @@ push_fail(struct sess_push *p, enum sess_outcome o, const char *message)
 static void
 fail_inflight(struct channel *ch, enum sess_outcome o, const char *message)
 {
-	while (ch->inflight)
-		push_fail(ch->inflight, o, message);
+	while (!TAILQ_EMPTY(&ch->inflight))
+		push_fail(TAILQ_FIRST(&ch->inflight), o, message);
 }
 
 static void
 fail_buffered(struct channel *ch, enum sess_outcome o, const char *message)
 {
-	while (ch->buf_head)
-		push_fail(ch->buf_head, o, message);
+	while (!TAILQ_EMPTY(&ch->buffer))
+		push_fail(TAILQ_FIRST(&ch->buffer), o, message);
 }
 
 static void
@@ -424,11 +404,7 @@ send_push(struct session *s, struct sess_push *p)
 		return;
 	}
 	p->inflight = true;
-	p->prev = NULL;
-	p->next = ch->inflight;
-	if (ch->inflight)
-		ch->inflight->prev = p;
-	ch->inflight = p;
+	TAILQ_INSERT_TAIL(&ch->inflight, p, entry);
 	p->wait.kind = WAIT_PUSH;
 	p->wait.obj = p;
 	strmap_put(&s->inflight, p->ref, strlen(p->ref), &p->wait);
@@ -439,8 +415,8 @@ flush_buffer(struct channel *ch)
 {
 	struct session *s = ch->sess;
 
-	while (ch->buf_head && ch->state == CHAN_JOINED && s->state == SESS_OPEN) {
-		struct sess_push *p = ch->buf_head;
+	while (!TAILQ_EMPTY(&ch->buffer) && ch->state == CHAN_JOINED && s->state == SESS_OPEN) {
+		struct sess_push *p = TAILQ_FIRST(&ch->buffer);
 		push_unlink(p);
 		send_push(s, p);
 	}
@@ -481,7 +457,7 @@ session_push(struct session *s, const struct sess_push_args *a, sess_done_fn don
 	p->arg = arg;
 	tq_timer_init(&p->timer, push_timeout, p);
 
-	if (ch->state == CHAN_JOINED && s->state == SESS_OPEN && ch->buf_head == NULL) {
+	if (ch->state == CHAN_JOINED && s->state == SESS_OPEN && TAILQ_EMPTY(&ch->buffer)) {
 		if (!p->await_reply) {
 			send_push(s, p);
 			return NULL;
@@ -499,12 +475,7 @@ session_push(struct session *s, const struct sess_push_args *a, sess_done_fn don
 		return NULL;
 	}
 	tq_arm(s->tq, &p->timer, p->timeout_ms);
-	p->prev = ch->buf_tail;
-	if (ch->buf_tail)
-		ch->buf_tail->next = p;
-	else
-		ch->buf_head = p;
-	ch->buf_tail = p;
+	TAILQ_INSERT_TAIL(&ch->buffer, p, entry);
 	s->buffered++;
 	s->buffered_bytes += p->payload_len;
 	ch->buffered++;
@@ -516,7 +487,7 @@ session_cancel(struct session *s, struct sess_req *r)
 {
 	if (r->kind == REQ_WAITER) {
 		struct sess_waiter *w = (struct sess_waiter *)r;
-		waiter_unlink(w->leave ? &w->ch->leave_waiters : &w->ch->join_waiters, w);
+		TAILQ_REMOVE(waiters_of(w->ch, w->leave), w, entry);
 		tq_cancel(s->tq, &w->timer);
 		free(w);
 		return;
@@ -646,11 +617,7 @@ send_join(struct channel *ch)
 	phx_ref_next(&s->refs, ch->join_ref);
 	ch->state = CHAN_JOINING;
 	/* Presence is re-synced by the presence_state the join brings. */
-	ch->presence_synced = false;
-	if (ch->presence_early)
-		json_array_clear(ch->presence_early);
-	else
-		ch->presence_early = json_array();
+	presence_rejoined(&ch->presence);
 	w->join.kind = WAIT_JOIN;
 	w->join.obj = ch;
 	strmap_put(&s->inflight, ch->join_ref, strlen(ch->join_ref), &w->join);
@@ -665,6 +632,10 @@ channel_new(struct session *s, const char *topic, const char *payload, bool from
 {
 	struct channel *ch = xcalloc(1, sizeof(*ch) + sizeof(struct channel_waits));
 
+	TAILQ_INIT(&ch->buffer);
+	TAILQ_INIT(&ch->inflight);
+	TAILQ_INIT(&ch->join_waiters);
+	TAILQ_INIT(&ch->leave_waiters);
 	ch->sess = s;
 	ch->topic = xstrdup(topic);
 	ch->topic_len = strlen(topic);
@@ -689,8 +660,7 @@ channel_free(struct channel *ch)
 	fail_inflight(ch, s->stopping ? SESS_SHUTTING_DOWN : SESS_LEFT, "topic left");
 	settle_waiters_with(ch, false, s->stopping ? SESS_SHUTTING_DOWN : SESS_LEFT, "topic left");
 	settle_waiters_with(ch, true, s->stopping ? SESS_SHUTTING_DOWN : SESS_OK, NULL);
-	json_decref(ch->presence);
-	json_decref(ch->presence_early);
+	presence_free(&ch->presence);
 	free(ch->topic);
 	free(ch->payload);
 	free(ch->last_error);
@@ -798,100 +768,6 @@ session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg
 	channel_free(ch);
 	finish(done, arg, SESS_OK, NULL);
 	return NULL;
-}
-
-/* ---- presence (the phoenix.js Presence.syncState / syncDiff rules) ---- */
-
-static bool
-meta_has_ref(json_t *metas, json_t *ref)
-{
-	size_t i;
-	json_t *m;
-
-	json_array_foreach (metas, i, m)
-		if (json_equal(json_object_get(m, "phx_ref"), ref))
-			return true;
-	return false;
-}
-
-static void
-presence_apply_diff(json_t *state, json_t *diff)
-{
-	json_t *joins = json_object_get(diff, "joins"), *leaves = json_object_get(diff, "leaves");
-	const char *key;
-	json_t *val;
-
-	json_object_foreach (joins, key, val) {
-		json_t *cur = json_object_get(state, key);
-		json_t *fresh = json_deep_copy(val);
-		json_t *metas = json_object_get(fresh, "metas");
-		if (!json_is_array(metas)) {
-			json_decref(fresh);
-			continue;
-		}
-		if (cur != NULL) {
-			/* Metas we had and the join does not repeat come first. */
-			json_t *merged = json_array(), *m;
-			size_t i;
-			json_array_foreach (json_object_get(cur, "metas"), i, m)
-				if (!meta_has_ref(metas, json_object_get(m, "phx_ref")))
-					json_array_append(merged, m);
-			json_array_extend(merged, metas);
-			json_object_set_new(fresh, "metas", merged);
-		}
-		json_object_set_new(state, key, fresh);
-	}
-	json_object_foreach (leaves, key, val) {
-		json_t *cur = json_object_get(state, key), *kept, *m;
-		json_t *gone = json_object_get(val, "metas");
-		size_t i;
-		if (cur == NULL || !json_is_array(gone))
-			continue;
-		kept = json_array();
-		json_array_foreach (json_object_get(cur, "metas"), i, m)
-			if (!meta_has_ref(gone, json_object_get(m, "phx_ref")))
-				json_array_append(kept, m);
-		if (json_array_size(kept) == 0) {
-			json_decref(kept);
-			json_object_del(state, key);
-		} else {
-			json_object_set_new(cur, "metas", kept);
-		}
-	}
-}
-
-static void
-presence_message(struct channel *ch, const struct phx_msg *m)
-{
-	json_t *payload;
-
-	if (m->kind != PHX_TEXT)
-		return;
-	payload = json_loadb(m->payload.s, m->payload.len, 0, NULL);
-	if (!json_is_object(payload)) {
-		json_decref(payload);
-		return;
-	}
-	if (phx_field_eq(m->event, "presence_state")) {
-		json_decref(ch->presence);
-		ch->presence = payload;
-		ch->presence_synced = true;
-		size_t i;
-		json_t *diff;
-		json_array_foreach (ch->presence_early, i, diff)
-			presence_apply_diff(ch->presence, diff);
-		json_array_clear(ch->presence_early);
-		return;
-	}
-	/* presence_diff: before this join's presence_state it waits. */
-	if (ch->presence_synced) {
-		if (ch->presence == NULL)
-			ch->presence = json_object();
-		presence_apply_diff(ch->presence, payload);
-	} else if (json_array_size(ch->presence_early) < PRESENCE_EARLY_MAX) {
-		json_array_append(ch->presence_early, payload);
-	}
-	json_decref(payload);
 }
 
 /* ---- frames in -------------------------------------------------------- */
@@ -1066,8 +942,7 @@ session_on_frame(struct session *s, const char *data, size_t len, bool binary)
 		channel_ended(ch, false, &m);
 		return;
 	}
-	if (phx_field_eq(m.event, "presence_state") || phx_field_eq(m.event, "presence_diff"))
-		presence_message(ch, &m);
+	presence_on_message(&ch->presence, &m);
 	s->stats.delivered++;
 	if (s->ops->message)
 		s->ops->message(s->host, s, &m);

@@ -12,6 +12,7 @@
 #define PHXD_SESSION_H
 
 #include "config.h"
+#include "presence.h"
 #include "strmap.h"
 #include "timerq.h"
 
@@ -20,6 +21,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 struct session;
 struct channel;
@@ -101,6 +103,9 @@ struct session_ops {
 };
 
 struct sess_push;
+struct sess_waiter;
+TAILQ_HEAD(sess_push_list, sess_push);
+TAILQ_HEAD(sess_waiter_list, sess_waiter);
 
 struct channel {
 	struct session *sess;
@@ -117,17 +122,12 @@ struct channel {
 	uint64_t joins;			/* successful joins */
 	char *last_error;		/* JSON text of the last join error / reason */
 	char *join_response;		/* JSON text of the last ok join reply */
-	/* pushes waiting for the join, oldest first */
-	struct sess_push *buf_head, *buf_tail;
+	struct sess_push_list buffer;	/* pushes waiting for the join, oldest first */
 	unsigned buffered;
-	/* pushes sent and awaiting a reply */
-	struct sess_push *inflight;
+	struct sess_push_list inflight;	/* pushes sent and awaiting a reply */
 	/* callers waiting for the join / the leave */
-	struct sess_waiter *join_waiters, *leave_waiters;
-	/* presence: current state and diffs that came before it */
-	json_t *presence;		/* object, or NULL until presence_state */
-	json_t *presence_early;		/* array of diffs */
-	bool presence_synced;		/* presence_state seen since the join */
+	struct sess_waiter_list join_waiters, leave_waiters;
+	struct presence presence;
 };
 
 struct sess_stats {

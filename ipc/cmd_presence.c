@@ -11,8 +11,8 @@ exec_presence(struct ipc_request *r)
 		return;
 	}
 	ipc_reply_ok(r, json_pack("{s:o, s:b}", "presence",
-				  ch->presence ? json_incref(ch->presence) : json_object(), "synced",
-				  ch->presence_synced));
+				  ch->presence.state ? json_incref(ch->presence.state) : json_object(),
+				  "synced", ch->presence.synced));
 }
 
 const struct ipc_cmd cmd_presence = { "presence", CMD_CONN | CMD_TOPIC, exec_presence };

@@ -241,7 +241,7 @@ listen_path(struct phxd *d, const char *path)
 		if (g == NULL || lchown(path, (uid_t)-1, g->gr_gid) != 0)
 			log_warnx("ipc: cannot give %s to group %s", path, d->conf->socket_group);
 	}
-	if (listen(fd, 128) != 0) {
+	if (listen(fd, SOMAXCONN) != 0) {
 		log_warn("ipc: listen %s", path);
 		close(fd);
 		unlink(path);

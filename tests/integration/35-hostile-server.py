@@ -70,6 +70,9 @@ def hostile_replies_reach_the_caller_intact(w):
     # 3000 deep: past the old 128 limit, within what a client can send
     line = hostile("deep", depth=3000)
     assert line.startswith(b'{"id":"deep","ok":true,') and b"[" * 3000 + b"]" * 3000 in line
+    # presence of a topic that has none (this used to leak on every call)
+    for _ in range(3):
+        assert c.ok("presence", topic="rooms:h") == {"presence": {}, "synced": False}
     r = json.loads(hostile("bad_status"))
     assert r["ok"] is False and r["error"]["code"] == "reply_error", r
     assert r["error"]["status"] == "\ufffd\ufffd", r

@@ -71,13 +71,34 @@ def sighup_reload_joins_leaves_and_keeps_other_connections(w):
     r = c.request("reload")
     assert r["error"]["code"] == "config_error" and ":2: url:" in r["error"]["message"], r
     d.signal(signal.SIGHUP)
-    time.sleep(0.3)
+    wait_until(lambda: d.log().count("keeping the running configuration") == 2,
+               what="the SIGHUP reload refused too")
+    assert c.ok("status")["reloads"] == 1
     assert d.alive() and d.topic_states().get("rooms:keep") == "joined"
     # removing a connection
     d.write_config(config(ts.url, "rooms:keep"))
     assert c.ok("reload")["reloads"] == 2
     assert [x["name"] for x in d.status()] == ["demo"]
     wait_until(lambda: ts2.control("stats")["connections"] == 0, what="second closed")
+    # and adding it back: a fresh connection in the freed slot
+    d.write_config(config(ts.url, "rooms:keep") + config(ts2.url, "rooms:back", conn="second"))
+    assert c.ok("reload")["reloads"] == 3
+    d.wait_joined("rooms:keep", "rooms:back")
+    r = c.ok("push", conn="second", topic="rooms:back", event="ping", **{"await": True})
+    assert r["response"] == {"pong": "pong"}, r
+
+
+@test
+def reload_applies_a_new_log_level(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", head="[phxd]\nlog_level = warn\n"), log_level=None)
+    d.client().ok("status")
+    assert "client pid" not in d.log() and "joined rooms:a" not in d.log()
+    d.write_config(config(ts.url, "rooms:a", head="[phxd]\nlog_level = debug\n"))
+    assert d.client().ok("reload")
+    wait_until(lambda: "reload: log level now debug" in d.log(), what="the new level")
+    d.client().ok("status")
+    wait_until(lambda: "ipc: client pid" in d.log(), what="debug lines after the reload")
 
 
 @test

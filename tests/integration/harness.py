@@ -150,7 +150,7 @@ class Client:
 
 
 class Daemon:
-    def __init__(self, workdir, config, *extra_args, env=None, wrap=()):
+    def __init__(self, workdir, config, *extra_args, env=None, wrap=(), log_level="debug"):
         self.workdir = workdir
         self.conf_path = os.path.join(workdir, "phxd.conf")
         self.sock = os.path.join(workdir, "phxd.sock")
@@ -162,7 +162,8 @@ class Daemon:
             e.update(env)
         # PHXD_WRAP="valgrind -q" (say) runs phxd under a tool
         wrap = list(wrap) + os.environ.get("PHXD_WRAP", "").split()
-        self.proc = subprocess.Popen(wrap + [PHXD, "-c", self.conf_path, "-s", self.sock, "-l", "debug"]
+        level = ["-l", log_level] if log_level else []
+        self.proc = subprocess.Popen(wrap + [PHXD, "-c", self.conf_path, "-s", self.sock] + level
                                      + list(extra_args),
                                      stdout=subprocess.DEVNULL,
                                      stderr=open(self.log_path, "a"), env=e)

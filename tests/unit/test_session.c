@@ -795,23 +795,23 @@ START_TEST(presence_synced_and_diffs_buffered)
 	reply_join(f, "rooms:p", "ok", "{}");
 	/* a diff before the state waits for it */
 	server(f, "[null,null,\"rooms:p\",\"presence_diff\",{\"joins\":{\"bob\":{\"metas\":[{\"phx_ref\":\"b1\"}]}},\"leaves\":{}}]");
-	ck_assert_ptr_null(chan(f, "rooms:p")->presence);
+	ck_assert_ptr_null(chan(f, "rooms:p")->presence.state);
 	server(f, "[null,null,\"rooms:p\",\"presence_state\",{\"alice\":{\"metas\":[{\"phx_ref\":\"a1\"}]}}]");
-	json_t *p = chan(f, "rooms:p")->presence;
+	json_t *p = chan(f, "rooms:p")->presence.state;
 	ck_assert_ptr_nonnull(json_object_get(p, "alice"));
 	ck_assert_ptr_nonnull(json_object_get(p, "bob"));
 	server(f, "[null,null,\"rooms:p\",\"presence_diff\",{\"joins\":{\"alice\":{\"metas\":[{\"phx_ref\":\"a2\"}]}},\"leaves\":{\"bob\":{\"metas\":[{\"phx_ref\":\"b1\"}]}}}]");
-	p = chan(f, "rooms:p")->presence;
+	p = chan(f, "rooms:p")->presence.state;
 	ck_assert_ptr_null(json_object_get(p, "bob"));
 	ck_assert_uint_eq(json_array_size(json_object_get(json_object_get(p, "alice"), "metas")), 2);
 	/* a rejoin waits for a fresh state */
 	session_on_close(f->s, 1000, "x", 0);
 	advance(f, 10);
 	session_on_open(f->s);
-	ck_assert(!chan(f, "rooms:p")->presence_synced);
+	ck_assert(!chan(f, "rooms:p")->presence.synced);
 	reply_join(f, "rooms:p", "ok", "{}");
 	server(f, "[null,null,\"rooms:p\",\"presence_state\",{\"carol\":{\"metas\":[{\"phx_ref\":\"c1\"}]}}]");
-	p = chan(f, "rooms:p")->presence;
+	p = chan(f, "rooms:p")->presence.state;
 	ck_assert_ptr_null(json_object_get(p, "alice"));
 	ck_assert_ptr_nonnull(json_object_get(p, "carol"));
 	/* presence messages also reach subscribers */
