@@ -37,6 +37,8 @@
 static char dir[] = "/tmp/phxd-bench-XXXXXX";
 static pid_t ts_pid, phxd_pid;
 
+static noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static noreturn void
 die(const char *fmt, ...)
 {

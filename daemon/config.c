@@ -872,8 +872,8 @@ config_free(struct phxd_conf *c)
 	free(c);
 }
 
-static bool
-str_eq(const char *a, const char *b)
+bool
+config_str_eq(const char *a, const char *b)
 {
 	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
@@ -884,7 +884,7 @@ kv_eq(const struct conf_kv *a, size_t na, const struct conf_kv *b, size_t nb)
 	if (na != nb)
 		return false;
 	for (size_t i = 0; i < na; i++)
-		if (!str_eq(a[i].key, b[i].key) || !str_eq(a[i].value, b[i].value))
+		if (!config_str_eq(a[i].key, b[i].key) || !config_str_eq(a[i].value, b[i].value))
 			return false;
 	return true;
 }
@@ -892,11 +892,11 @@ kv_eq(const struct conf_kv *a, size_t na, const struct conf_kv *b, size_t nb)
 bool
 config_conn_needs_reconnect(const struct conn_conf *a, const struct conn_conf *b)
 {
-	return !str_eq(a->url, b->url) || !str_eq(a->request_path, b->request_path) ||
-	       !str_eq(a->subprotocols, b->subprotocols) ||
+	return !config_str_eq(a->url, b->url) || !config_str_eq(a->request_path, b->request_path) ||
+	       !config_str_eq(a->subprotocols, b->subprotocols) ||
 	       !kv_eq(a->headers, a->nheaders, b->headers, b->nheaders) ||
-	       !str_eq(a->ca_file, b->ca_file) || !str_eq(a->client_cert, b->client_cert) ||
-	       !str_eq(a->client_key, b->client_key) || a->tls_verify != b->tls_verify ||
-	       !str_eq(a->tls_stamp, b->tls_stamp) ||
+	       !config_str_eq(a->ca_file, b->ca_file) || !config_str_eq(a->client_cert, b->client_cert) ||
+	       !config_str_eq(a->client_key, b->client_key) || a->tls_verify != b->tls_verify ||
+	       !config_str_eq(a->tls_stamp, b->tls_stamp) ||
 	       a->max_message != b->max_message;
 }

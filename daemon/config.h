@@ -92,6 +92,8 @@ struct conn_conf *config_find_conn(const struct phxd_conf *c, const char *name);
 /* True when two connections need a new websocket to go from a to b (url,
  * params, headers, token, TLS); timers and joins can change in place. */
 bool config_conn_needs_reconnect(const struct conn_conf *a, const struct conn_conf *b);
+/* Two optional settings are the same (both unset, or equal strings). */
+bool config_str_eq(const char *a, const char *b);
 /* Parses "ws[s]://host[:port]/path[?query]" into c's url parts. */
 bool config_parse_url(struct conn_conf *c, const char *url, char *err, size_t errlen);
 /* Fills a connection with every default; for tests and config_load. */

@@ -216,6 +216,9 @@ log_level_name(enum log_level level)
 	return level_names[level];
 }
 
+static void log_vemit(enum log_level level, const char *errstr, const char *fmt, va_list ap)
+	LOG_PRINTF(3, 0);
+
 static void
 log_vemit(enum log_level level, const char *errstr, const char *fmt, va_list ap)
 {

@@ -256,12 +256,6 @@ conn_remove(struct phxd *d, struct phxd_conn *pc)
 
 /* ---- reload ---------------------------------------------------------------- */
 
-static bool
-str_equal_or_null(const char *a, const char *b)
-{
-	return a == b || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
 bool
 phxd_reload(struct phxd *d, char *err, size_t errlen)
 {
@@ -274,7 +268,7 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 	}
 	sd_notify(0, "RELOADING=1");
 	d->tq.now = phxd_now_ms();
-	if (!str_equal_or_null(old->socket, fresh->socket))
+	if (!config_str_eq(old->socket, fresh->socket))
 		log_warnx("reload: a new socket path takes a restart; keeping the current one");
 	for (size_t i = 0; i < d->nconns; i++) {
 		struct phxd_conn *pc = d->conns[i];

@@ -51,6 +51,9 @@ error_body(const char *code, const char *msg)
 	return err;
 }
 
+static void reply_verror(struct ipc_request *r, const char *code, json_t *extra, const char *fmt,
+			 va_list ap) __attribute__((format(printf, 4, 0)));
+
 static void
 reply_verror(struct ipc_request *r, const char *code, json_t *extra, const char *fmt, va_list ap)
 {

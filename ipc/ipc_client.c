@@ -132,7 +132,10 @@ has_room(struct ipc_client *c, size_t cost, size_t cap)
 {
 	if (c->out_bytes + cost <= cap)
 		return true;
-	write_out(c);
+	/* Not again while the socket is known to be full: a client that
+	 * stopped reading would cost a failed writev per line. */
+	if (!event_pending(c->write_ev, EV_WRITE, NULL))
+		write_out(c);
 	return !c->dead && c->out_bytes + cost <= cap;
 }
 

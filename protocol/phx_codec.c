@@ -26,6 +26,9 @@ phx_err_name(enum phx_err code)
 	return "unknown";
 }
 
+static enum phx_err set_err(struct phx_error *err, enum phx_err code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 static enum phx_err
 set_err(struct phx_error *err, enum phx_err code, const char *fmt, ...)
 {

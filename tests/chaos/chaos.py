@@ -247,8 +247,10 @@ def flood_with_non_reading_and_slow_subscribers(w):
     sub = counter.ok("subscribe", topic="load:flood")["sub"]
     n = 200000 if LONG else 20000
     start = time.monotonic()
-    d.client().ok("push", topic="load:flood", event="flood", payload={"n": n, "size": 200},
-                  timeout_ms=120000, timeout=150, **{"await": True})
+    pusher = d.client()
+    pusher.send_raw((json.dumps({"id": 1, "op": "push", "topic": "load:flood", "event": "flood",
+                                 "payload": {"n": n, "size": 200}, "timeout_ms": 300000,
+                                 "await": True}) + "\n").encode())
     msgs = dropped = 0
     while msgs + dropped < n:
         m = counter.line(timeout=20)
@@ -258,6 +260,7 @@ def flood_with_non_reading_and_slow_subscribers(w):
             dropped += m["count"]
         else:
             msgs += 1
+    assert pusher.line(timeout=60)["ok"] is True
     took = time.monotonic() - start
     assert msgs + dropped == n, (msgs, dropped)
     rss = peak_rss_mb(d)

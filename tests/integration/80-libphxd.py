@@ -1,9 +1,10 @@
 """libphxd (client-lib/) against a live phxd: tests/integration/libphxd-check.c
 exercises the blocking, stream and non-blocking calls; phxctl is built on it."""
+import json
 import os
 import subprocess
 
-from harness import BUILD, Daemon, TestServer, config, run, test
+from harness import BUILD, Daemon, TestServer, config, run, test, wait_until
 
 CHECK = os.path.join(BUILD, "tests", "integration", "libphxd-check")
 
@@ -19,14 +20,30 @@ def libphxd_against_a_live_daemon(w):
 
 
 @test
-def example_program_builds_against_the_header(w):
-    # the documented example compiles as written
+def the_documented_example_builds_links_and_runs(w):
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client-lib")
-    out = os.path.join(w, "phxd-example.o")
-    p = subprocess.run(["cc", "-Wall", "-Werror", "-I", src, "-c",
-                        os.path.join(src, "examples", "phxd-example.c"), "-o", out],
+    libdir = os.path.join(BUILD, "client-lib", ".libs")
+    exe = os.path.join(w, "phxd-example")
+    p = subprocess.run(["cc", "-Wall", "-Werror", "-I", src,
+                        os.path.join(src, "examples", "phxd-example.c"), "-o", exe,
+                        "-L", libdir, "-lphxd", f"-Wl,-rpath,{libdir}"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:lobby"))
+    d.wait_joined("rooms:lobby")
+    ex = subprocess.Popen(["stdbuf", "-oL", exe, "rooms:lobby"], stdout=subprocess.PIPE, text=True,
+                          env=dict(os.environ, PHXD_SOCKET=d.sock))
+    assert ex.stdout.readline().strip() == 'reply: {"pong":"pong"}'
+    # it follows the topic: three broadcasts, three lines, then it exits 0
+    wait_until(lambda: d.client().ok("status")["ipc"]["subscriptions"] == 1,
+               what="the example subscribed")
+    for i in range(3):
+        ts.control("broadcast", topic="rooms:lobby", event="news", payload=json.dumps({"n": i}))
+    lines = [ex.stdout.readline().strip() for _ in range(3)]
+    assert ex.wait(10) == 0
+    msgs = [json.loads(l.split("message: ", 1)[1]) for l in lines]
+    assert [m["payload"] for m in msgs] == [{"n": 0}, {"n": 1}, {"n": 2}], lines
 
 
 run()
