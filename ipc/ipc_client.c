@@ -24,7 +24,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define READ_CHUNK 65536
+#define READ_MIN 4096		/* an idle client's input buffer */
+#define READ_MAX 65536		/* the most one read takes */
 #define WRITE_BATCH 256		/* lines per writev */
 #define LINGER_MS 2000
 
@@ -332,7 +333,7 @@ too_long(struct ipc_client *c, size_t max)
 	ipc_client_lost(c, "line too long", true);
 }
 
-/* Runs every complete line in the input; scans each byte once. */
+/* Runs every complete line in the input; each byte is scanned once. */
 static void
 process_lines(struct ipc_client *c)
 {
@@ -340,26 +341,20 @@ process_lines(struct ipc_client *c)
 
 	c->refs++;
 	c->srv->d->tq.now = phxd_now_ms();
-	while (!c->dead && !c->read_paused) {
-		struct evbuffer_ptr from;
-		size_t eol_len = 0, have = evbuffer_get_length(c->in);
-		if (c->scan_off >= have)
-			break;
-		evbuffer_ptr_set(c->in, &from, c->scan_off, EVBUFFER_PTR_SET);
-		struct evbuffer_ptr eol = evbuffer_search_eol(c->in, &from, &eol_len,
-							      EVBUFFER_EOL_LF);
-		if (eol.pos < 0) {
-			c->scan_off = have;
-			if (have > max)
+	while (!c->dead && !c->read_paused && c->scan_off < c->in_len) {
+		char *line = c->in + c->in_start;
+		char *nl = memchr(line + c->scan_off, '\n', c->in_len - c->scan_off);
+		if (nl == NULL) {
+			c->scan_off = c->in_len;
+			if (c->in_len > max)
 				too_long(c, max);
 			break;
 		}
-		size_t len = (size_t)eol.pos;
+		size_t len = (size_t)(nl - line);
 		if (len > max) {
 			too_long(c, max);
 			break;
 		}
-		const char *line = (const char *)evbuffer_pullup(c->in, (ev_ssize_t)(len + 1));
 		size_t n = len;
 		if (n > 0 && line[n - 1] == '\r')
 			n--;
@@ -367,24 +362,51 @@ process_lines(struct ipc_client *c)
 		bool blank = true;
 		for (size_t i = 0; i < n && blank; i++)
 			blank = line[i] == ' ' || line[i] == '\t';
+		c->in_start += len + 1;
+		c->in_len -= len + 1;
+		c->scan_off = 0;
 		if (!blank)
 			ipc_dispatch_line(c, line, n);
-		evbuffer_drain(c->in, len + 1);
-		c->scan_off = 0;
 	}
+	if (c->in_len == 0)
+		c->in_start = 0;
 	client_unref(c);
+}
+
+/* Room for the next read: a small buffer for small requests, doubling for
+ * long lines (up to a line's limit) and for bursts that fill each read. */
+static size_t
+input_room(struct ipc_client *c)
+{
+	size_t limit = c->srv->d->conf->max_line + 2 * READ_MAX;
+	size_t need = c->in_len + READ_MIN;
+
+	if (c->in_start > 0 && c->in_start + need > c->in_cap) {
+		memmove(c->in, c->in + c->in_start, c->in_len);
+		c->in_start = 0;
+	}
+	if (c->in_full && c->in_cap < READ_MAX)
+		need = 2 * c->in_cap;
+	if (need > c->in_cap) {
+		size_t ncap = 2 * c->in_cap > need ? 2 * c->in_cap : need;
+		c->in_cap = ncap < limit ? ncap : limit > need ? limit : need;
+		c->in = xrealloc(c->in, c->in_cap);
+	}
+	size_t room = c->in_cap - c->in_start - c->in_len;
+	return room > READ_MAX ? READ_MAX : room;
 }
 
 static void
 read_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct ipc_client *c = arg;
-	int n;
+	ssize_t n;
 
 	(void)what;
 	if (c->dead || c->read_paused)
 		return;
-	n = evbuffer_read(c->in, fd, READ_CHUNK);
+	size_t room = input_room(c);
+	n = read(fd, c->in + c->in_start + c->in_len, room);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
@@ -401,7 +423,15 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 			ipc_client_lost(c, "closed the connection", false);
 		return;
 	}
+	c->in_full = (size_t)n == room;
+	c->in_len += (size_t)n;
 	process_lines(c);
+	/* An idle client keeps a small buffer. */
+	if (c->in_len == 0 && c->in_cap > 4 * READ_MIN && !c->in_full) {
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
 }
 
 /* ---- lifetime ------------------------------------------------------------- */
@@ -422,7 +452,7 @@ client_free(struct ipc_client *c)
 	event_free(c->read_ev);
 	event_free(c->write_ev);
 	event_free(c->reap_ev);
-	evbuffer_free(c->in);
+	free(c->in);
 	if (c->fd >= 0)
 		close(c->fd);
 	free(c);
@@ -499,11 +529,10 @@ ipc_client_new(struct ipc_server *srv, int fd, uid_t uid, gid_t gid, pid_t pid)
 	c->uid = uid;
 	c->gid = gid;
 	c->pid = pid;
-	c->in = evbuffer_new();
 	c->read_ev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, c);
 	c->write_ev = event_new(base, fd, EV_WRITE, write_cb, c);
 	c->reap_ev = evtimer_new(base, reap_cb, c);
-	if (c->in == NULL || c->read_ev == NULL || c->write_ev == NULL || c->reap_ev == NULL)
+	if (c->read_ev == NULL || c->write_ev == NULL || c->reap_ev == NULL)
 		fatalx("ipc: out of memory for a client");
 	TAILQ_INIT(&c->subs);
 	TAILQ_INIT(&c->pendings);

@@ -8,7 +8,6 @@
 
 #include "daemon/strmap.h"
 
-#include <event2/buffer.h>
 #include <event2/event.h>
 #include <sys/queue.h>
 #include <sys/types.h>
@@ -76,8 +75,11 @@ struct ipc_client {
 	pid_t pid;
 	struct event *read_ev, *write_ev, *reap_ev;
 
-	struct evbuffer *in;
-	size_t scan_off;	/* bytes of `in` known to hold no newline */
+	/* Request bytes not dispatched yet: in[in_start .. in_start+in_len);
+	 * the first scan_off of them are known to hold no newline. */
+	char *in;
+	size_t in_start, in_len, in_cap, scan_off;
+	bool in_full;		/* the last read filled the room it had */
 
 	struct ipc_out_item *out;	/* ring */
 	size_t out_head, out_count, out_cap;

@@ -24,6 +24,8 @@ main(int argc, char **argv)
 	char *reply = NULL;
 	int rc;
 
+	/* One line per message, as it comes, even into a pipe. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (phxd_connect(NULL, &c) != PHXD_OK) {	/* $PHXD_SOCKET or /run/phxd/phxd.sock */
 		fprintf(stderr, "phxd is not running\n");
 		return 1;
