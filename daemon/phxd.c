@@ -205,6 +205,11 @@ transport_event(void *ud, const struct tp_event *ev)
 	d->tq.now = phxd_now_ms();
 	switch (ev->kind) {
 	case TP_OPEN:
+		if (ev->no_subprotocol && !pc->token_ignored)
+			log_warnx("%s: the server did not take the auth token (it chose no websocket "
+				  "subprotocol: Phoenix before 1.8, or auth_token not enabled there)",
+				  pc->conf->name);
+		pc->token_ignored = ev->no_subprotocol;
 		session_on_open(pc->sess);
 		break;
 	case TP_FRAME:

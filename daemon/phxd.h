@@ -25,6 +25,7 @@ struct phxd_conn {
 	struct conn_conf *conf;
 	struct session *sess;
 	struct resolve_req *lookup;	/* name lookup before the websocket */
+	bool token_ignored;	/* the server took the socket but not the auth token */
 };
 
 struct phxd {

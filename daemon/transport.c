@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <unistd.h>
 
 /* What a connect needs, copied so a reload can free the config meanwhile. */
@@ -31,9 +32,10 @@ struct tp_target {
 };
 
 enum tp_cmd_kind { CMD_CONNECT, CMD_SEND, CMD_CLOSE, CMD_RESUME };
+STAILQ_HEAD(tp_cmd_list, tp_cmd);
 
 struct tp_cmd {
-	struct tp_cmd *next;
+	STAILQ_ENTRY(tp_cmd) entry;
 	enum tp_cmd_kind kind;
 	uint32_t id, gen;
 	int code;
@@ -46,17 +48,18 @@ struct tp_cmd {
 
 /* One websocket, owned by the lws thread. */
 struct tp_link {
-	struct tp_link *next;	/* all links, for the stop and the graveyard */
+	LIST_ENTRY(tp_link) entry;	/* all links, for the stop and the reaping */
 	struct transport *tp;
 	uint32_t id, gen;
 	struct lws *wsi;
 	struct tp_target *target;
-	struct tp_cmd *out_head, *out_tail;
+	struct tp_cmd_list out;	/* frames to write */
 	size_t out_bytes;	/* queued for a server that may not be reading */
 	char *rx;
 	size_t rx_len, rx_cap;
 	bool rx_binary;
 	bool established, done, paused;
+	bool no_subprotocol;	/* offered subprotocols, the server chose none */
 	int close_code;		/* to send; 0 when we do not close */
 	char close_reason[124];
 	char tls_error[96];	/* why the certificate was refused */
@@ -70,10 +73,12 @@ struct tp_link {
  * per-frame malloc crosses the threads.
  */
 struct tp_slab {
-	struct tp_slab *next;
+	TAILQ_ENTRY(tp_slab) entry;
 	size_t used, cap;
 	max_align_t data[];
 };
+
+TAILQ_HEAD(tp_slab_list, tp_slab);
 
 #define SLAB_MIN (16u << 10)
 #define SLAB_MAX (64u << 10)	/* below glibc's mmap threshold */
@@ -84,6 +89,13 @@ record_size(size_t len)
 	size_t n = sizeof(struct tp_event) + len;
 	return (n + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
 }
+
+struct tls_vhost {
+	SLIST_ENTRY(tls_vhost) entry;
+	SSL_CTX *ssl_ctx;	/* ours: freed after the lws context */
+	char *key;
+	struct lws_vhost *vh;
+};
 
 struct transport {
 	struct event_base *base;
@@ -98,29 +110,25 @@ struct transport {
 	struct lws_vhost *plain_vhost;
 
 	pthread_mutex_t lock;
-	struct tp_cmd *cmd_head, *cmd_tail;	/* -> lws thread */
-	struct tp_slab *ev_head, *ev_tail;	/* events -> libevent thread */
+	struct tp_cmd_list cmds;		/* -> lws thread */
+	struct tp_slab_list events;		/* events -> libevent thread */
 	size_t ev_bytes;
 	bool stopping;
 	uint64_t stop_deadline_us;
 
 	/* libevent thread only: frames not yet handed over */
-	struct tp_cmd *batch_head, *batch_tail;
+	struct tp_cmd_list batch;
 
 	/* lws thread only */
-	struct tp_slab *fill_head, *fill_tail;	/* this pass's events */
+	struct tp_slab_list fill;		/* this pass's events */
 	size_t fill_bytes;
-	struct tp_link *links;
+	LIST_HEAD(, tp_link) links;
 	struct tp_link **by_id;
 	size_t nby_id;
 	struct lws_sorted_usec_list stop_sul;
 	bool stop_tick_armed;
-	struct tls_vhost {
-		struct tls_vhost *next;
-		SSL_CTX *ssl_ctx;	/* ours: freed after the lws context */
-		char *key;
-		struct lws_vhost *vh;
-	} *tls_vhosts;
+
+	SLIST_HEAD(, tls_vhost) tls_vhosts;
 };
 
 /* The libevent thread stops reading sockets (flow control) while this much
@@ -143,18 +151,17 @@ static const struct lws_protocols protocols[] = {
 
 /* ---- libevent side -------------------------------------------------------- */
 
+/* Hands a list of commands to the lws thread (the list is emptied). */
 static void
-push_cmd_list(struct transport *tp, struct tp_cmd *head, struct tp_cmd *tail)
+push_cmds(struct transport *tp, struct tp_cmd_list *list)
 {
 	bool was_empty;
 
+	if (STAILQ_EMPTY(list))
+		return;
 	pthread_mutex_lock(&tp->lock);
-	was_empty = tp->cmd_head == NULL;
-	if (tp->cmd_tail)
-		tp->cmd_tail->next = head;
-	else
-		tp->cmd_head = head;
-	tp->cmd_tail = tail;
+	was_empty = STAILQ_EMPTY(&tp->cmds);
+	STAILQ_CONCAT(&tp->cmds, list);
 	pthread_mutex_unlock(&tp->lock);
 	if (was_empty && tp->ctx)
 		lws_cancel_service(tp->ctx);
@@ -163,10 +170,7 @@ push_cmd_list(struct transport *tp, struct tp_cmd *head, struct tp_cmd *tail)
 static void
 flush_batch(struct transport *tp)
 {
-	if (tp->batch_head == NULL)
-		return;
-	push_cmd_list(tp, tp->batch_head, tp->batch_tail);
-	tp->batch_head = tp->batch_tail = NULL;
+	push_cmds(tp, &tp->batch);
 }
 
 static void
@@ -181,11 +185,7 @@ static void
 queue_cmd(struct transport *tp, struct tp_cmd *c)
 {
 	/* Keep order with frames already batched. */
-	if (tp->batch_tail)
-		tp->batch_tail->next = c;
-	else
-		tp->batch_head = c;
-	tp->batch_tail = c;
+	STAILQ_INSERT_TAIL(&tp->batch, c, entry);
 	if (c->kind == CMD_SEND) {
 		if (!event_pending(tp->flush_ev, EV_TIMEOUT, NULL))
 			event_active(tp->flush_ev, EV_TIMEOUT, 0);
@@ -198,19 +198,19 @@ static void
 wake_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct transport *tp = arg;
-	struct tp_slab *slab, *next;
+	struct tp_slab_list slabs = TAILQ_HEAD_INITIALIZER(slabs);
+	struct tp_slab *slab;
 	bool resume;
 
 	(void)fd;
 	(void)what;
 	pthread_mutex_lock(&tp->lock);
-	slab = tp->ev_head;
-	tp->ev_head = tp->ev_tail = NULL;
+	TAILQ_CONCAT(&slabs, &tp->events, entry);
 	resume = tp->ev_bytes >= EV_BYTES_HIGH;
 	tp->ev_bytes = 0;
 	pthread_mutex_unlock(&tp->lock);
-	for (; slab != NULL; slab = next) {
-		next = slab->next;
+	while ((slab = TAILQ_FIRST(&slabs)) != NULL) {
+		TAILQ_REMOVE(&slabs, slab, entry);
 		for (size_t off = 0; off < slab->used;) {
 			struct tp_event *ev = (struct tp_event *)((char *)slab->data + off);
 			tp->fn(tp->ud, ev);
@@ -234,6 +234,12 @@ transport_new(struct event_base *base, tp_event_fn fn, void *ud)
 	tp->fn = fn;
 	tp->ud = ud;
 	pthread_mutex_init(&tp->lock, NULL);
+	STAILQ_INIT(&tp->cmds);
+	TAILQ_INIT(&tp->events);
+	STAILQ_INIT(&tp->batch);
+	TAILQ_INIT(&tp->fill);
+	LIST_INIT(&tp->links);
+	SLIST_INIT(&tp->tls_vhosts);
 	tp->wake_ev = event_new(base, -1, 0, wake_cb, tp);
 	tp->flush_ev = event_new(base, -1, 0, flush_cb, tp);
 	/* Frames are handed over after everything else of the pass ran
@@ -329,7 +335,7 @@ static struct tp_event *
 event_record(struct transport *tp, enum tp_event_kind kind, const struct tp_link *l, size_t len)
 {
 	size_t need = record_size(len);
-	struct tp_slab *slab = tp->fill_tail;
+	struct tp_slab *slab = TAILQ_LAST(&tp->fill, tp_slab_list);
 	struct tp_event *ev;
 
 	if (slab == NULL || slab->cap - slab->used < need) {
@@ -339,14 +345,9 @@ event_record(struct transport *tp, enum tp_event_kind kind, const struct tp_link
 		if (cap < need)
 			cap = need;
 		slab = xmalloc(sizeof(*slab) + cap);
-		slab->next = NULL;
 		slab->used = 0;
 		slab->cap = cap;
-		if (tp->fill_tail)
-			tp->fill_tail->next = slab;
-		else
-			tp->fill_head = slab;
-		tp->fill_tail = slab;
+		TAILQ_INSERT_TAIL(&tp->fill, slab, entry);
 	}
 	ev = (struct tp_event *)((char *)slab->data + slab->used);
 	slab->used += need;
@@ -364,26 +365,22 @@ flush_events(struct transport *tp)
 {
 	bool was_empty;
 
-	if (tp->fill_head == NULL)
+	if (TAILQ_EMPTY(&tp->fill))
 		return;
 	pthread_mutex_lock(&tp->lock);
-	was_empty = tp->ev_head == NULL;
-	if (tp->ev_tail)
-		tp->ev_tail->next = tp->fill_head;
-	else
-		tp->ev_head = tp->fill_head;
-	tp->ev_tail = tp->fill_tail;
+	was_empty = TAILQ_EMPTY(&tp->events);
+	TAILQ_CONCAT(&tp->events, &tp->fill, entry);
 	tp->ev_bytes += tp->fill_bytes;
 	bool high = tp->ev_bytes >= EV_BYTES_HIGH;
 	pthread_mutex_unlock(&tp->lock);
-	tp->fill_head = tp->fill_tail = NULL;
 	tp->fill_bytes = 0;
 	if (was_empty)
 		event_active(tp->wake_ev, EV_READ, 0);
 	/* The libevent thread is far behind: stop reading the sockets until
 	 * it catches up (it sends CMD_RESUME). */
 	if (high) {
-		for (struct tp_link *l = tp->links; l; l = l->next) {
+		struct tp_link *l;
+		LIST_FOREACH (l, &tp->links, entry) {
 			if (!l->paused && l->wsi && !l->done) {
 				l->paused = true;
 				lws_rx_flow_control(l->wsi, 0);
@@ -407,7 +404,7 @@ copy_reason(char *dst, size_t size, const char *reason, size_t len)
 	dst[n] = '\0';
 }
 
-static void
+static struct tp_event *
 post_simple(struct tp_link *l, enum tp_event_kind kind, int code, const char *reason,
 	    int http_status)
 {
@@ -417,6 +414,7 @@ post_simple(struct tp_link *l, enum tp_event_kind kind, int code, const char *re
 	ev->http_status = http_status;
 	copy_reason(ev->reason, sizeof(ev->reason), reason ? reason : "",
 		    reason ? strlen(reason) : 0);
+	return ev;
 }
 
 static void
@@ -436,10 +434,10 @@ link_finish(struct tp_link *l, int code, const char *reason, int http_status)
 static void
 link_free(struct tp_link *l)
 {
-	struct tp_cmd *c, *next;
+	struct tp_cmd *c;
 
-	for (c = l->out_head; c != NULL; c = next) {
-		next = c->next;
+	while ((c = STAILQ_FIRST(&l->out)) != NULL) {
+		STAILQ_REMOVE_HEAD(&l->out, entry);
 		free(c);
 	}
 	free(l->rx);
@@ -451,14 +449,13 @@ link_free(struct tp_link *l)
 static void
 reap_links(struct transport *tp)
 {
-	struct tp_link **pp = &tp->links, *l;
+	struct tp_link *l, *next;
 
-	while ((l = *pp) != NULL) {
+	for (l = LIST_FIRST(&tp->links); l != NULL; l = next) {
+		next = LIST_NEXT(l, entry);
 		if (l->done) {
-			*pp = l->next;
+			LIST_REMOVE(l, entry);
 			link_free(l);
-		} else {
-			pp = &l->next;
 		}
 	}
 }
@@ -545,7 +542,8 @@ vhost_for(struct transport *tp, const struct tp_target *t)
 	xasprintf(&key, "%s|%s|%s|%d|%s", t->ca_file ? t->ca_file : "",
 		  t->client_cert ? t->client_cert : "", t->client_key ? t->client_key : "",
 		  t->tls_verify, t->tls_stamp ? t->tls_stamp : "");
-	for (struct tls_vhost *v = tp->tls_vhosts; v; v = v->next) {
+	struct tls_vhost *v;
+	SLIST_FOREACH (v, &tp->tls_vhosts, entry) {
 		if (strcmp(v->key, key) == 0) {
 			free(key);
 			return v->vh;
@@ -571,12 +569,11 @@ vhost_for(struct transport *tp, const struct tp_target *t)
 		free(key);
 		return NULL;
 	}
-	struct tls_vhost *v = xcalloc(1, sizeof(*v));
+	v = xcalloc(1, sizeof(*v));
 	v->key = key;
 	v->vh = vh;
 	v->ssl_ctx = ssl_ctx;
-	v->next = tp->tls_vhosts;
-	tp->tls_vhosts = v;
+	SLIST_INSERT_HEAD(&tp->tls_vhosts, v, entry);
 	return vh;
 }
 
@@ -592,8 +589,8 @@ do_connect(struct transport *tp, struct tp_cmd *cmd)
 	l->id = cmd->id;
 	l->gen = cmd->gen;
 	l->target = t;
-	l->next = tp->links;
-	tp->links = l;
+	STAILQ_INIT(&l->out);
+	LIST_INSERT_HEAD(&tp->links, l, entry);
 	if (cmd->id >= tp->nby_id) {
 		size_t n = cmd->id + 16;
 		tp->by_id = xrealloc(tp->by_id, n * sizeof(*tp->by_id));
@@ -651,19 +648,18 @@ link_of(struct transport *tp, const struct tp_cmd *cmd)
 static void
 run_commands(struct transport *tp)
 {
-	struct tp_cmd *cmd, *next;
+	struct tp_cmd_list cmds = STAILQ_HEAD_INITIALIZER(cmds);
+	struct tp_cmd *cmd;
 	bool stopping;
 
 	pthread_mutex_lock(&tp->lock);
-	cmd = tp->cmd_head;
-	tp->cmd_head = tp->cmd_tail = NULL;
+	STAILQ_CONCAT(&cmds, &tp->cmds);
 	stopping = tp->stopping;
 	pthread_mutex_unlock(&tp->lock);
 
-	for (; cmd != NULL; cmd = next) {
+	while ((cmd = STAILQ_FIRST(&cmds)) != NULL) {
 		struct tp_link *l;
-		next = cmd->next;
-		cmd->next = NULL;
+		STAILQ_REMOVE_HEAD(&cmds, entry);
 		switch (cmd->kind) {
 		case CMD_CONNECT:
 			if (!stopping)
@@ -686,11 +682,7 @@ run_commands(struct transport *tp)
 				break;
 			}
 			l->out_bytes += cmd->len;
-			if (l->out_tail)
-				l->out_tail->next = cmd;
-			else
-				l->out_head = cmd;
-			l->out_tail = cmd;
+			STAILQ_INSERT_TAIL(&l->out, cmd, entry);
 			lws_callback_on_writable(l->wsi);
 			cmd = NULL;
 			break;
@@ -710,7 +702,7 @@ run_commands(struct transport *tp)
 			}
 			break;
 		case CMD_RESUME:
-			for (l = tp->links; l; l = l->next) {
+			LIST_FOREACH (l, &tp->links, entry) {
 				if (l->paused && l->wsi && !l->done) {
 					l->paused = false;
 					lws_rx_flow_control(l->wsi, 1);
@@ -729,21 +721,19 @@ run_commands(struct transport *tp)
 static int
 write_some(struct tp_link *l)
 {
-	for (int i = 0; i < WRITES_PER_WRITEABLE && l->out_head != NULL; i++) {
-		struct tp_cmd *c = l->out_head;
+	for (int i = 0; i < WRITES_PER_WRITEABLE && !STAILQ_EMPTY(&l->out); i++) {
+		struct tp_cmd *c = STAILQ_FIRST(&l->out);
 		int n = lws_write(l->wsi, c->buf + LWS_PRE, c->len,
 				  c->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
 		if (n < (int)c->len)
 			return -1;
-		l->out_head = c->next;
-		if (l->out_head == NULL)
-			l->out_tail = NULL;
+		STAILQ_REMOVE_HEAD(&l->out, entry);
 		l->out_bytes -= c->len;
 		free(c);
 		if (lws_send_pipe_choked(l->wsi))
 			break;
 	}
-	if (l->out_head != NULL || l->close_code)
+	if (!STAILQ_EMPTY(&l->out) || l->close_code)
 		lws_callback_on_writable(l->wsi);
 	return 0;
 }
@@ -845,7 +835,14 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		if (l == NULL || l->done)
 			return -1;
 		l->established = true;
-		post_simple(l, TP_OPEN, 0, NULL, 0);
+		post_simple(l, TP_OPEN, 0, NULL, 0)->no_subprotocol = l->no_subprotocol;
+		return 0;
+	case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+		/* The response headers, still there: a server that ignores the
+		 * auth token (Phoenix before 1.8) chooses no subprotocol. */
+		if (l != NULL)
+			l->no_subprotocol = l->target->subprotocols != NULL &&
+					    lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) <= 0;
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
 		if (l == NULL)
@@ -870,9 +867,9 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 	case LWS_CALLBACK_CLIENT_WRITEABLE:
 		if (l == NULL || l->done)
 			return -1;
-		if (l->out_head != NULL && write_some(l) < 0)
+		if (!STAILQ_EMPTY(&l->out) && write_some(l) < 0)
 			return -1;
-		if (l->close_code && l->out_head == NULL) {
+		if (l->close_code && STAILQ_EMPTY(&l->out)) {
 			lws_close_reason(wsi, (enum lws_close_status)l->close_code,
 					 (unsigned char *)l->close_reason, strlen(l->close_reason));
 			link_finish(l, l->close_code, l->close_reason, 0);
@@ -936,7 +933,8 @@ should_exit(struct transport *tp)
 		tp->stop_tick_armed = true;
 		stop_tick(&tp->stop_sul);
 	}
-	for (struct tp_link *l = tp->links; l; l = l->next)
+	struct tp_link *l;
+	LIST_FOREACH (l, &tp->links, entry)
 		if (!l->done && (uint64_t)lws_now_usecs() < deadline)
 			return false;
 	return true;
@@ -953,7 +951,8 @@ thread_main(void *arg)
 		flush_events(tp);
 		reap_links(tp);
 	}
-	for (struct tp_link *l = tp->links; l; l = l->next)
+	struct tp_link *l;
+	LIST_FOREACH (l, &tp->links, entry)
 		if (!l->done)
 			link_finish(l, 1001, "phxd stopping", 0);
 	flush_events(tp);
@@ -1040,12 +1039,12 @@ target_free(struct tp_target *t)
 }
 
 static void
-free_cmds(struct tp_cmd *c)
+free_cmds(struct tp_cmd_list *list)
 {
-	struct tp_cmd *next;
+	struct tp_cmd *c;
 
-	for (; c != NULL; c = next) {
-		next = c->next;
+	while ((c = STAILQ_FIRST(list)) != NULL) {
+		STAILQ_REMOVE_HEAD(list, entry);
 		target_free(c->target);
 		free(c);
 	}
@@ -1054,21 +1053,22 @@ free_cmds(struct tp_cmd *c)
 void
 transport_free(struct transport *tp)
 {
-	struct tp_slab *slab, *next;
+	struct tp_slab *slab;
 
 	if (tp == NULL)
 		return;
 	transport_stop(tp, 0);
 	if (tp->ctx)
 		lws_context_destroy(tp->ctx);
-	free_cmds(tp->cmd_head);
-	free_cmds(tp->batch_head);
-	for (slab = tp->ev_head; slab; slab = next) {
-		next = slab->next;
+	free_cmds(&tp->cmds);
+	free_cmds(&tp->batch);
+	while ((slab = TAILQ_FIRST(&tp->events)) != NULL) {
+		TAILQ_REMOVE(&tp->events, slab, entry);
 		free(slab);
 	}
-	for (struct tls_vhost *v = tp->tls_vhosts, *vn; v; v = vn) {
-		vn = v->next;
+	struct tls_vhost *v;
+	while ((v = SLIST_FIRST(&tp->tls_vhosts)) != NULL) {
+		SLIST_REMOVE_HEAD(&tp->tls_vhosts, entry);
 		SSL_CTX_free(v->ssl_ctx);
 		free(v->key);
 		free(v);

@@ -29,6 +29,7 @@ struct tp_event {
 	int code;
 	int http_status;
 	bool binary;
+	bool no_subprotocol;	/* TP_OPEN: subprotocols were offered, none chosen */
 	char reason[128];
 	size_t len;
 	char data[];		/* TP_FRAME payload */

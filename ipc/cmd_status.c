@@ -44,6 +44,8 @@ conn_json(const struct phxd_conn *pc)
 		      "reconnects", (json_int_t)st->reconnects, "attempts", (json_int_t)st->attempts,
 		      "last_close_code", s->last_close_code, "last_error", ipc_jstr(s->last_error),
 		      "buffered_pushes", (json_int_t)s->buffered, "topics", topics);
+	if (pc->conf->auth_token != NULL)
+		json_object_set_new(o, "auth_token_ignored", json_boolean(pc->token_ignored));
 	if (s->last_http_status)
 		json_object_set_new(o, "last_http_status", json_integer(s->last_http_status));
 	if (s->state == SESS_WAITING)

@@ -27,6 +27,9 @@ struct ts_quirks {
 	bool drop_stale_join_ref;	/* 1.8.3+: messages with an old join_ref ignored */
 	bool drop_null_join_ref;	/* 1.8.3 .. 1.8.11: messages without one ignored */
 	int disconnect_code;		/* close code of a forced disconnect */
+	bool leave_null_join_ref;	/* 1.8+: a phx_leave with a null join_ref leaves */
+	bool crash_reason;		/* 1.8.10+: phx_error says {"reason":"channel_crash"} */
+	bool checks_auth_token;		/* 1.8+: the bearer subprotocol is read and checked */
 };
 
 struct ts_options {

@@ -218,6 +218,9 @@ emulate(struct ts_quirks *q, const char *version)
 	q->drop_null_join_ref = v >= 1008003ul && v < 1008012ul;
 	/* Servers before 1.7.24 were recorded on a Bandit that closed with 1011. */
 	q->disconnect_code = v >= 1008008ul ? 1001 : v >= 1007024ul ? 1000 : 1011;
+	q->leave_null_join_ref = v >= 1008000ul;
+	q->crash_reason = v >= 1008010ul;
+	q->checks_auth_token = v >= 1008000ul;
 	return true;
 }
 

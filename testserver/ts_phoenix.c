@@ -16,6 +16,8 @@
 
 static const char subprotocol_token_prefix[] = "base64url.bearer.phx.";
 
+static char *decode_token(const char *b64);
+
 static struct phx_field
 chan_jr(const struct ts_channel *ch)
 {
@@ -388,7 +390,11 @@ rooms_in(struct ts_conn *c, struct ts_channel *ch, const struct phx_msg *m)
 		send_reply(c, jr, m->ref, topic, "ok", who);
 		free(who);
 	} else if (phx_field_eq(m->event, "crash")) {
-		send_lifecycle(c, ch, "phx_error");
+		if (c->srv->opt.quirks.crash_reason)
+			send_msg(c, chan_jr(ch), chan_jr(ch), phx_field_str(ch->topic), "phx_error",
+				 "{\"reason\":\"channel_crash\"}", false);
+		else
+			send_lifecycle(c, ch, "phx_error");
 		remove_channel(c, ch);
 	} else if (phx_field_eq(m->event, "stop")) {
 		send_lifecycle(c, ch, "phx_close");
@@ -468,8 +474,10 @@ dispatch(struct ts_conn *c, const struct phx_msg *m)
 	}
 	bool current = ch->join_ref_null || field_eq_field(m->join_ref, chan_jr(ch));
 	if (phx_field_eq(m->event, "phx_leave")) {
-		if (!current)
-			return;	/* raced a close: the server stays silent */
+		/* 1.7 ignores a leave without the current join_ref (it raced a
+		 * close); 1.8 honours one with a null join_ref */
+		if (!current && !(m->join_ref.s == NULL && q->leave_null_join_ref))
+			return;
 		send_reply(c, chan_jr(ch), m->ref, m->topic, "ok", "{}");
 		send_lifecycle(c, ch, "phx_close");
 		remove_channel(c, ch);
@@ -577,6 +585,38 @@ query_arg(struct lws *wsi, const char *key, char *buf, int len)
 	return false;
 }
 
+/*
+ * Phoenix 1.8 with auth_token: true: the bearer entry must hold standard
+ * base64 without padding (a padded or URL-safe one makes the server fail,
+ * 500), and the socket's connect refuses an empty token or "reject" (403).
+ */
+static bool
+check_auth_token(struct lws *wsi, int *http_status)
+{
+	char buf[1024];
+
+	if (lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_PROTOCOL) <= 0)
+		return true;
+	for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok != NULL;
+	     tok = strtok_r(NULL, ", ", &save)) {
+		if (strncmp(tok, subprotocol_token_prefix, sizeof(subprotocol_token_prefix) - 1) != 0)
+			continue;
+		const char *b64 = tok + sizeof(subprotocol_token_prefix) - 1;
+		if (strpbrk(b64, "=-_") != NULL) {
+			*http_status = 500;
+			return false;
+		}
+		char *token = decode_token(b64);
+		bool refused = token == NULL || token[0] == '\0' || strcmp(token, "reject") == 0;
+		free(token);
+		if (refused) {
+			*http_status = 403;
+			return false;
+		}
+	}
+	return true;
+}
+
 bool
 ts_phoenix_accept_upgrade(struct ts_server *s, struct lws *wsi, int *http_status)
 {
@@ -601,6 +641,8 @@ ts_phoenix_accept_upgrade(struct ts_server *s, struct lws *wsi, int *http_status
 		*http_status = 403;
 		return false;
 	}
+	if (s->opt.quirks.checks_auth_token)
+		return check_auth_token(wsi, http_status);
 	return true;
 }
 

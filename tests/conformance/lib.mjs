@@ -11,7 +11,10 @@ export const FIXTURES = process.env.PHXD_FIXTURES;
 // Starts the server; resolves with { port, url, proc, stop() }.
 export async function startServer(args = []) {
   if (!TESTSERVER) throw new Error("PHXD_TESTSERVER is not set");
-  const proc = spawn(TESTSERVER, ["--port", "0", ...args], {
+  // PHXD_TS_EMULATE=1.8.12: the same tests against that release's quirks
+  const emulate = process.env.PHXD_TS_EMULATE && !args.includes("--emulate")
+    ? ["--emulate", process.env.PHXD_TS_EMULATE] : [];
+  const proc = spawn(TESTSERVER, ["--port", "0", ...emulate, ...args], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   let out = "";

@@ -123,8 +123,10 @@ def two_subscribers_and_a_pattern(w):
     out = []
     t = threading.Thread(target=lambda: out.append(
         d.ctl("subscribe", "rooms:b", "--count", "2", timeout=10)))
+    before = c.ok("status")["ipc"]["subscriptions"]
     t.start()
-    time.sleep(0.3)
+    wait_until(lambda: c.ok("status")["ipc"]["subscriptions"] == before + 1,
+               what="phxctl subscribed")
     c.ok("push", topic="rooms:b", event="broadcast", payload={"i": 1}, **{"await": True})
     c.ok("push", topic="rooms:b", event="broadcast", payload={"i": 2}, **{"await": True})
     t.join(10)

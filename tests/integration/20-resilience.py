@@ -32,7 +32,8 @@ def server_restart_rejoins_every_topic(w):
     c.ok("join", topic="rooms:runtime")
     ts.stop()
     wait_until(lambda: conn(d)["state"] in ("waiting", "connecting"), what="phxd sees the loss")
-    time.sleep(0.5)
+    tried = conn(d)["attempts"]
+    wait_until(lambda: conn(d)["attempts"] >= tried + 2, what="attempts while the server is away")
     ts.restart()
     d.wait_joined("rooms:a", "rooms:b", "rooms:runtime", timeout=5)
     st = conn(d)
@@ -94,13 +95,17 @@ def channel_crash_rejoins(w):
 @test
 def server_stop_is_final(w):
     ts = TestServer(w)
-    d = Daemon(w, config(ts.url, "rooms:stopper", extra=FAST))
-    d.wait_joined("rooms:stopper")
+    d = Daemon(w, config(ts.url, "rooms:stopper", "rooms:other", extra=FAST))
+    d.wait_joined("rooms:stopper", "rooms:other")
     c = d.client()
     c.ok("push", topic="rooms:stopper", event="stop", **{"await": False})
     wait_until(lambda: d.topic_states().get("rooms:stopper") == "closed", what="closed")
-    time.sleep(0.6)
+    # not even a reconnect brings it back, while the other topic rejoins
+    ts.control("drop")
+    wait_until(lambda: conn(d)["connects"] == 2, what="reconnected")
+    d.wait_joined("rooms:other")
     assert d.topic_states()["rooms:stopper"] == "closed"
+    assert ts.control("stats")["channels"] == 1
     r = c.request("push", topic="rooms:stopper", event="ping")
     assert r["error"]["code"] == "not_joined", r
 
@@ -206,8 +211,7 @@ def push_while_down_is_delivered_or_fails_in_time(w):
     t = threading.Thread(target=lambda: result.append(
         d.ctl("push", "rooms:a", "ping", "--await", "--timeout", "8000")))
     t.start()
-    time.sleep(0.5)
-    assert conn(d)["buffered_pushes"] == 1, conn(d)
+    wait_until(lambda: conn(d)["buffered_pushes"] == 1, what="the push buffered")
     ts.restart()
     t.join(10)
     assert result and result[0].returncode == 0, result
@@ -248,8 +252,9 @@ def server_that_stops_reading_gets_dropped_not_buffered(w):
     rss_kib = int([l for l in open(f"/proc/{d.proc.pid}/status") if l.startswith("VmRSS")][0]
                   .split()[1])
     print(f"phxd RSS after the cap: {rss_kib} KiB")
-    # (AddressSanitizer's quarantine keeps freed memory; judge plain builds)
-    if "ASAN_OPTIONS" not in os.environ:
+    # (AddressSanitizer's quarantine keeps freed memory, and under a
+    # PHXD_WRAP tool the process measured is the tool: judge plain runs)
+    if "ASAN_OPTIONS" not in os.environ and not os.environ.get("PHXD_WRAP"):
         assert rss_kib < 200 * 1024, f"phxd holds {rss_kib} KiB"
     ts.control("reading", on=1)
     wait_until(lambda: conn(d)["connects"] >= 2, timeout=10, what="reconnect")
@@ -263,7 +268,7 @@ def pushes_in_flight_fail_on_disconnect(w):
     d.wait_joined("rooms:a")
     c = d.client()
     c.send_raw(b'{"id": 7, "op": "push", "topic": "rooms:a", "event": "quicksand", "await": true}\n')
-    time.sleep(0.2)
+    wait_until(lambda: d.client().ok("status")["ipc"]["pending"] == 1, what="the push in flight")
     ts.control("drop")
     r = c.line(timeout=5)
     assert r["id"] == 7 and r["error"]["code"] == "disconnected", r

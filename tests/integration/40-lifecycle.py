@@ -108,7 +108,7 @@ def sigterm_leaves_closes_and_answers_pending(w):
     d.wait_joined("rooms:a", "rooms:b")
     c = d.client()
     c.send_raw(b'{"id": 1, "op": "push", "topic": "rooms:a", "event": "quicksand", "await": true}\n')
-    time.sleep(0.2)
+    wait_until(lambda: d.client().ok("status")["ipc"]["pending"] == 1, what="the push in flight")
     assert d.stop() == 0
     r = c.line(timeout=5)
     assert r["id"] == 1 and r["error"]["code"] == "shutting_down", r

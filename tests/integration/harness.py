@@ -25,6 +25,7 @@ TESTSERVER = os.environ.get("PHXD_TESTSERVER", os.path.join(BUILD, "phxd-testser
 _tests = []
 _procs = []
 _daemons = []
+_servers = []
 SANITIZER_MARKS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 
@@ -52,9 +53,13 @@ class TestServer:
     def __init__(self, workdir, *args, port=0):
         self.workdir = workdir
         self.args = list(args)
+        # PHXD_TS_EMULATE=1.8.12 runs a whole test file against that release
+        if os.environ.get("PHXD_TS_EMULATE") and "--emulate" not in self.args:
+            self.args += ["--emulate", os.environ["PHXD_TS_EMULATE"]]
         self.port = port
         self.proc = None
         self.start()
+        _servers.append(self)
 
     def start(self):
         log = open(os.path.join(self.workdir, "testserver.log"), "a")
@@ -74,6 +79,21 @@ class TestServer:
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def finish(self):
+        """Stops the server cleanly and checks it had nothing to report."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise AssertionError("phxd-testserver did not stop within 10 s of SIGTERM")
+            assert rc == 0, f"phxd-testserver exited with {rc} on SIGTERM"
+        with open(os.path.join(self.workdir, "testserver.log"), errors="replace") as f:
+            log = f.read()
+        for mark in SANITIZER_MARKS:
+            assert mark not in log, f"sanitizer report in the phxd-testserver log: {mark}"
 
     def restart(self):
         self.stop()
@@ -256,6 +276,8 @@ def run():
                 log = d.log()
                 for mark in SANITIZER_MARKS:
                     assert mark not in log, f"sanitizer report in the phxd log: {mark}"
+            for ts in _servers:
+                ts.finish()
             passed += 1
             print(f"ok   {fn.__name__} ({time.monotonic() - start:.2f}s)", flush=True)
         except Skip as why:
@@ -278,5 +300,6 @@ def run():
                     p.wait()
             _procs.clear()
             _daemons.clear()
+            _servers.clear()
     print(f"{passed} passed, {failed} failed, {skipped} skipped")
     sys.exit(1 if failed else 0)
