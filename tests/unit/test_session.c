@@ -852,6 +852,132 @@ START_TEST(leave_sends_phx_leave_and_forgets)
 }
 END_TEST
 
+START_TEST(a_leave_never_confirmed_counts_as_left)
+{
+	struct fake *f = fake_new(NULL);
+	struct result_rec r = { 0 }, p = { 0 };
+	open_socket(f);
+	session_join(f->s, "rooms:q", NULL, false, NULL, NULL);
+	reply_join(f, "rooms:q", "ok", "{}");
+	struct sess_push_args a = { "rooms:q", "quicksand", "{}", 2, false, true, 60000 };
+	session_push(f->s, &a, record, &p);
+	session_leave(f->s, "rooms:q", record, &r);
+	ck_assert_int_eq(chan(f, "rooms:q")->state, CHAN_LEAVING);
+	/* the server never answers the leave: after join_timeout_ms it is left */
+	advance(f, f->conf->join_timeout_ms + 1);
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.outcome, SESS_OK);
+	ck_assert_str_eq(r.message, "leave not confirmed");
+	ck_assert_int_eq(p.calls, 1);
+	ck_assert_int_eq(p.outcome, SESS_LEFT);
+	ck_assert_ptr_null(chan(f, "rooms:q"));
+	ck_assert_uint_eq(f->s->inflight.len, 0);
+	fake_free(f);
+}
+END_TEST
+
+START_TEST(a_channel_the_server_closed_is_joined_again_on_request)
+{
+	struct fake *f = fake_new(NULL);
+	struct result_rec r = { 0 };
+	open_socket(f);
+	session_join(f->s, "rooms:s", "{\"v\":1}", false, NULL, NULL);
+	reply_join(f, "rooms:s", "ok", "{}");
+	const char *jr = chan(f, "rooms:s")->join_ref;
+	serverf(f, "[\"%s\",\"%s\",\"rooms:s\",\"phx_close\",{}]", jr, jr);
+	ck_assert_int_eq(chan(f, "rooms:s")->state, CHAN_CLOSED);
+	size_t mark = nsent(f);
+	session_join(f->s, "rooms:s", "{\"v\":2}", false, record, &r);
+	json_t *j = find_sent(f, mark, "rooms:s", "phx_join");
+	ck_assert_ptr_nonnull(j);
+	ck_assert(jeq(json_array_get(j, 4), "{\"v\":2}"));
+	ck_assert_int_eq(r.calls, 0);
+	reply_join(f, "rooms:s", "ok", "{\"again\":true}");
+	ck_assert_int_eq(r.calls, 1);
+	ck_assert_int_eq(r.outcome, SESS_OK);
+	ck_assert_int_eq(chan(f, "rooms:s")->state, CHAN_JOINED);
+	fake_free(f);
+}
+END_TEST
+
+START_TEST(cancelled_requests_never_call_back)
+{
+	struct fake *f = fake_new(NULL);
+	struct result_rec j = { 0 }, sent_p = { 0 }, buffered = { 0 };
+	open_socket(f);
+	/* a join waiter, cancelled: the join itself stays wanted */
+	struct sess_req *h = session_join(f->s, "rooms:c", NULL, false, record, &j);
+	ck_assert_ptr_nonnull(h);
+	session_cancel(f->s, h);
+	reply_join(f, "rooms:c", "ok", "{}");
+	ck_assert_int_eq(j.calls, 0);
+	ck_assert_int_eq(chan(f, "rooms:c")->state, CHAN_JOINED);
+	/* an awaited push already sent: its reply is dropped, the ref forgotten */
+	struct sess_push_args a = { "rooms:c", "ping", "{}", 2, false, true, 0 };
+	h = session_push(f->s, &a, record, &sent_p);
+	ck_assert_ptr_nonnull(h);
+	json_t *pf = find_sent(f, 0, "rooms:c", "ping");
+	session_cancel(f->s, h);
+	ck_assert_uint_eq(f->s->inflight.len, 0);
+	serverf(f, "[\"%s\",\"%s\",\"rooms:c\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]",
+		fs(pf, 0), fs(pf, 1));
+	ck_assert_int_eq(sent_p.calls, 0);
+	ck_assert_uint_eq(f->s->stats.unmatched_replies, 1);
+	/* a push still waiting for the join: it is still sent, as a fire push */
+	session_join(f->s, "rooms:w", NULL, false, NULL, NULL);
+	struct sess_push_args b = { "rooms:w", "later", "{}", 2, false, true, 0 };
+	h = session_push(f->s, &b, record, &buffered);
+	ck_assert_ptr_nonnull(h);
+	session_cancel(f->s, h);
+	size_t mark = nsent(f);
+	reply_join(f, "rooms:w", "ok", "{}");
+	ck_assert_ptr_nonnull(find_sent(f, mark, "rooms:w", "later"));
+	ck_assert_int_eq(buffered.calls, 0);
+	ck_assert_uint_eq(f->s->inflight.len, 0);
+	fake_free(f);
+}
+END_TEST
+
+START_TEST(reconfigure_rearms_the_heartbeat_without_reconnecting)
+{
+	struct fake *f = fake_new(NULL);
+	open_socket(f);
+	struct conn_conf *n = make_conf();
+	n->heartbeat_ms = 0;
+	session_reconfigure(f->s, n);
+	size_t mark = nsent(f);
+	advance(f, 10 * f->conf->heartbeat_ms);
+	ck_assert_uint_eq(count_sent(f, mark, "phoenix", "heartbeat"), 0);
+	ck_assert_int_eq(f->s->state, SESS_OPEN);
+	struct conn_conf *m = make_conf();
+	m->heartbeat_ms = 100;
+	session_reconfigure(f->s, m);
+	advance(f, 100);
+	ck_assert_uint_eq(count_sent(f, mark, "phoenix", "heartbeat"), 1);
+	ck_assert_int_eq(f->connects, 1);
+	f->s->conf = f->conf;
+	config_conn_free(n);
+	config_conn_free(m);
+	fake_free(f);
+}
+END_TEST
+
+START_TEST(max_topics_refuses_runtime_joins_past_it)
+{
+	struct conn_conf *c = make_conf();
+	c->max_topics = 2;
+	add_join(c, "cfg:1", "{}");
+	struct fake *f = fake_new(c);
+	struct result_rec r = { 0 };
+	open_socket(f);
+	session_join(f->s, "rooms:1", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:2", NULL, false, record, &r);
+	ck_assert_int_eq(r.outcome, SESS_TOO_MANY_TOPICS);
+	ck_assert_ptr_null(chan(f, "rooms:2"));
+	fake_free(f);
+}
+END_TEST
+
 START_TEST(duplicate_join_requests_share_one_join)
 {
 	struct fake *f = fake_new(NULL);
@@ -1021,6 +1147,11 @@ session_suite(void)
 	tcase_add_test(tc, presence_synced_and_diffs_buffered);
 	tcase_add_test(tc, leave_sends_phx_leave_and_forgets);
 	tcase_add_test(tc, duplicate_join_requests_share_one_join);
+	tcase_add_test(tc, a_leave_never_confirmed_counts_as_left);
+	tcase_add_test(tc, a_channel_the_server_closed_is_joined_again_on_request);
+	tcase_add_test(tc, cancelled_requests_never_call_back);
+	tcase_add_test(tc, reconfigure_rearms_the_heartbeat_without_reconnecting);
+	tcase_add_test(tc, max_topics_refuses_runtime_joins_past_it);
 	tcase_add_test(tc, join_request_times_out_while_disconnected);
 	tcase_add_test(tc, stop_leaves_closes_and_answers);
 	tcase_add_test(tc, reconfigure_joins_leaves_and_reconnects);
