@@ -7,7 +7,9 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <ini.h>
 #include <jansson.h>
@@ -275,6 +277,7 @@ apply_defaults(void *base, const struct opt *opts, size_t n)
 void
 config_conn_defaults(struct conn_conf *c)
 {
+	c->refs = 1;
 	apply_defaults(c, conn_opts, NOPTS(conn_opts));
 }
 
@@ -618,6 +621,17 @@ finish_conn(struct conn_conf *c)
 	c->url_shown = redact_url(c->url);
 	free(c->tls_stamp);
 	c->tls_stamp = tls_stamp(c);
+	/* RFC 7230: an IPv6 literal is bracketed in Host, port or not. */
+	bool ipv6 = strchr(c->host, ':') != NULL;
+	bool default_port = (c->tls && c->port == 443) || (!c->tls && c->port == 80);
+	free(c->host_header);
+	if (default_port)
+		xasprintf(&c->host_header, "%s%s%s", ipv6 ? "[" : "", c->host, ipv6 ? "]" : "");
+	else
+		xasprintf(&c->host_header, "%s%s%s:%d", ipv6 ? "[" : "", c->host, ipv6 ? "]" : "",
+			  c->port);
+	unsigned char addr[sizeof(struct in6_addr)];
+	c->ip_literal = inet_pton(AF_INET, c->host, addr) == 1 || inet_pton(AF_INET6, c->host, addr) == 1;
 
 	free(c->subprotocols);
 	c->subprotocols = NULL;
@@ -824,15 +838,25 @@ kv_free(struct conf_kv *kv, size_t n)
 	free(kv);
 }
 
-void
-config_conn_free(struct conn_conf *c)
+const struct conn_conf *
+config_conn_ref(const struct conn_conf *c)
 {
-	if (c == NULL)
+	__atomic_add_fetch(&((struct conn_conf *)c)->refs, 1, __ATOMIC_RELAXED);
+	return c;
+}
+
+void
+config_conn_free(const struct conn_conf *cc)
+{
+	struct conn_conf *c = (struct conn_conf *)cc;
+
+	if (c == NULL || __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
 	free(c->name);
 	free(c->url);
 	free(c->url_shown);
 	free(c->tls_stamp);
+	free(c->host_header);
 	free(c->host);
 	free(c->path);
 	free(c->query);

@@ -22,7 +22,12 @@ struct conf_join {
 	char *payload;		/* JSON object text, "{}" when none */
 };
 
+/*
+ * One [connection]. Reference-counted: the websocket thread holds one for
+ * each connect in flight, so a reload can drop the config it came from.
+ */
 struct conn_conf {
+	unsigned refs;
 	char *name;
 	char *url;
 	char *url_shown;	/* url with query values redacted, for status and logs */
@@ -34,6 +39,8 @@ struct conn_conf {
 	char *query;		/* from the url, may be "" */
 	char *request_path;	/* path?query&params&vsn=2.0.0, URL-encoded */
 	char *subprotocols;	/* "phoenix, base64url.bearer.phx.T" or NULL */
+	char *host_header;	/* host[:port], IPv6 literals bracketed */
+	bool ip_literal;	/* the host is an address, not a name */
 
 	struct conf_kv *params;	/* connect params (param.* and param.*_file) */
 	size_t nparams;
@@ -98,6 +105,8 @@ bool config_str_eq(const char *a, const char *b);
 bool config_parse_url(struct conn_conf *c, const char *url, char *err, size_t errlen);
 /* Fills a connection with every default; for tests and config_load. */
 void config_conn_defaults(struct conn_conf *c);
-void config_conn_free(struct conn_conf *c);
+/* Another reference (any thread); config_conn_free drops one. */
+const struct conn_conf *config_conn_ref(const struct conn_conf *c);
+void config_conn_free(const struct conn_conf *c);
 
 #endif

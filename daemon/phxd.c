@@ -119,7 +119,7 @@ host_connect(void *host, struct session *s)
 	struct phxd *d = pc->d;
 
 	pc->gen = ++d->next_gen;
-	if (resolve_is_literal(s->conf->host)) {
+	if (s->conf->ip_literal) {
 		transport_connect(d->tp, pc->id, pc->gen, s->conf, s->conf->host);
 		return;
 	}

@@ -51,14 +51,6 @@ resolver_unref_locked(struct resolver *r)
 	}
 }
 
-bool
-resolve_is_literal(const char *host)
-{
-	unsigned char buf[sizeof(struct in6_addr)];
-
-	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
-}
-
 static void
 req_free(struct resolve_req *q)
 {

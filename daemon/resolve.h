@@ -27,7 +27,5 @@ void resolver_free(struct resolver *r);
 struct resolve_req *resolver_lookup(struct resolver *r, const char *host, unsigned pick,
 				    resolve_fn fn, void *arg);
 void resolver_cancel(struct resolver *r, struct resolve_req *q);
-/* True when host is an IPv4 or IPv6 literal (nothing to resolve). */
-bool resolve_is_literal(const char *host);
 
 #endif

@@ -5,7 +5,6 @@
 
 #include "protocol/json_scan.h"
 
-#include <arpa/inet.h>
 #include <libwebsockets.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -19,16 +18,11 @@
 #include <sys/queue.h>
 #include <unistd.h>
 
-/* What a connect needs, copied so a reload can free the config meanwhile. */
+/* What a connect needs: the connection's settings (a reference: a reload
+ * may drop the config meanwhile) and the address its name resolved to. */
 struct tp_target {
-	char *name, *address, *path, *host_header, *subprotocols;
-	char *ca_file, *client_cert, *client_key, *tls_stamp;
-	bool tls, tls_verify;
-	bool ip_literal;	/* the host is an address: its certificate names an IP */
-	int port;
-	size_t max_message;
-	struct conf_kv *headers;
-	size_t nheaders;
+	const struct conn_conf *conf;
+	char *address;
 };
 
 enum tp_cmd_kind { CMD_CONNECT, CMD_SEND, CMD_CLOSE, CMD_RESUME };
@@ -248,12 +242,6 @@ transport_new(struct event_base *base, tp_event_fn fn, void *ud)
 	return tp;
 }
 
-static char *
-dup_or_null(const char *s)
-{
-	return s ? xstrdup(s) : NULL;
-}
-
 void
 transport_connect(struct transport *tp, uint32_t id, uint32_t gen, const struct conn_conf *c,
 		  const char *address)
@@ -261,35 +249,8 @@ transport_connect(struct transport *tp, uint32_t id, uint32_t gen, const struct 
 	struct tp_cmd *cmd = xcalloc(1, sizeof(*cmd));
 	struct tp_target *t = xcalloc(1, sizeof(*t));
 
-	t->name = xstrdup(c->name);
+	t->conf = config_conn_ref(c);
 	t->address = xstrdup(address);
-	t->port = c->port;
-	t->path = xstrdup(c->request_path);
-	bool default_port = (c->tls && c->port == 443) || (!c->tls && c->port == 80);
-	bool ipv6 = strchr(c->host, ':') != NULL;
-	/* RFC 7230: an IPv6 literal is bracketed in Host, port or not. */
-	xasprintf(&t->host_header, "%s%s%s", ipv6 ? "[" : "", c->host, ipv6 ? "]" : "");
-	if (!default_port) {
-		char *h = t->host_header;
-		xasprintf(&t->host_header, "%s:%d", h, c->port);
-		free(h);
-	}
-	t->subprotocols = dup_or_null(c->subprotocols);
-	t->ca_file = dup_or_null(c->ca_file);
-	t->client_cert = dup_or_null(c->client_cert);
-	t->client_key = dup_or_null(c->client_key);
-	t->tls = c->tls;
-	t->tls_verify = c->tls_verify;
-	unsigned char addr[sizeof(struct in6_addr)];
-	t->ip_literal = inet_pton(AF_INET, c->host, addr) == 1 || inet_pton(AF_INET6, c->host, addr) == 1;
-	t->tls_stamp = dup_or_null(c->tls_stamp);
-	t->max_message = c->max_message;
-	t->nheaders = c->nheaders;
-	t->headers = xcalloc(c->nheaders, sizeof(*t->headers));
-	for (size_t i = 0; i < c->nheaders; i++) {
-		xasprintf(&t->headers[i].key, "%s:", c->headers[i].key);
-		t->headers[i].value = xstrdup(c->headers[i].value);
-	}
 	cmd->kind = CMD_CONNECT;
 	cmd->id = id;
 	cmd->gen = gen;
@@ -464,12 +425,12 @@ reap_links(struct transport *tp)
 static bool
 tls_files_readable(const struct tp_target *t)
 {
-	const char *files[] = { t->ca_file, t->client_cert, t->client_key };
+	const char *files[] = { t->conf->ca_file, t->conf->client_cert, t->conf->client_key };
 	const char *names[] = { "ca_file", "client_cert", "client_key" };
 
 	for (size_t i = 0; i < 3; i++) {
 		if (files[i] != NULL && access(files[i], R_OK) != 0) {
-			log_warn("%s: cannot set up TLS: %s %s", t->name, names[i], files[i]);
+			log_warn("%s: cannot set up TLS: %s %s", t->conf->name, names[i], files[i]);
 			return false;
 		}
 	}
@@ -498,33 +459,33 @@ tls_ctx_new(const struct tp_target *t)
 	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	if (t->ca_file != NULL) {
-		if (SSL_CTX_load_verify_locations(ctx, t->ca_file, NULL) != 1) {
+	if (t->conf->ca_file != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, t->conf->ca_file, NULL) != 1) {
 			what = "ca_file";
-			file = t->ca_file;
+			file = t->conf->ca_file;
 			goto fail;
 		}
 	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
 		what = "the system CA store";
 		goto fail;
 	}
-	if (t->client_cert != NULL) {
-		if (SSL_CTX_use_certificate_chain_file(ctx, t->client_cert) != 1) {
+	if (t->conf->client_cert != NULL) {
+		if (SSL_CTX_use_certificate_chain_file(ctx, t->conf->client_cert) != 1) {
 			what = "client_cert";
-			file = t->client_cert;
+			file = t->conf->client_cert;
 			goto fail;
 		}
-		if (SSL_CTX_use_PrivateKey_file(ctx, t->client_key, SSL_FILETYPE_PEM) != 1 ||
+		if (SSL_CTX_use_PrivateKey_file(ctx, t->conf->client_key, SSL_FILETYPE_PEM) != 1 ||
 		    SSL_CTX_check_private_key(ctx) != 1) {
 			what = "client_key";
-			file = t->client_key;
+			file = t->conf->client_key;
 			goto fail;
 		}
 	}
 	return ctx;
 fail:
 	ERR_error_string_n(ERR_get_error(), err, sizeof(err));
-	log_warnx("%s: cannot set up TLS: %s%s%s: %s", t->name, what, file ? " " : "",
+	log_warnx("%s: cannot set up TLS: %s%s%s: %s", t->conf->name, what, file ? " " : "",
 		  file ? file : "", err);
 	SSL_CTX_free(ctx);
 	return NULL;
@@ -537,11 +498,11 @@ vhost_for(struct transport *tp, const struct tp_target *t)
 	char *key;
 	struct lws_vhost *vh;
 
-	if (!t->tls)
+	if (!t->conf->tls)
 		return tp->plain_vhost;
-	xasprintf(&key, "%s|%s|%s|%d|%s", t->ca_file ? t->ca_file : "",
-		  t->client_cert ? t->client_cert : "", t->client_key ? t->client_key : "",
-		  t->tls_verify, t->tls_stamp ? t->tls_stamp : "");
+	xasprintf(&key, "%s|%s|%s|%d|%s", t->conf->ca_file ? t->conf->ca_file : "",
+		  t->conf->client_cert ? t->conf->client_cert : "", t->conf->client_key ? t->conf->client_key : "",
+		  t->conf->tls_verify, t->conf->tls_stamp ? t->conf->tls_stamp : "");
 	struct tls_vhost *v;
 	SLIST_FOREACH (v, &tp->tls_vhosts, entry) {
 		if (strcmp(v->key, key) == 0) {
@@ -564,7 +525,7 @@ vhost_for(struct transport *tp, const struct tp_target *t)
 	info.vhost_name = key;
 	vh = lws_create_vhost(tp->ctx, &info);
 	if (vh == NULL) {
-		log_warnx("%s: cannot create a websocket vhost for TLS", t->name);
+		log_warnx("%s: cannot create a websocket vhost for TLS", t->conf->name);
 		SSL_CTX_free(ssl_ctx);
 		free(key);
 		return NULL;
@@ -614,20 +575,20 @@ do_connect(struct transport *tp, struct tp_cmd *cmd)
 		return;
 	}
 	ci.address = t->address;
-	ci.port = t->port;
-	ci.path = t->path;
-	ci.host = t->host_header;
-	ci.protocol = t->subprotocols;
+	ci.port = t->conf->port;
+	ci.path = t->conf->request_path;
+	ci.host = t->conf->host_header;
+	ci.protocol = t->conf->subprotocols;
 	ci.local_protocol_name = "phxd";
 	ci.opaque_user_data = l;
 	ci.pwsi = &l->wsi;
-	if (t->tls) {
+	if (t->conf->tls) {
 		ci.ssl_connection = LCCSCF_USE_SSL;
-		if (!t->tls_verify)
+		if (!t->conf->tls_verify)
 			ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
 					     LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
 					     LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
-		else if (t->ip_literal)
+		else if (t->conf->ip_literal)
 			/* lws checks the Host header cut at its first ':' as a DNS
 			 * name ("[" for [::1]:4000); the address is checked against
 			 * the certificate's IP entries in the verify callback. */
@@ -674,7 +635,7 @@ run_commands(struct transport *tp)
 				 * than grow; the session reconnects and fails what
 				 * awaited a reply. */
 				log_warnx("%s: more than %u bytes queued for a server that does not "
-					  "read; closing", l->target->name, SEND_QUEUE_MAX);
+					  "read; closing", l->target->conf->name, SEND_QUEUE_MAX);
 				l->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
 				snprintf(l->close_reason, sizeof(l->close_reason), "send queue full");
 				lws_set_timeout(l->wsi, PENDING_TIMEOUT_USER_OK, 2);
@@ -747,11 +708,11 @@ receive(struct tp_link *l, struct lws *wsi, const void *in, size_t len)
 	}
 	if (l->close_code)
 		return 0;	/* closing: the rest is not wanted */
-	if (l->rx_len + len > l->target->max_message) {
+	if (l->rx_len + len > l->target->conf->max_message) {
 		/* Close from WRITEABLE: returning -1 here, mid-message, upsets
 		 * the lws 4.1 parser (it overruns its rx buffer). */
-		log_warnx("%s: incoming message larger than max_message_bytes (%zu); closing",
-			  l->target->name, l->target->max_message);
+		log_warnx("%s: incoming message larger than max_message_bytes (%u); closing",
+			  l->target->conf->name, l->target->conf->max_message);
 		l->close_code = LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE;
 		snprintf(l->close_reason, sizeof(l->close_reason), "message too big");
 		l->rx_len = 0;
@@ -791,13 +752,13 @@ verify_ip(struct tp_link *l, X509_STORE_CTX *ctx, int preverify_ok)
 	if (l != NULL && !preverify_ok)
 		snprintf(l->tls_error, sizeof(l->tls_error), "%s",
 			 X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
-	if (l == NULL || !l->target->tls_verify || !l->target->ip_literal || !preverify_ok ||
+	if (l == NULL || !l->target->conf->tls_verify || !l->target->conf->ip_literal || !preverify_ok ||
 	    X509_STORE_CTX_get_error_depth(ctx) != 0)
 		return 0;
 	cert = X509_STORE_CTX_get_current_cert(ctx);
 	if (cert != NULL && X509_check_ip_asc(cert, l->target->address, 0) == 1)
 		return 0;
-	log_warnx("%s: the server's certificate does not name the address %s", l->target->name,
+	log_warnx("%s: the server's certificate does not name the address %s", l->target->conf->name,
 		  l->target->address);
 	snprintf(l->tls_error, sizeof(l->tls_error), "the certificate does not name %s",
 		 l->target->address);
@@ -820,9 +781,11 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		unsigned char **p = in, *end = *p + len;
 		if (l == NULL)
 			return 0;
-		for (size_t i = 0; i < l->target->nheaders; i++) {
-			const struct conf_kv *h = &l->target->headers[i];
-			if (lws_add_http_header_by_name(wsi, (const unsigned char *)h->key,
+		for (size_t i = 0; i < l->target->conf->nheaders; i++) {
+			const struct conf_kv *h = &l->target->conf->headers[i];
+			char name[256];	/* header names are shorter than a config line */
+			snprintf(name, sizeof(name), "%s:", h->key);
+			if (lws_add_http_header_by_name(wsi, (const unsigned char *)name,
 							(const unsigned char *)h->value,
 							(int)strlen(h->value), p, end))
 				return -1;
@@ -841,7 +804,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 		/* The response headers, still there: a server that ignores the
 		 * auth token (Phoenix before 1.8) chooses no subprotocol. */
 		if (l != NULL)
-			l->no_subprotocol = l->target->subprotocols != NULL &&
+			l->no_subprotocol = l->target->conf->subprotocols != NULL &&
 					    lws_hdr_total_length(wsi, WSI_TOKEN_PROTOCOL) <= 0;
 		return 0;
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
@@ -1021,20 +984,8 @@ target_free(struct tp_target *t)
 {
 	if (t == NULL)
 		return;
-	free(t->name);
+	config_conn_free(t->conf);
 	free(t->address);
-	free(t->path);
-	free(t->host_header);
-	free(t->subprotocols);
-	free(t->ca_file);
-	free(t->client_cert);
-	free(t->client_key);
-	free(t->tls_stamp);
-	for (size_t i = 0; i < t->nheaders; i++) {
-		free(t->headers[i].key);
-		free(t->headers[i].value);
-	}
-	free(t->headers);
 	free(t);
 }
 

@@ -280,6 +280,23 @@ valid_seq(const char *s, const char *end)
 	return utf8_seq_len((const unsigned char *)s, (const unsigned char *)end);
 }
 
+/* Copies the character at s (or U+FFFD when s starts no valid UTF-8
+ * sequence) to out + *n; returns the bytes of s it took. */
+static size_t
+put_char(const char *s, size_t len, char *out, size_t *n)
+{
+	size_t seq = (unsigned char)s[0] < 0x80 ? 1 : valid_seq(s, s + len);
+
+	if (seq == 0) {
+		memcpy(out + *n, replacement, sizeof(replacement));
+		*n += sizeof(replacement);
+		return 1;
+	}
+	memcpy(out + *n, s, seq);
+	*n += seq;
+	return seq;
+}
+
 size_t
 json_escaped_len(const char *s, size_t len)
 {
@@ -316,16 +333,7 @@ json_escape(const char *s, size_t len, char *out)
 		char short_esc = 0;
 
 		if (ch >= 0x80) {
-			size_t seq = valid_seq(s + i, s + len);
-			if (seq) {
-				memcpy(out + n, s + i, seq);
-				n += seq;
-				i += seq;
-			} else {
-				memcpy(out + n, replacement, sizeof(replacement));
-				n += sizeof(replacement);
-				i++;
-			}
+			i += put_char(s + i, len - i, out, &n);
 			continue;
 		}
 		i++;
@@ -372,18 +380,8 @@ json_utf8_sanitize(const char *s, size_t len, char *out)
 {
 	size_t n = 0;
 
-	for (size_t i = 0; i < len;) {
-		size_t seq = (unsigned char)s[i] < 0x80 ? 1 : valid_seq(s + i, s + len);
-		if (seq) {
-			memcpy(out + n, s + i, seq);
-			n += seq;
-			i += seq;
-		} else {
-			memcpy(out + n, replacement, sizeof(replacement));
-			n += sizeof(replacement);
-			i++;
-		}
-	}
+	for (size_t i = 0; i < len;)
+		i += put_char(s + i, len - i, out, &n);
 	return n;
 }
 

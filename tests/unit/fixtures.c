@@ -14,6 +14,10 @@ fx_dir(void)
 	const char *dir = getenv("PHXD_FIXTURES");
 	struct stat st;
 
+	/* run by hand: the recordings in the source tree */
+	if (dir == NULL || dir[0] == '\0')
+		dir = PHXD_FIXTURES_DEFAULT;
+
 	if (dir == NULL || stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
 		return NULL;
 	return dir;

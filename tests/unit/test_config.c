@@ -220,6 +220,28 @@ START_TEST(url_query_values_are_redacted_for_display)
 }
 END_TEST
 
+START_TEST(host_header_and_address_literals)
+{
+	static const struct { const char *url, *host_header; bool literal; } cases[] = {
+		{ "ws://[::1]/live", "[::1]", true },
+		{ "ws://[::1]:4000/live", "[::1]:4000", true },
+		{ "wss://api.example.com/socket", "api.example.com", false },
+		{ "wss://api.example.com:80/socket", "api.example.com:80", false },
+		{ "ws://127.0.0.1:4000/socket", "127.0.0.1:4000", true },
+	};
+	char err[512], text[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(text, sizeof(text), "[connection a]\nurl = %s\n", cases[i].url);
+		struct phxd_conf *c = load(text, err, sizeof(err));
+		ck_assert_msg(c != NULL, "%s", err);
+		ck_assert_str_eq(c->conns[0]->host_header, cases[i].host_header);
+		ck_assert_int_eq(c->conns[0]->ip_literal, cases[i].literal);
+		config_free(c);
+	}
+}
+END_TEST
+
 START_TEST(allow_lists_resolve_names_and_numbers)
 {
 	char err[512];
@@ -298,6 +320,7 @@ main(void)
 	tcase_add_test(tc, long_path_error_is_bounded);
 	tcase_add_test(tc, url_query_values_are_redacted_for_display);
 	tcase_add_test(tc, allow_lists_resolve_names_and_numbers);
+	tcase_add_test(tc, host_header_and_address_literals);
 	tcase_add_test(tc, rotated_tls_file_needs_reconnect);
 	tcase_add_test(tc, reconnect_needed_only_for_socket_settings);
 	suite_add_tcase(s, tc);
