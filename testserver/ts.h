@@ -101,6 +101,7 @@ struct ts_out {
 	struct ts_out *next;
 	lws_usec_t due;		/* delayed replies: not before this time */
 	bool binary;
+	int write_flags;	/* a fragment: its lws_write flags; 0 for a whole frame */
 	size_t len;
 	struct ts_flood *flood;
 	unsigned char buf[];	/* LWS_PRE headroom then the frame */
@@ -144,6 +145,9 @@ struct ts_conn {
 /* ts_conn.c */
 void ts_conn_queue(struct ts_conn *c, const char *data, size_t len, bool binary,
 		   bool is_reply);
+/* One message sent as `pieces` websocket fragments (continuation frames). */
+void ts_conn_queue_fragments(struct ts_conn *c, const char *data, size_t len, bool binary,
+			     unsigned pieces);
 void ts_conn_queue_msg(struct ts_conn *c, const struct phx_msg *m, bool is_reply);
 void ts_conn_queue_flood(struct ts_conn *c, struct ts_channel *ch, uint64_t n,
 			 size_t size, struct phx_field reply_ref);

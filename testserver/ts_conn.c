@@ -89,6 +89,30 @@ ts_conn_queue(struct ts_conn *c, const char *data, size_t len, bool binary,
 		outq_append(c, o);
 }
 
+void
+ts_conn_queue_fragments(struct ts_conn *c, const char *data, size_t len, bool binary,
+			unsigned pieces)
+{
+	size_t step = pieces > 1 ? (len + pieces - 1) / pieces : len;
+
+	if (c->dead || c->drop || c->close_now)
+		return;
+	for (size_t off = 0; off < len || off == 0;) {
+		size_t n = len - off < step ? len - off : step;
+		struct ts_out *o = out_new(n);
+		bool first = off == 0, last = off + n >= len;
+		o->binary = binary;
+		o->write_flags = (first ? (binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT)
+					: LWS_WRITE_CONTINUATION) |
+				 (last ? 0 : LWS_WRITE_NO_FIN);
+		memcpy(o->buf + LWS_PRE, data + off, n);
+		outq_append(c, o);
+		off += n;
+		if (last)
+			break;
+	}
+}
+
 /* V1 frames are JSON objects; keys sorted as the Phoenix server writes them. */
 static size_t
 v1_encode(const struct phx_msg *m, char *out)
@@ -275,7 +299,8 @@ ts_conn_writeable(struct ts_conn *c)
 			c->outq_bytes -= o->len;
 		}
 		int n = lws_write(c->wsi, frame->buf + LWS_PRE, frame->len,
-				  frame->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+				  frame->write_flags ? (enum lws_write_protocol)frame->write_flags
+				  : frame->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
 		free(frame);
 		if (n < 0)
 			return -1;

@@ -26,12 +26,19 @@ struct control_cmd {
 static bool
 arg(struct control_ctx *cc, const char *key, char *buf, int len)
 {
+	/* Every argument is read whole (a hex frame is long), then the one
+	 * asked for is copied out if it fits. */
+	static char any[8300];
 	size_t klen = strlen(key);
 
 	for (int i = 0;
-	     lws_hdr_copy_fragment(cc->wsi, buf, len, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
-		if (strncmp(buf, key, klen) == 0 && buf[klen] == '=') {
-			memmove(buf, buf + klen + 1, strlen(buf + klen + 1) + 1);
+	     lws_hdr_copy_fragment(cc->wsi, any, sizeof(any), WSI_TOKEN_HTTP_URI_ARGS, i) > 0;
+	     i++) {
+		if (strncmp(any, key, klen) == 0 && any[klen] == '=') {
+			size_t n = strlen(any + klen + 1);
+			if (n >= (size_t)len)
+				return false;
+			memcpy(buf, any + klen + 1, n + 1);
 			return true;
 		}
 	}
@@ -249,11 +256,12 @@ cmd_inject(struct control_ctx *cc)
 {
 	char frame[8192];
 	size_t len;
-	long binary;
+	long binary, fragments;
 	unsigned n = 0;
 
 	if (!hex_arg(cc, "hex", (unsigned char *)frame, sizeof(frame) / 2, &len) ||
-	    !int_arg(cc, "binary", 0, 1, 0, false, &binary))
+	    !int_arg(cc, "binary", 0, 1, 0, false, &binary) ||
+	    !int_arg(cc, "fragments", 1, 64, 1, false, &fragments))
 		return false;
 	if (len == 0) {
 		if (!arg(cc, "frame", frame, sizeof(frame))) {
@@ -262,8 +270,12 @@ cmd_inject(struct control_ctx *cc)
 		}
 		len = strlen(frame);
 	}
-	for (struct ts_conn *c = cc->srv->conns; c != NULL; c = c->next, n++)
-		ts_conn_queue(c, frame, len, binary != 0, false);
+	for (struct ts_conn *c = cc->srv->conns; c != NULL; c = c->next, n++) {
+		if (fragments > 1)
+			ts_conn_queue_fragments(c, frame, len, binary != 0, (unsigned)fragments);
+		else
+			ts_conn_queue(c, frame, len, binary != 0, false);
+	}
 	json_object_set_new(cc->result, "sent", json_integer(n));
 	return true;
 }

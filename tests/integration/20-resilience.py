@@ -274,6 +274,35 @@ def pushes_in_flight_fail_on_disconnect(w):
     assert r["id"] == 7 and r["error"]["code"] == "disconnected", r
 
 
+@test
+def every_push_failure_has_its_code(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:crash", "rooms:stop", extra=FAST + "\npush_buffer = 1"))
+    d.wait_joined("rooms:crash", "rooms:stop")
+    c = d.client()
+
+    def awaiting(rid, topic):
+        c.send_raw((json.dumps({"id": rid, "op": "push", "topic": topic, "event": "quicksand",
+                                "await": True, "timeout_ms": 20000}) + "\n").encode())
+
+    awaiting(1, "rooms:crash")
+    awaiting(2, "rooms:stop")
+    wait_until(lambda: d.client().ok("status")["ipc"]["pending"] == 2, what="two awaits in flight")
+    c.ok("push", topic="rooms:crash", event="crash")
+    assert c.line(timeout=5)["error"]["code"] == "channel_error"
+    c.ok("push", topic="rooms:stop", event="stop")
+    assert c.line(timeout=5)["error"]["code"] == "channel_closed"
+    # a topic wanted but refused: pushes wait in the buffer (cap 1)
+    r = c.request("join", topic="rejected:w")
+    assert r["error"]["code"] == "reply_error", r
+    c.send_raw(b'{"id": 3, "op": "push", "topic": "rejected:w", "event": "x", "await": true}\n')
+    r = c.request("push", topic="rejected:w", event="y", **{"await": True})
+    assert r["error"]["code"] == "buffer_full", r
+    c.ok("leave", topic="rejected:w")
+    r = c.line(timeout=5)
+    assert r["id"] == 3 and r["error"]["code"] == "left", r
+
+
 class DnsBlackhole:
     """A name server on a loopback address that reads queries and never
     answers, and a resolv.conf naming it, bind-mounted for phxd alone."""

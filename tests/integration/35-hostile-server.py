@@ -142,4 +142,33 @@ def a_huge_join_refusal_is_kept_short(w):
         assert c.ok("status")["connections"][0]["name"] == "demo"
 
 
+@test
+def fragmented_messages_are_reassembled(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:f", extra="max_message_bytes = 1024"))
+    d.wait_joined("rooms:f")
+    c = d.client()
+    sub = c.ok("subscribe", topic="rooms:f")["sub"]
+    big = {"x": "y" * 900, "n": [1, 2, 3]}
+    text = json.dumps([None, None, "rooms:f", "frag", big]).encode()
+    ts.control("inject", hex=text.hex(), fragments=7)
+    topic, event = b"rooms:f", b"bin"
+    binary = bytes([2, len(topic), len(event)]) + topic + event + bytes(range(256)) * 3
+    ts.control("inject", hex=binary.hex(), binary=1, fragments=5)
+    ts.control("inject", hex=json.dumps([None, None, "rooms:f", "after", {}]).encode().hex(),
+               fragments=2)
+    got = [json.loads(l) for l in raw_lines(c, 3)]
+    assert [m["event"] for m in got] == ["frag", "bin", "after"], got
+    assert got[0]["payload"] == big
+    assert got[1]["binary"] is True and \
+        got[1]["payload"] == __import__("base64").b64encode(bytes(range(256)) * 3).decode()
+    # fragments adding up past max_message_bytes (1 KiB): the socket goes (1009)
+    # and phxd comes back
+    huge = json.dumps([None, None, "rooms:f", "huge", {"x": "z" * 1400}]).encode()
+    ts.control("inject", hex=huge.hex(), fragments=4)
+    wait_until(lambda: d.status()[0]["connects"] == 2, what="reconnected after 1009")
+    assert "larger than max_message_bytes" in d.log()
+    d.wait_joined("rooms:f")
+
+
 run()

@@ -119,6 +119,26 @@ def sigterm_leaves_closes_and_answers_pending(w):
 
 
 @test
+def stop_waits_at_most_two_seconds_for_a_server_that_does_not_answer(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "load:a", head="[phxd]\nmax_line_bytes = 1048576\n",
+                         extra="heartbeat_interval_ms = 0"))
+    d.wait_joined("load:a")
+    # the server stops reading and phxd has 16 MiB for it: the socket fills,
+    # and the leave and the close frame cannot go out
+    ts.control("reading", on=0)
+    c = d.client()
+    blob = "x" * (512 << 10)
+    for _ in range(32):
+        c.ok("push", topic="load:a", event="sink", payload={"b": blob})
+    start = time.monotonic()
+    assert d.stop() == 0
+    took = time.monotonic() - start
+    assert 1.5 <= took < 4.5, f"stopped after {took:.2f} s"
+    ts.control("reading", on=1)
+
+
+@test
 def sd_notify_ready_status_reloading_stopping(w):
     ts = TestServer(w)
     ns_path = os.path.join(w, "notify.sock")
