@@ -61,6 +61,8 @@ static const struct opt global_opts[] = {
 	{ "client_buffer_bytes", OPT_UINT, G(client_buffer), 0, 65536, 1u << 30, "8388608",
 	  "output queued to one IPC client before it is cut off" },
 	{ "max_clients", OPT_UINT, G(max_clients), 0, 1, 65536, "1024", "IPC clients at once" },
+	{ "receive_queue_bytes", OPT_UINT, G(receive_queue), 0, 65536, 1u << 30, "67108864",
+	  "received bytes waiting for the main thread before sockets stop being read" },
 	{ "max_clients_per_uid", OPT_UINT, G(max_clients_per_uid), 0, 1, 65536, "256",
 	  "IPC clients of one user at once (root and phxd's own user excepted)" },
 	{ "client_max_subscriptions", OPT_UINT, G(client_max_subscriptions), 0, 1, 1000000, "4096",

@@ -76,6 +76,7 @@ struct phxd_conf {
 	enum log_level log_level;
 	unsigned max_line;		/* bytes of one IPC request line */
 	unsigned client_buffer;		/* bytes queued to one IPC client */
+	unsigned receive_queue;		/* received bytes waiting for the main thread */
 	unsigned max_clients;
 	unsigned max_clients_per_uid;
 	unsigned client_max_subscriptions;

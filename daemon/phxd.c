@@ -297,6 +297,8 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 			session_start(conn_add(d, fresh->conns[i])->sess);
 		}
 	}
+	if (fresh->receive_queue != old->receive_queue)
+		transport_set_receive_cap(d->tp, fresh->receive_queue);
 	if (!d->log_level_forced && fresh->log_level != old->log_level) {
 		log_set_level(fresh->log_level);
 		log_route_libraries();
@@ -541,7 +543,7 @@ main(int argc, char **argv)
 	tq_init(&d.tq);
 	d.tq.now = phxd_now_ms();
 	d.tq_ev = evtimer_new(d.base, timers_due, &d);
-	d.tp = transport_new(d.base, transport_event, &d);
+	d.tp = transport_new(d.base, transport_event, &d, d.conf->receive_queue);
 	d.resolver = resolver_new(d.base);
 	for (size_t i = 0; i < d.conf->nconns; i++)
 		conn_add(&d, d.conf->conns[i]);

@@ -107,6 +107,8 @@ struct transport {
 	struct tp_cmd_list cmds;		/* -> lws thread */
 	struct tp_slab_list events;		/* events -> libevent thread */
 	size_t ev_bytes;
+	size_t receive_cap;		/* ev_bytes past which sockets are not read */
+	bool paused;			/* they are not, until the main thread caught up */
 	bool stopping;
 	uint64_t stop_deadline_us;
 
@@ -125,9 +127,6 @@ struct transport {
 	SLIST_HEAD(, tls_vhost) tls_vhosts;
 };
 
-/* The libevent thread stops reading sockets (flow control) while this much
- * received data waits for it. */
-#define EV_BYTES_HIGH (64u << 20)
 #define WRITES_PER_WRITEABLE 32
 /* Frames queued for one server before phxd gives up on that socket. */
 #define SEND_QUEUE_MAX (64u << 20)
@@ -200,7 +199,8 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	pthread_mutex_lock(&tp->lock);
 	TAILQ_CONCAT(&slabs, &tp->events, entry);
-	resume = tp->ev_bytes >= EV_BYTES_HIGH;
+	resume = tp->paused;
+	tp->paused = false;
 	tp->ev_bytes = 0;
 	pthread_mutex_unlock(&tp->lock);
 	while ((slab = TAILQ_FIRST(&slabs)) != NULL) {
@@ -220,10 +220,11 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct transport *
-transport_new(struct event_base *base, tp_event_fn fn, void *ud)
+transport_new(struct event_base *base, tp_event_fn fn, void *ud, size_t receive_cap)
 {
 	struct transport *tp = xcalloc(1, sizeof(*tp));
 
+	tp->receive_cap = receive_cap;
 	tp->base = base;
 	tp->fn = fn;
 	tp->ud = ud;
@@ -240,6 +241,14 @@ transport_new(struct event_base *base, tp_event_fn fn, void *ud)
 	 * (the daemon's base has 3 priorities; 1 is the default). */
 	event_priority_set(tp->flush_ev, 2);
 	return tp;
+}
+
+void
+transport_set_receive_cap(struct transport *tp, size_t receive_cap)
+{
+	pthread_mutex_lock(&tp->lock);
+	tp->receive_cap = receive_cap;
+	pthread_mutex_unlock(&tp->lock);
 }
 
 void
@@ -332,7 +341,10 @@ flush_events(struct transport *tp)
 	was_empty = TAILQ_EMPTY(&tp->events);
 	TAILQ_CONCAT(&tp->events, &tp->fill, entry);
 	tp->ev_bytes += tp->fill_bytes;
-	bool high = tp->ev_bytes >= EV_BYTES_HIGH;
+	bool high = !tp->paused && tp->ev_bytes >= tp->receive_cap;
+	if (high)
+		tp->paused = true;
+	size_t behind = tp->ev_bytes;
 	pthread_mutex_unlock(&tp->lock);
 	tp->fill_bytes = 0;
 	if (was_empty)
@@ -341,6 +353,8 @@ flush_events(struct transport *tp)
 	 * it catches up (it sends CMD_RESUME). */
 	if (high) {
 		struct tp_link *l;
+		log_debug("websocket: %zu received bytes wait for the main thread "
+			  "(receive_queue_bytes); pausing reads", behind);
 		LIST_FOREACH (l, &tp->links, entry) {
 			if (!l->paused && l->wsi && !l->done) {
 				l->paused = true;
@@ -663,6 +677,7 @@ run_commands(struct transport *tp)
 			}
 			break;
 		case CMD_RESUME:
+			log_debug("websocket: the main thread caught up; resuming reads");
 			LIST_FOREACH (l, &tp->links, entry) {
 				if (l->paused && l->wsi && !l->done) {
 					l->paused = false;

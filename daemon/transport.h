@@ -41,7 +41,11 @@ struct transport;
  * is freed after it returns. */
 typedef void (*tp_event_fn)(void *ud, const struct tp_event *ev);
 
-struct transport *transport_new(struct event_base *base, tp_event_fn fn, void *ud);
+/* receive_cap: received bytes waiting for the libevent thread past which
+ * the websocket thread stops reading sockets until it catches up. */
+struct transport *transport_new(struct event_base *base, tp_event_fn fn, void *ud,
+				size_t receive_cap);
+void transport_set_receive_cap(struct transport *tp, size_t receive_cap);
 /* Creates the lws context and starts the thread; false with a log on failure. */
 bool transport_start(struct transport *tp);
 /* Opens a websocket for connection c (its settings are copied) to address,

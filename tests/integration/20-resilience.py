@@ -303,6 +303,39 @@ def every_push_failure_has_its_code(w):
     assert r["id"] == 3 and r["error"]["code"] == "left", r
 
 
+@test
+def reads_pause_while_the_main_thread_is_behind_and_resume(w):
+    ts = TestServer(w)
+    head = "[phxd]\nreceive_queue_bytes = 65536\nmax_line_bytes = 33554432\n"
+    d = Daemon(w, config(ts.url, "load:f", extra=FAST, head=head))
+    d.wait_joined("load:f")
+    sub_client = d.client()
+    sub = sub_client.ok("subscribe", topic="load:f")["sub"]
+    n = 4000
+    pusher = d.client()
+    pusher.send_raw((json.dumps({"id": 1, "op": "push", "topic": "load:f", "event": "flood",
+                                 "payload": {"n": n, "size": 400}, "await": True,
+                                 "timeout_ms": 60000}) + "\n").encode())
+    # meanwhile the main thread parses a 16 MiB request: the websocket
+    # thread gets ahead of it by far more than 64 KiB
+    busy = d.client()
+    busy.send_raw(b'{"id":9,"op":"status","pad":"' + b"x" * (16 << 20) + b'"}\n')
+    msgs = dropped = 0
+    while msgs + dropped < n:
+        m = sub_client.line(timeout=20)
+        if m.get("sub") != sub:
+            continue
+        if m.get("type") == "dropped":
+            dropped += m["count"]
+        else:
+            msgs += 1
+    assert msgs + dropped == n, (msgs, dropped)
+    assert pusher.line(timeout=20)["result"]["response"] == {"sent": n}
+    assert busy.line(timeout=20)["id"] == 9
+    wait_until(lambda: "pausing reads" in d.log() and "resuming reads" in d.log(),
+               what="reads paused and resumed")
+
+
 class DnsBlackhole:
     """A name server on a loopback address that reads queries and never
     answers, and a resolv.conf naming it, bind-mounted for phxd alone."""

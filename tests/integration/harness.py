@@ -227,8 +227,11 @@ class Daemon:
 
     def ctl(self, *args, input=None, timeout=30):
         env = dict(os.environ, PHXD_SOCKET=self.sock)
-        return subprocess.run([PHXCTL] + list(args), capture_output=True, text=True, env=env,
-                              input=input, timeout=timeout)
+        p = subprocess.run([PHXCTL] + list(args), capture_output=True, text=True, env=env,
+                           input=input, timeout=timeout)
+        for mark in SANITIZER_MARKS:
+            assert mark not in p.stderr, f"sanitizer report from phxctl: {p.stderr[-2000:]}"
+        return p
 
     def signal(self, sig):
         self.proc.send_signal(sig)
