@@ -104,6 +104,13 @@ out_pop(struct ipc_client *c)
 	c->out_head = (c->out_head + 1) % c->out_cap;
 	c->out_count--;
 	c->out_head_off = 0;
+	/* A queue a burst grew goes back to nothing once it is written. */
+	if (c->out_count == 0 && c->out_cap > 256) {
+		free(c->out);
+		c->out = NULL;
+		c->out_cap = 0;
+		c->out_head = 0;
+	}
 }
 
 /* Cut off: the reason goes last, and the client gets it if it reads. */
