@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * phxd-bench: measures phxd against the performance budget of the design
  * (client + daemon CPU per push and per received message, await round

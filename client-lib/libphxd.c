@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libphxd: see phxd.h. Allocation failures are returned, never fatal. */
 #include "phxd.h"
 

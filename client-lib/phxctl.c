@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * phxctl: the command line over the phxd socket, built on libphxd. Human
  * output by default, --json for the daemon's own responses; streams print

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libphxd: the C client of the phxd socket protocol (docs/ipc.md).
  *

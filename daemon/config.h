@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * config: the phxd.conf file (INI, libinih). Options are described by
  * tables (name, type, range, default); a reload parses into a fresh

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * log: the one logging API of the daemon. Thread-safe (the libwebsockets
  * thread logs too). Lines go to stderr; under systemd (JOURNAL_STREAM set)

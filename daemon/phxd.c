@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * phxd: keeps Phoenix Channels connections alive and serves them to local
  * programs over a Unix socket. This file is the daemon's shell: arguments,
@@ -355,12 +356,24 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+/* The watchdog hears from phxd only while both threads make progress: this
+ * runs on the main loop, and the websocket thread must have ticked since. */
 static void
 watchdog_ping(evutil_socket_t fd, short what, void *arg)
 {
+	struct phxd *d = arg;
+	unsigned long ticks = transport_alive_ticks(d->tp);
+
 	(void)fd;
 	(void)what;
-	(void)arg;
+	if (ticks == d->watchdog_ticks) {
+		if (!d->watchdog_withheld)
+			log_warnx("watchdog: the websocket thread makes no progress; not pinging");
+		d->watchdog_withheld = true;
+		return;
+	}
+	d->watchdog_ticks = ticks;
+	d->watchdog_withheld = false;
 	sd_notify(0, "WATCHDOG=1");
 }
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The daemon context: everything the libevent thread owns, passed around
  * explicitly (no globals).
@@ -39,6 +40,8 @@ struct phxd {
 	struct event *tq_ev;
 	struct event *sig_term, *sig_int, *sig_hup, *sig_pipe;
 	struct event *watchdog_ev;
+	unsigned long watchdog_ticks;	/* the websocket thread's, at the last ping */
+	bool watchdog_withheld;
 	struct ipc_server *ipc;
 	struct phxd_conn **conns;	/* NULL where a reload removed one */
 	size_t nconns;

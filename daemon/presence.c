@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "presence.h"
 
 #define PRESENCE_EARLY_MAX 256

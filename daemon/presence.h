@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * presence: a topic's presence list as Phoenix.Presence keeps it, from the
  * presence_state and presence_diff messages the server sends (the

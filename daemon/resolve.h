@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * resolve: name lookups off every loop thread. Debian's libwebsockets has
  * no asynchronous DNS, so a lookup it does itself stalls every websocket

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * session: the Phoenix Channels client logic of one connection, as plain
  * code. It owns refs, joins and rejoins, heartbeats, back-off, the push

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * strmap: string-keyed hash map (chained, power-of-two buckets, grows at
  * load 1). Keys are copied; values are the caller's. Used for topics,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "timerq.h"
 
 #include "xmalloc.h"

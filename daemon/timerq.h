@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * timerq: every timer of the Phoenix logic in one binary heap, driven by a
  * clock the host owns. The daemon arms one libevent timer for the earliest

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "transport.h"
 
 #include "log.h"
@@ -122,6 +123,8 @@ struct transport {
 	struct tp_link **by_id;
 	size_t nby_id;
 	struct lws_sorted_usec_list stop_sul;
+	struct lws_sorted_usec_list alive_sul;
+	unsigned long alive;		/* ticks of the service loop (atomic) */
 	bool stop_tick_armed;
 
 	SLIST_HEAD(, tls_vhost) tls_vhosts;
@@ -918,11 +921,29 @@ should_exit(struct transport *tp)
 	return true;
 }
 
+/* Proof of life for the watchdog: the service loop runs this every 250 ms
+ * however quiet the sockets are. */
+static void
+alive_tick(lws_sorted_usec_list_t *sul)
+{
+	struct transport *tp = lws_container_of(sul, struct transport, alive_sul);
+
+	__atomic_add_fetch(&tp->alive, 1, __ATOMIC_RELAXED);
+	lws_sul_schedule(tp->ctx, 0, &tp->alive_sul, alive_tick, 250 * LWS_US_PER_MS);
+}
+
+unsigned long
+transport_alive_ticks(struct transport *tp)
+{
+	return __atomic_load_n(&tp->alive, __ATOMIC_RELAXED);
+}
+
 static void *
 thread_main(void *arg)
 {
 	struct transport *tp = arg;
 
+	alive_tick(&tp->alive_sul);
 	while (!should_exit(tp)) {
 		if (lws_service(tp->ctx, 0) < 0)
 			break;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * transport: the libwebsockets service thread. It only moves frames:
  * connect, send, receive, close. The libevent thread talks to it through
@@ -46,6 +47,8 @@ typedef void (*tp_event_fn)(void *ud, const struct tp_event *ev);
 struct transport *transport_new(struct event_base *base, tp_event_fn fn, void *ud,
 				size_t receive_cap);
 void transport_set_receive_cap(struct transport *tp, size_t receive_cap);
+/* Grows every 250 ms while the websocket thread's loop runs (any thread). */
+unsigned long transport_alive_ticks(struct transport *tp);
 /* Creates the lws context and starts the thread; false with a log on failure. */
 bool transport_start(struct transport *tp);
 /* Opens a websocket for connection c (its settings are copied) to address,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "xmalloc.h"
 
 #include "log.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * xmalloc: the daemon's allocation policy. Out of memory is fatal in the
  * daemon (there is no sane way to go on); protocol/ and client-lib/ return

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The command table and the dispatcher: one file per command, each
  * exporting its entry; what an entry's flags ask for (the connection, the

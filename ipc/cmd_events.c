@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* events: a stream of connection and channel state changes. */
 #include "ipc.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hello: version check and what this daemon offers. */
 #include "ipc.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* join: keep a topic joined (through reconnects) until left. */
 #include "ipc.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* leave: stop keeping a topic joined. */
 #include "ipc.h"
 

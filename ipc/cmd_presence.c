@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* presence: the presence list of a joined topic, as synced from the server. */
 #include "ipc.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* push: send an event to a topic; answer when sent, or with the reply. */
 #include "ipc.h"
 

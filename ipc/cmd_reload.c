@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* reload: re-read the config file, as SIGHUP does. */
 #include "ipc.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* status: the state of every connection and topic, with counters. */
 #include "ipc.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* subscribe / unsubscribe: follow the messages of a topic or a pattern. */
 #include "ipc.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * ipc: the socket server of the daemon (libevent thread). It accepts
  * clients (ipc_listen.c), reads bounded request lines and writes each

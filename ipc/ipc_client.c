@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * One socket client: bounded incremental reads of request lines, an
  * output queue of shared lines written in batches (one writev per client

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The line encoder: every line phxd writes to a client is built here, and
  * each is exactly one JSON value whatever the peers sent. Strings from

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * What the ipc_*.c files share among themselves; commands see only ipc.h.
  */

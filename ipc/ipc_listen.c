@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The listener: the socket (activated by systemd, or created here without
  * stealing a live daemon's or deleting what is not a stale socket), the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Subscriptions and fan-out. Exact topics are looked up in a map; patterns
  * in a map of their prefixes, probed only at the prefix lengths some

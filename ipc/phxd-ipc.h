@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The phxd socket protocol: the one contract between the daemon and every
  * client (phxctl, libphxd, phxd.py). docs/ipc.md is its full text.

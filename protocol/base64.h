@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* base64: standard alphabet, as phoenix.js (btoa) and the socket protocol
  * use it. No allocation. */
 #ifndef PHXD_BASE64_H

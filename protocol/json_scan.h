@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * json_scan: strict, allocation-free JSON validation and string helpers.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 #include "phx_codec.h"
 
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * phx_codec: Phoenix Channels V2 serializer, both directions, no I/O.
  *

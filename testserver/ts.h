@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * phxd-testserver: a scriptable Phoenix Channels V2 peer.
  *

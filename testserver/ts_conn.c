@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Per-connection output queue, delayed replies, receive reassembly. */
 #include "ts.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Fault controls over plain HTTP on the same port, so any test script can
  * drive them (curl, Python, Node):  GET or POST /control/<command>?args

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* phxd-testserver: options, the lws context and its single service loop. */
 
 #include "ts.h"

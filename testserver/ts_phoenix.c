@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Phoenix socket and channel semantics, as the Phoenix 1.7.24 server behaves
  * (see the recorded transcripts), with the quirks of other versions optional.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * A libphxd example: push with a reply, then follow a topic.
  *   cc phxd-example.c $(pkg-config --cflags --libs libphxd) -o phxd-example

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """phxd.py: the Python client of phxd, standard library only.
 
     import phxd

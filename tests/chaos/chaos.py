@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Chaos runs: phxd under faults and hostile load, counting every push.
 
 Each scenario runs a fresh phxd and phxd-testserver, 100 joined topics,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The demo of ./dev demo: the official phoenix.js client against
 // phxd-testserver, printing what happens.
 import WebSocket from "ws";

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // phxd-testserver's fault controls and version quirks, observed with a raw
 // websocket client so every frame and close code is visible.
 import { test, before, after } from "node:test";

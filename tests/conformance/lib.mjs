@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Helpers shared by the conformance tests: start phxd-testserver on a free
 // loopback port, drive its fault controls, and speak raw websocket frames.
 import { spawn } from "node:child_process";

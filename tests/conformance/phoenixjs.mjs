@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The official Phoenix JS client (npm "phoenix", ws as its transport) against
 // phxd-testserver: what a browser app would do must work unchanged.
 import { test, before, after } from "node:test";

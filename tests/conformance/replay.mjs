@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Replays every recorded Phoenix 1.7.24 transcript (../shared/fixtures/
 // phoenix-wire) against phxd-testserver: the same client frames must bring
 // back the same server frames, byte for byte, and the same closes.

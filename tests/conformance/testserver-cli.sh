@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # phxd-testserver's command line: every bad argument gets exit status 2 and
 # a message naming it; --help and --version work; a taken port is an error.
 set -u

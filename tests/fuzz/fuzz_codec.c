@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The frame decoder and the JSON helpers, on any bytes a server can send.
  * Beyond not crashing, what decodes must re-encode to a frame that decodes

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The config parser on any file contents: it loads or it says why, with
  * the file named, and never crashes or overruns its error buffer.

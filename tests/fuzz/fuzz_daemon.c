@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The socket server, its commands and the sessions in one process, with a
  * fake Phoenix server and a fake clock. The input is a script of steps:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * Runs a fuzz target over files, without libFuzzer: how every seed and
  * every input that ever crashed stays a regression test in `make check`,

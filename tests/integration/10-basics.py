@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """phxd end to end against phxd-testserver: joins, pushes, replies,
 subscriptions, events, phxctl output and exit codes."""
 import json

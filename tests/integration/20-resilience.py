@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """phxd through outages: server restarts, close codes, muted heartbeats,
 crashes, refused joins, refused handshakes, stale join_refs, and pushes
 made while the server is away."""

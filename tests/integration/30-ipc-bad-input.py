@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Bad input on the socket: every case gets a clear error (or a clean
 disconnect) and the daemon keeps serving everyone else."""
 import json

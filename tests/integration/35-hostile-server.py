@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A Phoenix server that is wrong on purpose: phxd must not crash, forge
 socket lines, lose its status or hold what the server chooses. Every line
 read here is parsed on its own, so a split or forged line fails the test."""

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """phxd as a process: command line, --check-config, SIGHUP reload, SIGTERM
 shutdown, sd_notify messages, and the socket it will not steal."""
 import json
@@ -70,8 +71,11 @@ def sighup_reload_joins_leaves_and_keeps_other_connections(w):
     d.write_config("[connection demo]\nurl = nope\n")
     r = c.request("reload")
     assert r["error"]["code"] == "config_error" and ":2: url:" in r["error"]["message"], r
+    # what the unit's ExecReload runs: a refused config fails systemctl reload
+    p = d.ctl("reload")
+    assert p.returncode == 5 and "config_error" in p.stderr and ":2: url:" in p.stderr, p
     d.signal(signal.SIGHUP)
-    wait_until(lambda: d.log().count("keeping the running configuration") == 2,
+    wait_until(lambda: d.log().count("keeping the running configuration") == 3,
                what="the SIGHUP reload refused too")
     assert c.ok("status")["reloads"] == 1
     assert d.alive() and d.topic_states().get("rooms:keep") == "joined"

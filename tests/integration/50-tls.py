@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """wss:// with certificate verification: a CA file, the system store, a
 wrong host name, and tls_verify = no. Certificates are made here with
 openssl, valid for a day."""

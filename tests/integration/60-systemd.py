@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The systemd side: units that systemd-analyze accepts, socket activation
 through systemd-socket-activate (clients may connect before phxd runs)."""
 import os
@@ -16,7 +17,7 @@ def units_verify_clean(w):
     if shutil.which("systemd-analyze") is None:
         raise AssertionError("systemd-analyze is missing (./dev setup installs systemd)")
     with open(os.path.join(SRC, "systemd", "phxd.service.in")) as f:
-        unit = f.read().replace("@bindir@/phxd", PHXD).replace("@sysconfdir@", "/etc")
+        unit = f.read().replace("@bindir@", os.path.dirname(PHXD)).replace("@sysconfdir@", "/etc")
     with open(os.path.join(w, "phxd.service"), "w") as f:
         f.write(unit)
     shutil.copy(os.path.join(SRC, "systemd", "phxd.socket"), w)

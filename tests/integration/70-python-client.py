@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """client-lib/python/phxd.py against a live phxd and phxd-testserver."""
 import os
 import sys

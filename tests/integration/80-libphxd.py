@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """libphxd (client-lib/) against a live phxd: tests/integration/libphxd-check.c
 exercises the blocking, stream and non-blocking calls; phxctl is built on it."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The Phoenix 1.8 differences (../shared/design.md, observed on 1.8.12):
 phxd-testserver --emulate reproduces each, checked here with raw frames,
 and phxd works against both emulations. A raw websocket client and a

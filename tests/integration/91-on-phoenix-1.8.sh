@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # phxd's integration tests, and phoenix.js's conformance tests, again with
 # phxd-testserver emulating Phoenix 1.8.12 (the 1.8 differences listed in
 # docs/phxd-testserver.md). One closing line sums them.

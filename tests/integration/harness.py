@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Integration test harness: real phxd, real phxd-testserver, real sockets.
 
 Each test file defines functions decorated with @test and ends with run().

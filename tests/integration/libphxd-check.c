@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * libphxd against a live phxd (started by 80-libphxd.py, which passes the
  * socket path and expects a joined topic rooms:c). Prints a line per check

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Loader for the recorded Phoenix transcripts (JSON Lines, one frame each). */
 #ifndef PHXD_TEST_FIXTURES_H
 #define PHXD_TEST_FIXTURES_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unit tests of protocol/: the JSON scanner and the Phoenix V2 codec.
  * Arbitrary bytes are the job of tests/fuzz/fuzz_codec.c (whose corpus
  * make check replays): it checks that what decodes re-encodes the same. */

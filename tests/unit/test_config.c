@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* daemon/config.c: values, defaults, and a clear file:line: key error for
  * every kind of bad input. */
 #include "daemon/config.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /*
  * The Phoenix rules of daemon/session.c, one test each, driven with a fake
  * clock (the timer queue) and a fake transport that records every frame.
