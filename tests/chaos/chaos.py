@@ -25,7 +25,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from harness import Client, Daemon, Skip, TestServer, config, run, test, wait_until  # noqa: E402
+from harness import (Client, Daemon, Skip, TestServer, config, count_stream, run,  # noqa: E402
+                     test, wait_until)
 
 LONG = os.environ.get("PHXD_CHAOS") == "long"
 ROUNDS = 30 if LONG else 3
@@ -252,15 +253,7 @@ def flood_with_non_reading_and_slow_subscribers(w):
     pusher.send_raw((json.dumps({"id": 1, "op": "push", "topic": "load:flood", "event": "flood",
                                  "payload": {"n": n, "size": 200}, "timeout_ms": 300000,
                                  "await": True}) + "\n").encode())
-    msgs = dropped = 0
-    while msgs + dropped < n:
-        m = counter.line(timeout=20)
-        if m.get("sub") != sub:
-            continue
-        if m.get("type") == "dropped":
-            dropped += m["count"]
-        else:
-            msgs += 1
+    msgs, dropped = count_stream(counter, sub, n)
     assert pusher.line(timeout=60)["ok"] is True
     took = time.monotonic() - start
     assert msgs + dropped == n, (msgs, dropped)

@@ -9,7 +9,8 @@ import socket
 import threading
 import time
 
-from harness import Client, Daemon, Skip, TestServer, config, run, test, wait_until
+from harness import (Client, Daemon, Skip, TestServer, config, count_stream, run, test,
+                     wait_until)
 
 FAST = "\n".join([
     "heartbeat_interval_ms = 400",
@@ -321,15 +322,7 @@ def reads_pause_while_the_main_thread_is_behind_and_resume(w):
     # thread gets ahead of it by far more than 64 KiB
     busy = d.client()
     busy.send_raw(b'{"id":9,"op":"status","pad":"' + b"x" * (16 << 20) + b'"}\n')
-    msgs = dropped = 0
-    while msgs + dropped < n:
-        m = sub_client.line(timeout=20)
-        if m.get("sub") != sub:
-            continue
-        if m.get("type") == "dropped":
-            dropped += m["count"]
-        else:
-            msgs += 1
+    msgs, dropped = count_stream(sub_client, sub, n)
     assert msgs + dropped == n, (msgs, dropped)
     assert pusher.line(timeout=20)["result"]["response"] == {"sent": n}
     assert busy.line(timeout=20)["id"] == 9

@@ -256,6 +256,21 @@ class Daemon:
             return f.read()
 
 
+def count_stream(client, sub, n, timeout=20):
+    """Reads subscription `sub` until n lines are accounted for: returns
+    (messages received, messages reported dropped)."""
+    msgs = dropped = 0
+    while msgs + dropped < n:
+        m = client.line(timeout=timeout)
+        if m.get("sub") != sub:
+            continue
+        if m.get("type") == "dropped":
+            dropped += m["count"]
+        else:
+            msgs += 1
+    return msgs, dropped
+
+
 def config(url, *joins, extra="", conn="demo", head=""):
     lines = [head, f"[connection {conn}]", f"url = {url}", "param.user = itest",
              "jitter = 0", extra]
