@@ -23,7 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_CONFIG "/etc/phxd/phxd.conf"
+/* sysconfdir/phxd/phxd.conf of the build: the path the unit and the man
+ * pages name too. */
+#define DEFAULT_CONFIG PHXD_CONFIG_DEFAULT
 #define STOP_GRACE_MS 2000
 
 uint64_t

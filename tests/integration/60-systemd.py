@@ -53,4 +53,18 @@ def socket_activation(w):
     assert os.path.exists(sock)
 
 
+@test
+def one_config_path_in_the_binary_the_unit_and_the_man_page(w):
+    build = os.path.dirname(PHXD)
+    helptext = subprocess.run([PHXD, "--help"], capture_output=True, text=True).stdout
+    default = helptext.split("configuration file (default ", 1)[1].split(")", 1)[0]
+    assert default.endswith("/phxd/phxd.conf"), default
+    with open(os.path.join(build, "systemd", "phxd.service")) as f:
+        start = [l for l in f.read().splitlines() if l.startswith("ExecStart=")]
+    assert len(start) == 1 and start[0].endswith(f"/phxd -c {default}"), start
+    with open(os.path.join(build, "docs", "man", "phxd.8")) as f:
+        roff = f.read().replace("\\&", "").replace("\\-", "-")
+    assert default in roff, default
+
+
 run()
