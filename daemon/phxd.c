@@ -92,8 +92,14 @@ phxd_notify_status(struct phxd *d)
 			joined += ch->state == CHAN_JOINED;
 		}
 	}
-	sd_notifyf(0, "STATUS=%zu/%zu connections up, %zu/%zu topics joined, %zu clients", up, live,
-		   joined, topics, d->ipc ? ipc_server_client_count(d->ipc) : 0);
+	char line[sizeof(d->last_status)];
+	snprintf(line, sizeof(line), "STATUS=%zu/%zu connections up, %zu/%zu topics joined, %zu clients",
+		 up, live, joined, topics, d->ipc ? ipc_server_client_count(d->ipc) : 0);
+	/* systemd keeps the last STATUS=; say it again only when it changed. */
+	if (strcmp(line, d->last_status) == 0)
+		return;
+	memcpy(d->last_status, line, sizeof(line));
+	sd_notify(0, line);
 }
 
 /* ---- session host ---------------------------------------------------------- */

@@ -50,6 +50,7 @@ struct phxd {
 	bool log_level_forced;	/* -l given: the config's log_level is ignored */
 	uint64_t started_at_ms;	/* wall clock */
 	uint64_t reloads;
+	char last_status[128];	/* the STATUS= systemd has */
 };
 
 /* Monotonic ms, the clock of d->tq. */
@@ -59,7 +60,8 @@ void phxd_timers_changed(struct phxd *d);
 struct phxd_conn *phxd_find_conn(struct phxd *d, const char *name);
 /* Reloads the config file; false with err set when it did not parse. */
 bool phxd_reload(struct phxd *d, char *err, size_t errlen);
-/* Pushes a one-line summary to systemd (STATUS=). */
+/* Pushes the one-line summary to systemd (STATUS=) when it changed:
+ * connection and topic states and the client count. */
 void phxd_notify_status(struct phxd *d);
 
 #endif

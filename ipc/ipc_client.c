@@ -457,6 +457,8 @@ client_free(struct ipc_client *c)
 	TAILQ_REMOVE(&srv->clients, c, entry);
 	srv->nclients--;
 	ipc_listen_client_gone(srv, c->uid);
+	if (!srv->d->stopping)
+		phxd_notify_status(srv->d);
 	event_free(c->read_ev);
 	event_free(c->write_ev);
 	event_free(c->reap_ev);
@@ -547,6 +549,7 @@ ipc_client_new(struct ipc_server *srv, int fd, uid_t uid, gid_t gid, pid_t pid)
 	TAILQ_INSERT_TAIL(&srv->clients, c, entry);
 	srv->nclients++;
 	event_add(c->read_ev, NULL);
+	phxd_notify_status(srv->d);
 	return c;
 }
 

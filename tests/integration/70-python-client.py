@@ -1,14 +1,17 @@
 # SPDX-License-Identifier: MIT
-"""client-lib/python/phxd.py against a live phxd and phxd-testserver."""
+"""client-lib/python (package phxd) against a live phxd and phxd-testserver."""
 import os
 import sys
 import threading
 import time
 
-from harness import Daemon, TestServer, config, run, test, wait_until
+import shutil
+import subprocess
+
+from harness import Daemon, Skip, TestServer, config, run, test, wait_until
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
-                                "client-lib", "python"))
+                                "client-lib", "python"))  # the package phxd/
 import phxd  # noqa: E402
 
 
@@ -101,6 +104,40 @@ def subscribe_iterates_and_events_stream(w):
         raise AssertionError("no Error")
     except phxd.Error as e:
         assert e.code == "bad_request"
+
+
+@test
+def pip_installs_the_package(w):
+    """pyproject.toml: pip builds and installs it (offline, with the setuptools
+    already there) and the installed package works against a live phxd."""
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client-lib",
+                       "python")
+    # pip needs setuptools and wheel beside it (./dev setup installs Debian's)
+    pythons = [py for py in (sys.executable, "/usr/bin/python3")
+               if subprocess.run([py, "-c", "import setuptools, wheel, pip"],
+                                 capture_output=True).returncode == 0]
+    if not pythons:
+        raise Skip("no python3 here has pip, setuptools and wheel")
+    py = pythons[0]
+    target = os.path.join(w, "site")
+    # a copy: setuptools writes build/ and *.egg-info beside the sources
+    src = shutil.copytree(src, os.path.join(w, "python-src"))
+    p = subprocess.run([py, "-m", "pip", "install", "--quiet", "--no-build-isolation",
+                        "--no-deps", "--no-index", "--target", target, src],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    assert p.returncode == 0, p.stderr
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:pip"))
+    d.wait_joined("rooms:pip")
+    code = ("import phxd, sys; print(phxd.__file__); "
+            "print(phxd.Client(sys.argv[1]).push('rooms:pip', 'ping', {}, await_reply=True))")
+    p = subprocess.run([py, "-c", code, d.sock], capture_output=True, text=True,
+                       timeout=30, env={**os.environ, "PYTHONPATH": target})
+    assert p.returncode == 0, p.stderr
+    path, reply = p.stdout.splitlines()
+    assert path == os.path.join(target, "phxd", "__init__.py"), path
+    assert reply == "{'pong': 'pong'}", reply
 
 
 run()

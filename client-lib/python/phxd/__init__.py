@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""phxd.py: the Python client of phxd, standard library only.
+"""phxd: the Python client of phxd, standard library only.
 
     import phxd
 
