@@ -36,6 +36,7 @@ struct opts {
 	bool json;
 	bool await_reply;
 	bool binary;
+	bool openmetrics;
 	long timeout_ms;	/* -1: not given */
 	long count;		/* streams: stop after N lines; -1: forever */
 	const char *events[64];
@@ -58,6 +59,8 @@ usage(FILE *out)
 	      "  events [--count N]              print connection and channel state changes\n"
 	      "  presence TOPIC                  the topic's presence list\n"
 	      "  reload                          re-read the configuration\n"
+	      "  metrics [--openmetrics]         counters and gauges, Prometheus text\n"
+	      "                                  (or OpenMetrics), as metrics_listen serves\n"
 	      "\n"
 	      "options:\n"
 	      "  -s, --socket PATH   the daemon's socket ($" PHXD_SOCKET_ENV ", default "
@@ -161,41 +164,159 @@ read_stdin(size_t *len)
 	return buf;
 }
 
+/* ---- status, for humans -------------------------------------------------- */
+
+static long long
+jint(json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+static const char *
+jstr(json_t *o, const char *key)
+{
+	const char *v = json_string_value(json_object_get(o, key));
+	return v ? v : "";
+}
+
+/* Names come from servers and clients: control characters are shown, not
+ * sent to the terminal. */
+static void
+put_safe(const char *s, int width)
+{
+	int n = 0;
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			n += printf("\\x%02x", *p);
+		else
+			n += putchar(*p) != EOF;
+	}
+	for (; n < width; n++)
+		putchar(' ');
+}
+
+static const char *
+duration(long long ms, char *buf, size_t size)
+{
+	long long s = ms / 1000;
+
+	if (ms < 1000)
+		snprintf(buf, size, "%lldms", ms);
+	else if (s < 60)
+		snprintf(buf, size, "%.1fs", (double)ms / 1000.0);
+	else if (s < 3600)
+		snprintf(buf, size, "%lldmin %llds", s / 60, s % 60);
+	else if (s < 86400)
+		snprintf(buf, size, "%lldh %lldmin", s / 3600, s / 60 % 60);
+	else
+		snprintf(buf, size, "%lldd %lldh", s / 86400, s / 3600 % 24);
+	return buf;
+}
+
+static const char *
+bytes(long long n, char *buf, size_t size)
+{
+	if (n < 1024)
+		snprintf(buf, size, "%lldB", n);
+	else if (n < 1024 * 1024)
+		snprintf(buf, size, "%.1fK", (double)n / 1024);
+	else
+		snprintf(buf, size, "%.1fM", (double)n / (1024 * 1024));
+	return buf;
+}
+
+static void
+print_connection(json_t *c)
+{
+	char a[32], b[32];
+	json_t *st = json_object_get(c, "stats"), *pb = json_object_get(c, "push_buffer");
+	json_t *outage = json_object_get(c, "outage"), *t;
+	bool open = strcmp(jstr(c, "state"), "open") == 0;
+	size_t i;
+
+	printf("\n%s ", open ? "*" : "o");
+	put_safe(jstr(c, "name"), 0);
+	printf(" - %s - %s\n", jstr(c, "state"), jstr(c, "url"));
+	if (open) {
+		printf("    Up: %s", duration(jint(c, "connected_for_ms"), a, sizeof(a)));
+		if (json_object_get(c, "heartbeat_rtt_ms"))
+			printf(", heartbeat rtt %lldms", jint(c, "heartbeat_rtt_ms"));
+	} else if (outage) {
+		printf("    Down: %s, %lld failed attempt%s", duration(jint(outage, "down_for_ms"), a,
+							     sizeof(a)),
+		       jint(outage, "failed_attempts"), jint(outage, "failed_attempts") == 1 ? "" : "s");
+		if (json_object_get(c, "retry_in_ms"))
+			printf(", next in %s", duration(jint(c, "retry_in_ms"), a, sizeof(a)));
+	} else {
+		printf("    Not connected");
+	}
+	printf("; %lld connect%s, %lld reconnect%s\n", jint(c, "connects"),
+	       jint(c, "connects") == 1 ? "" : "s", jint(c, "reconnects"),
+	       jint(c, "reconnects") == 1 ? "" : "s");
+	if (*jstr(c, "last_error")) {
+		printf("    Last error: ");
+		put_safe(jstr(c, "last_error"), 0);
+		if (json_object_get(c, "last_http_status"))
+			printf(" (HTTP %lld)", jint(c, "last_http_status"));
+		putchar('\n');
+	}
+	printf("    Frames: %lld in, %lld out; %lld delivered, %lld pushes sent, %lld failed\n",
+	       jint(st, "frames_in"), jint(st, "frames_out"), jint(st, "delivered"),
+	       jint(st, "pushes_sent"), jint(st, "pushes_failed"));
+	printf("    Push buffer: %lld/%lld pushes, %s/%s\n", jint(pb, "pushes"),
+	       jint(pb, "max_pushes"), bytes(jint(pb, "bytes"), a, sizeof(a)),
+	       bytes(jint(pb, "max_bytes"), b, sizeof(b)));
+	if (json_array_size(json_object_get(c, "topics")) == 0)
+		return;
+	printf("    %-32s %-8s %9s %9s %13s %s\n", "TOPIC", "STATE", "MSGS IN", "PUSHES",
+	       "REPLIES OK/ERR", "LAST MSG");
+	json_array_foreach (json_object_get(c, "topics"), i, t) {
+		json_t *ts = json_object_get(t, "stats");
+		char replies[48], last[48] = "-";
+		printf("    ");
+		put_safe(jstr(t, "topic"), 32);
+		snprintf(replies, sizeof(replies), "%lld/%lld", jint(ts, "replies_ok"),
+			 jint(ts, "replies_error"));
+		if (!json_is_null(json_object_get(ts, "last_message_ago_ms")))
+			snprintf(last, sizeof(last), "%s ago",
+				 duration(jint(ts, "last_message_ago_ms"), a, sizeof(a)));
+		printf(" %-8s %9lld %9lld %14s %s", jstr(t, "state"), jint(ts, "messages_in"),
+		       jint(ts, "pushes_out"), replies, last);
+		json_t *err = json_object_get(t, "last_error");
+		if (!json_is_null(err) && strcmp(jstr(t, "state"), "joined") != 0) {
+			char *text = json_dumps(err, JSON_COMPACT | JSON_ENCODE_ANY);
+			printf("  error: ");
+			put_safe(text, 0);
+			free(text);
+		}
+		putchar('\n');
+	}
+}
+
+/* Like systemctl status: the daemon first, then each connection. */
 static void
 print_status(json_t *result)
 {
-	size_t i, j;
-	json_t *c, *t;
+	json_t *ipc = json_object_get(result, "ipc"), *conns = json_object_get(result, "connections");
+	char a[32], b[32], m[32];
+	size_t i, up = 0;
+	json_t *c;
 
-	json_array_foreach (json_object_get(result, "connections"), i, c) {
-		printf("%s  %s  %s\n", json_string_value(json_object_get(c, "name")),
-		       json_string_value(json_object_get(c, "state")),
-		       json_string_value(json_object_get(c, "url")));
-		printf("  connects %lld, reconnects %lld",
-		       (long long)json_integer_value(json_object_get(c, "connects")),
-		       (long long)json_integer_value(json_object_get(c, "reconnects")));
-		const char *le = json_string_value(json_object_get(c, "last_error"));
-		if (le && *le)
-			printf(", last error: %s", le);
-		if (json_object_get(c, "last_http_status"))
-			printf(" (HTTP %lld)",
-			       (long long)json_integer_value(json_object_get(c, "last_http_status")));
-		if (json_object_get(c, "retry_in_ms"))
-			printf(", retry in %lld ms",
-			       (long long)json_integer_value(json_object_get(c, "retry_in_ms")));
-		putchar('\n');
-		json_array_foreach (json_object_get(c, "topics"), j, t) {
-			printf("  %-32s %s", json_string_value(json_object_get(t, "topic")),
-			       json_string_value(json_object_get(t, "state")));
-			json_t *err = json_object_get(t, "last_error");
-			if (!json_is_null(err)) {
-				char *text = json_dumps(err, JSON_COMPACT | JSON_ENCODE_ANY);
-				printf("  last error: %s", text);
-				free(text);
-			}
-			putchar('\n');
-		}
-	}
+	json_array_foreach (conns, i, c)
+		up += strcmp(jstr(c, "state"), "open") == 0;
+	printf("%s %s - up %s, %lld reload%s\n", up == json_array_size(conns) ? "*" : "o",
+	       jstr(result, "daemon"), duration(jint(result, "uptime_ms"), a, sizeof(a)),
+	       jint(result, "reloads"), jint(result, "reloads") == 1 ? "" : "s");
+	printf("    Connections: %zu/%zu open\n", up, json_array_size(conns));
+	printf("    Clients: %lld (%lld requests pending, %lld subscriptions), queued %s, "
+	       "fullest %s of %s\n",
+	       jint(ipc, "clients"), jint(ipc, "pending"), jint(ipc, "subscriptions"),
+	       bytes(jint(ipc, "queued_bytes"), a, sizeof(a)),
+	       bytes(jint(ipc, "largest_queue_bytes"), b, sizeof(b)),
+	       bytes(jint(ipc, "client_buffer_bytes"), m, sizeof(m)));
+	json_array_foreach (conns, i, c)
+		print_connection(c);
 }
 
 /* Streams: prints each line of the subscription (without its tag). */
@@ -263,6 +384,7 @@ main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "count", required_argument, NULL, 'n' },
 		{ "event", required_argument, NULL, 'e' },
+		{ "openmetrics", no_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -283,6 +405,7 @@ main(int argc, char **argv)
 		case 'j': o.json = true; break;
 		case 'a': o.await_reply = true; break;
 		case 'b': o.binary = true; break;
+		case 'O': o.openmetrics = true; break;
 		case 't':
 			errno = 0;
 			o.timeout_ms = strtol(optarg, &end, 10);
@@ -311,7 +434,7 @@ main(int argc, char **argv)
 		die_usage("a command is needed");
 	const char *cmd = args[0];
 	static const char *const commands[] = { "status", "join", "leave", "push", "subscribe",
-						"events", "presence", "reload" };
+						"events", "presence", "reload", "metrics" };
 	bool known = false;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		known |= strcmp(cmd, commands[i]) == 0;
@@ -321,7 +444,8 @@ main(int argc, char **argv)
 	/* Check the arguments before touching the daemon. */
 	char *payload = NULL;
 	size_t payload_len = 0;
-	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "events") == 0 || strcmp(cmd, "reload") == 0)
+	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "events") == 0 || strcmp(cmd, "reload") == 0 ||
+	    strcmp(cmd, "metrics") == 0)
 		need(nargs, 1, 1, cmd);
 	else if (strcmp(cmd, "join") == 0)
 		need(nargs, 2, 3, "join TOPIC [PARAMS]");
@@ -392,6 +516,8 @@ main(int argc, char **argv)
 			json_object_set_new(req, "conn", json_string(o.conn));
 		if (nargs > 1)
 			json_object_set_new(req, "topic", json_string(args[1]));
+		if (o.openmetrics)
+			json_object_set_new(req, "openmetrics", json_true());
 		char *text = json_dumps(req, JSON_COMPACT);
 		rc = phxd_call(c, text, &result);
 		free(text);
@@ -404,6 +530,10 @@ main(int argc, char **argv)
 	} else if (strcmp(cmd, "status") == 0) {
 		json_t *r = json_loads(result, 0, NULL);
 		print_status(r);
+		json_decref(r);
+	} else if (strcmp(cmd, "metrics") == 0) {
+		json_t *r = json_loads(result, 0, NULL);
+		fputs(jstr(r, "text"), stdout);
 		json_decref(r);
 	} else if (strcmp(cmd, "push") == 0 && !o.await_reply) {
 		puts("sent");

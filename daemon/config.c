@@ -76,6 +76,10 @@ static const struct opt global_opts[] = {
 	  "users (names or uids) allowed on the socket, besides root and phxd's own" },
 	{ "allow_groups", OPT_STRING, G(allow_groups), 0, 0, 0, NULL,
 	  "groups whose members are allowed on the socket" },
+	{ "metrics_listen", OPT_STRING, G(metrics_listen), 0, 0, 0, NULL,
+	  "ADDRESS:PORT of the HTTP metrics endpoint (off when unset)" },
+	{ "metrics_max_topics", OPT_UINT, G(metrics_max_topics), 0, 0, 10000000, "1000",
+	  "topics with their own series in the metrics; the rest are counted" },
 };
 
 static const struct opt conn_opts[] = {
@@ -96,6 +100,8 @@ static const struct opt conn_opts[] = {
 	  "payload bytes of the pushes waiting for a join" },
 	{ "auth_retry_ms", OPT_UINT, C(auth_retry_ms), 0, 0, 86400000, "30000",
 	  "least delay after HTTP 401/403" },
+	{ "outage_log_interval_ms", OPT_UINT, C(outage_log_ms), 0, 0, 86400000, "60000",
+	  "while a connection is down, say so this often (0: only when it starts and ends)" },
 	{ "max_message_bytes", OPT_UINT, C(max_message), 0, 1024, 1u << 30, "16777216",
 	  "largest incoming websocket message" },
 	{ "max_topics", OPT_UINT, C(max_topics), 0, 0, 10000000, "100000",
@@ -779,6 +785,39 @@ resolve_access(struct phxd_conf *conf, char *err, size_t errlen)
 	}
 }
 
+bool
+config_parse_listen(const char *listen, char *addr, size_t addrlen, unsigned short *port)
+{
+	const char *colon, *host = listen;
+	size_t hostlen;
+	unsigned char probe[sizeof(struct in6_addr)];
+	unsigned long p;
+
+	if (listen[0] == '[') {
+		const char *close = strchr(listen, ']');
+		if (close == NULL || close[1] != ':')
+			return false;
+		host = listen + 1;
+		hostlen = (size_t)(close - host);
+		colon = close + 1;
+	} else {
+		colon = strrchr(listen, ':');
+		if (colon == NULL)
+			return false;
+		hostlen = (size_t)(colon - listen);
+	}
+	if (hostlen == 0 || hostlen >= addrlen)
+		return false;
+	memcpy(addr, host, hostlen);
+	addr[hostlen] = '\0';
+	if (inet_pton(listen[0] == '[' ? AF_INET6 : AF_INET, addr, probe) != 1)
+		return false;
+	if (!parse_ulong(colon + 1, 10, 1, 65535, &p))
+		return false;
+	*port = (unsigned short)p;
+	return true;
+}
+
 struct phxd_conf *
 config_load(const char *path, char *err, size_t errlen)
 {
@@ -820,6 +859,14 @@ config_load(const char *path, char *err, size_t errlen)
 			break;
 		}
 		finish_conn(c);
+	}
+	if (ps.err[0] == '\0' && conf->metrics_listen != NULL) {
+		char addr[INET6_ADDRSTRLEN];
+		unsigned short port;
+		if (!config_parse_listen(conf->metrics_listen, addr, sizeof(addr), &port))
+			snprintf(ps.err, sizeof(ps.err),
+				 "%s: metrics_listen: '%s' is not ADDRESS:PORT (127.0.0.1:9464, "
+				 "[::1]:9464)", path, conf->metrics_listen);
 	}
 	if (ps.err[0] == '\0')
 		resolve_access(conf, ps.err, sizeof(ps.err));
@@ -894,6 +941,7 @@ config_free(struct phxd_conf *c)
 	free(c->socket_group);
 	free(c->allow_users);
 	free(c->allow_groups);
+	free(c->metrics_listen);
 	free(c->allow_uids);
 	free(c->allow_gids);
 	free(c);

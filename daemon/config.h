@@ -58,6 +58,7 @@ struct conn_conf {
 	unsigned push_buffer;	/* pushes waiting for a join, per connection */
 	unsigned push_buffer_bytes;	/* and their payload bytes */
 	unsigned auth_retry_ms;	/* after HTTP 401/403 */
+	unsigned outage_log_ms;	/* "still down" every this long; 0: never */
 	unsigned max_message;	/* bytes of one incoming websocket message */
 	unsigned max_topics;	/* topics joined at run time stop here; 0: no limit */
 	double jitter;		/* 0..1: each delay is scaled by 1 +- jitter */
@@ -85,6 +86,8 @@ struct phxd_conf {
 	unsigned client_stall_ms;	/* a client that reads nothing this long is cut off */
 	char *allow_users;		/* space-separated names or uids; NULL: anyone */
 	char *allow_groups;
+	char *metrics_listen;		/* ADDRESS:PORT; NULL: no metrics endpoint */
+	unsigned metrics_max_topics;
 	uid_t *allow_uids;		/* resolved when the file is read */
 	size_t nallow_uids;
 	gid_t *allow_gids;
@@ -105,6 +108,8 @@ bool config_conn_needs_reconnect(const struct conn_conf *a, const struct conn_co
 bool config_str_eq(const char *a, const char *b);
 /* Parses "ws[s]://host[:port]/path[?query]" into c's url parts. */
 bool config_parse_url(struct conn_conf *c, const char *url, char *err, size_t errlen);
+/* "1.2.3.4:PORT" or "[::1]:PORT" (numeric addresses only) into its parts. */
+bool config_parse_listen(const char *listen, char *addr, size_t addrlen, unsigned short *port);
 /* Fills a connection with every default; for tests and config_load. */
 void config_conn_defaults(struct conn_conf *c);
 /* Another reference (any thread); config_conn_free drops one. */

@@ -43,6 +43,32 @@ static struct {
 	.drained = PTHREAD_COND_INITIALIZER,
 };
 
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const level_words[] = { "error", "warning", "info", "debug" };
+static const int syslog_prio[] = { 3, 4, 6, 7 };
+
+/* What starts a line: its priority for journald, which stamps lines
+ * itself; elsewhere the time (UTC, ms), the program, its pid and the level. */
+static size_t
+line_prefix(char *buf, size_t size, enum log_level level)
+{
+	struct timespec ts;
+	struct tm tm;
+	int n;
+
+	if (logger.journal) {
+		n = snprintf(buf, size, "<%d>", syslog_prio[level]);
+	} else {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		n = snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%ld]: %s: ",
+			     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			     tm.tm_sec, ts.tv_nsec / 1000000, logger.progname, (long)getpid(),
+			     level_words[level]);
+	}
+	return n < 0 ? 0 : (size_t)n >= size ? size - 1 : (size_t)n;
+}
+
 static void
 write_all(const char *p, size_t n)
 {
@@ -87,16 +113,11 @@ writer_main(void *arg)
 			continue;
 		}
 		if (logger.dropped > 0 && logger.used == 0) {
-			char note[128];
-			if (logger.journal)
-				snprintf(note, sizeof(note),
-					 "<4>%lu log lines dropped: the log output was blocked\n",
-					 logger.dropped);
-			else
-				snprintf(note, sizeof(note),
-					 "%s: warning: %lu log lines dropped: the log output was "
-					 "blocked\n",
-					 logger.progname, logger.dropped);
+			char note[192];
+			size_t n = line_prefix(note, sizeof(note), LOG_LVL_WARN);
+			snprintf(note + n, sizeof(note) - n,
+				 "%lu log lines dropped: the log output was blocked\n",
+				 logger.dropped);
 			logger.dropped = 0;
 			pthread_mutex_unlock(&logger.lock);
 			write_all(note, strlen(note));
@@ -172,8 +193,6 @@ log_stop(unsigned wait_ms)
 	}
 }
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
-static const int syslog_prio[] = { 3, 4, 6, 7 };
 
 void
 log_init(enum log_level level, const char *progname)
@@ -230,16 +249,12 @@ log_vemit(enum log_level level, const char *errstr, const char *fmt, va_list ap)
 		return;
 	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
 		return;
-	if (logger.journal)
-		n = snprintf(line, sizeof(line), "<%d>%s%s%s\n", syslog_prio[level], msg,
-			     errstr ? ": " : "", errstr ? errstr : "");
-	else
-		n = snprintf(line, sizeof(line), "%s: %s%s%s%s\n", logger.progname,
-			     level == LOG_LVL_ERROR ? "error: "
-						    : level == LOG_LVL_WARN ? "warning: " : "",
-			     msg, errstr ? ": " : "", errstr ? errstr : "");
+	size_t pre = line_prefix(line, sizeof(line), level);
+	n = snprintf(line + pre, sizeof(line) - pre, "%s%s%s\n", msg, errstr ? ": " : "",
+		     errstr ? errstr : "");
 	if (n < 0)
 		return;
+	n += (int)pre;
 	if ((size_t)n >= sizeof(line)) {
 		n = sizeof(line) - 1;
 		line[n - 1] = '\n';

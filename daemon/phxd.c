@@ -8,6 +8,7 @@
 
 #include "ipc/ipc.h"
 #include "log.h"
+#include "metrics.h"
 #include "xmalloc.h"
 
 #include <errno.h>
@@ -280,6 +281,26 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 		log_warnx("reload: %s; keeping the running configuration", err);
 		return false;
 	}
+	/* The one part of a reload that can fail after parsing, so first. */
+	if (!config_str_eq(old->metrics_listen, fresh->metrics_listen)) {
+		struct metrics_http *m = NULL;
+		if (fresh->metrics_listen != NULL) {
+			/* Off first when only the address changes: the port may be the same. */
+			metrics_http_stop(d->metrics);
+			d->metrics = NULL;
+			m = metrics_http_start(d, fresh->metrics_listen, err, errlen);
+			if (m == NULL) {
+				log_warnx("reload: %s; keeping the running configuration", err);
+				if (old->metrics_listen != NULL)
+					d->metrics = metrics_http_start(d, old->metrics_listen, err,
+									errlen);
+				config_free(fresh);
+				return false;
+			}
+		}
+		metrics_http_stop(d->metrics);
+		d->metrics = m;
+	}
 	sd_notify(0, "RELOADING=1");
 	d->tq.now = phxd_now_ms();
 	if (!config_str_eq(old->socket, fresh->socket))
@@ -426,6 +447,7 @@ default_socket(const struct phxd_conf *conf)
 static void
 teardown(struct phxd *d)
 {
+	d->stopping = true;	/* requests still arriving are answered so */
 	if (d->tp)
 		transport_stop(d->tp, 0);
 	for (size_t i = 0; i < d->nconns; i++) {
@@ -436,6 +458,9 @@ teardown(struct phxd *d)
 		free(d->conns[i]);
 	}
 	free(d->conns);
+	d->conns = NULL;
+	d->nconns = 0;
+	metrics_http_stop(d->metrics);
 	ipc_server_free(d->ipc);
 	transport_free(d->tp);
 	resolver_free(d->resolver);
@@ -580,6 +605,14 @@ main(int argc, char **argv)
 
 	if (d.socket_path == NULL)
 		d.socket_path = default_socket(d.conf);
+	/* Metrics before the socket: once clients can connect, all is up. */
+	if (d.conf->metrics_listen != NULL) {
+		d.metrics = metrics_http_start(&d, d.conf->metrics_listen, err, sizeof(err));
+		if (d.metrics == NULL) {
+			log_warnx("%s", err);
+			goto fail;
+		}
+	}
 	d.ipc = ipc_server_new(&d, d.socket_path);
 	if (d.ipc == NULL || !transport_start(d.tp))
 		goto fail;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 struct ipc_server;
+struct metrics_http;
 
 /* One configured connection: its session and its websocket identity. */
 struct phxd_conn {
@@ -43,6 +44,7 @@ struct phxd {
 	unsigned long watchdog_ticks;	/* the websocket thread's, at the last ping */
 	bool watchdog_withheld;
 	struct ipc_server *ipc;
+	struct metrics_http *metrics;	/* NULL unless metrics_listen */
 	struct phxd_conn **conns;	/* NULL where a reload removed one */
 	size_t nconns;
 	uint32_t next_gen;		/* every websocket attempt gets its own */

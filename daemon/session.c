@@ -235,6 +235,7 @@ heartbeat_due(struct tq_timer *t, void *arg)
 	}
 	phx_ref_next(&s->refs, ref);
 	memcpy(s->heartbeat_ref, ref, sizeof(ref));
+	s->heartbeat_sent_at = s->tq->now;
 	send_frame(s, NULL, ref, phx_field_str("phoenix"), "heartbeat", "{}", 2, false);
 	tq_arm(s->tq, &s->heartbeat_timer, s->conf->heartbeat_ms);
 }
@@ -346,8 +347,10 @@ push_end(struct sess_push *p, const struct sess_result *r)
 
 	push_unlink(p);
 	tq_cancel(s->tq, &p->timer);
-	if (r->outcome != SESS_OK && r->outcome != SESS_REPLY_ERROR)
+	if (r->outcome != SESS_OK && r->outcome != SESS_REPLY_ERROR) {
 		s->stats.pushes_failed++;
+		p->ch->stats.pushes_failed++;
+	}
 	if (p->done)
 		p->done(p->arg, r);
 	push_free(p);
@@ -394,6 +397,7 @@ send_push(struct session *s, struct sess_push *p)
 	send_frame(s, ch->join_ref, p->ref, topic_field(ch), p->event, p->payload,
 		   p->payload_len, p->binary);
 	s->stats.pushes_sent++;
+	ch->stats.pushes_out++;
 	/* Only the reply is awaited now; the bytes are on their way. */
 	free(p->payload);
 	p->payload = NULL;
@@ -790,6 +794,8 @@ handle_reply(struct session *s, const struct phx_msg *m)
 	if (phx_field_eq(m->topic, "phoenix") && strcmp(ref, s->heartbeat_ref) == 0) {
 		s->heartbeat_ref[0] = '\0';
 		s->reconnect_tries = 0;
+		s->stats.heartbeats_acked++;
+		s->heartbeat_rtt_ms = (int64_t)(s->tq->now - s->heartbeat_sent_at);
 		return;
 	}
 	w = strmap_get(&s->inflight, ref, m->ref.len);
@@ -820,6 +826,10 @@ handle_reply(struct session *s, const struct phx_msg *m)
 		struct sess_push *p = w->obj;
 		if (!phx_field_eq(m->topic, p->ch->topic))
 			break;
+		if (r.outcome == SESS_OK)
+			p->ch->stats.replies_ok++;
+		else
+			p->ch->stats.replies_error++;
 		push_end(p, &r);
 		return;
 	}
@@ -945,6 +955,8 @@ session_on_frame(struct session *s, const char *data, size_t len, bool binary)
 	}
 	presence_on_message(&ch->presence, &m);
 	s->stats.delivered++;
+	ch->stats.messages_in++;
+	ch->stats.last_message_at = s->tq->now;
 	if (s->ops->message)
 		s->ops->message(s->host, s, &m);
 }
@@ -983,7 +995,16 @@ session_on_open(struct session *s)
 	s->last_http_status = 0;
 	if (s->conf->heartbeat_ms)
 		tq_arm(s->tq, &s->heartbeat_timer, s->conf->heartbeat_ms);
-	log_info("%s: connected to %s", s->conf->name, s->conf->url_shown);
+	if (s->outage) {
+		log_info("%s: connected to %s after %.1f s down (%llu failed attempt%s)",
+			 s->conf->name, s->conf->url_shown,
+			 (double)(s->tq->now - s->outage_since) / 1000.0,
+			 (unsigned long long)s->outage_attempts, s->outage_attempts == 1 ? "" : "s");
+		s->outage = false;
+		s->outage_attempts = 0;
+	} else {
+		log_info("%s: connected to %s", s->conf->name, s->conf->url_shown);
+	}
 	ev.attempt = s->stats.attempts;
 	emit(s, &ev);
 	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
@@ -1020,7 +1041,25 @@ socket_gone(struct session *s, int code, const char *reason, int http_status)
 		schedule_reconnect(s, http_status);
 		ev.delay_ms = s->next_attempt_at - s->tq->now;
 		ev.attempt = s->reconnect_tries;
-		if (was_open || s->stats.attempts <= 1 || http_status)
+		bool began = !s->outage;
+		if (began) {
+			s->outage = true;
+			s->outage_since = s->tq->now;
+			s->outage_logged_at = s->tq->now;
+		}
+		if (!was_open)
+			s->outage_attempts++;
+		if (!began && !was_open && s->conf->outage_log_ms &&
+		    s->tq->now - s->outage_logged_at >= s->conf->outage_log_ms) {
+			s->outage_logged_at = s->tq->now;
+			log_warnx("%s: still down after %.1f s: %llu failed attempt%s, the last: %s%s"
+				  "%.0d; retrying in %llu ms", s->conf->name,
+				  (double)(s->tq->now - s->outage_since) / 1000.0,
+				  (unsigned long long)s->outage_attempts,
+				  s->outage_attempts == 1 ? "" : "s", reason ? reason : "",
+				  http_status ? ", HTTP " : "", http_status,
+				  (unsigned long long)ev.delay_ms);
+		} else if (was_open || began || http_status)
 			log_warnx("%s: %s%s (code %d%s%.0d); retrying in %llu ms", s->conf->name,
 				  was_open ? "disconnected: " : "cannot connect: ", reason ? reason : "",
 				  code, http_status ? ", HTTP " : "", http_status,
@@ -1175,6 +1214,7 @@ session_new(const struct conn_conf *conf, const struct session_ops *ops, void *h
 	s->host = host;
 	s->tq = tq;
 	s->state = SESS_IDLE;
+	s->heartbeat_rtt_ms = -1;
 	strmap_init(&s->channels);
 	strmap_init(&s->inflight);
 	tq_timer_init(&s->reconnect_timer, reconnect_due, s);

@@ -126,6 +126,13 @@ struct channel {
 	struct sess_push_list buffer;	/* pushes waiting for the join, oldest first */
 	unsigned buffered;
 	struct sess_push_list inflight;	/* pushes sent and awaiting a reply */
+	struct chan_stats {
+		uint64_t messages_in;	/* delivered to subscribers */
+		uint64_t pushes_out;	/* sent to the server */
+		uint64_t replies_ok, replies_error;
+		uint64_t pushes_failed;	/* timed out, refused, lost with the socket */
+		uint64_t last_message_at;	/* ms on the timer clock; 0: none yet */
+	} stats;
 	/* callers waiting for the join / the leave */
 	struct sess_waiter_list join_waiters, leave_waiters;
 	struct presence presence;
@@ -142,6 +149,7 @@ struct sess_stats {
 	uint64_t delivered;
 	uint64_t pushes_sent, pushes_failed;
 	uint64_t heartbeat_timeouts;
+	uint64_t heartbeats_acked;
 };
 
 struct session {
@@ -162,9 +170,18 @@ struct session {
 	struct tq_timer reconnect_timer;
 	struct tq_timer heartbeat_timer;
 	char heartbeat_ref[PHX_REF_BUFSZ];	/* pending heartbeat, "" if none */
+	uint64_t heartbeat_sent_at;
+	int64_t heartbeat_rtt_ms;	/* of the last acknowledged one; -1: none yet */
 	bool acked_since_open;
 
 	uint64_t opened_at, closed_at;	/* ms on the timer clock */
+	/* An outage: from the first failure after being open (or at start)
+	 * to the next open. Logged when it starts, every
+	 * outage_log_interval_ms while it lasts, and when it ends. */
+	bool outage;
+	uint64_t outage_since;
+	uint64_t outage_attempts;	/* failed attempts in it */
+	uint64_t outage_logged_at;
 	uint64_t next_attempt_at;
 	int last_close_code;
 	int last_http_status;

@@ -15,11 +15,11 @@
 #include <string.h>
 
 extern const struct ipc_cmd cmd_hello, cmd_status, cmd_join, cmd_leave, cmd_push, cmd_subscribe,
-	cmd_unsubscribe, cmd_events, cmd_presence, cmd_reload;
+	cmd_unsubscribe, cmd_events, cmd_presence, cmd_reload, cmd_metrics;
 
 static const struct ipc_cmd *const cmd_table[] = {
 	&cmd_hello, &cmd_status, &cmd_join, &cmd_leave, &cmd_push, &cmd_subscribe,
-	&cmd_unsubscribe, &cmd_events, &cmd_presence, &cmd_reload,
+	&cmd_unsubscribe, &cmd_events, &cmd_presence, &cmd_reload, &cmd_metrics,
 };
 
 const struct ipc_cmd *
@@ -271,6 +271,12 @@ ipc_dispatch_line(struct ipc_client *c, const char *line, size_t len)
 	}
 	if (id != NULL)
 		r.id = id;
+	/* At exit the sessions are gone: requests that were already on their
+	 * way get this answer rather than a reset connection. */
+	if (r.d->stopping) {
+		ipc_reply_error(&r, PHXD_E_SHUTTING_DOWN, "phxd is stopping; ask again once it is back");
+		goto done;
+	}
 	op = json_object_get(r.body, "op");
 	if (!json_is_string(op)) {
 		ipc_reply_error(&r, PHXD_E_BAD_REQUEST, "\"op\" (a string) is required");

@@ -19,13 +19,26 @@ error_json(const char *text)
 static json_t *
 channel_json(const struct channel *ch)
 {
-	return json_pack("{s:o, s:s, s:s?, s:I, s:I, s:o, s:b, s:I}", "topic", ipc_jstr(ch->topic),
-			 "state",
-			 chan_state_name(ch->state), "join_ref",
-			 ch->join_ref[0] ? ch->join_ref : NULL, "joins", (json_int_t)ch->joins,
-			 "rejoin_attempts", (json_int_t)ch->rejoin_tries, "last_error",
-			 error_json(ch->last_error), "from_config", ch->from_config, "buffered",
-			 (json_int_t)ch->buffered);
+	const struct chan_stats *st = &ch->stats;
+	uint64_t now = ch->sess->tq->now;
+	json_t *o;
+
+	o = json_pack("{s:o, s:s, s:s?, s:I, s:I, s:o, s:b, s:I}", "topic", ipc_jstr(ch->topic),
+		      "state", chan_state_name(ch->state), "join_ref",
+		      ch->join_ref[0] ? ch->join_ref : NULL, "joins", (json_int_t)ch->joins,
+		      "rejoin_attempts", (json_int_t)ch->rejoin_tries, "last_error",
+		      error_json(ch->last_error), "from_config", ch->from_config, "buffered",
+		      (json_int_t)ch->buffered);
+	json_object_set_new(o, "stats",
+			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "messages_in",
+				      (json_int_t)st->messages_in, "pushes_out",
+				      (json_int_t)st->pushes_out, "replies_ok",
+				      (json_int_t)st->replies_ok, "replies_error",
+				      (json_int_t)st->replies_error, "pushes_failed",
+				      (json_int_t)st->pushes_failed, "last_message_ago_ms",
+				      st->messages_in ? json_integer((json_int_t)(now - st->last_message_at))
+						      : json_null()));
+	return o;
 }
 
 static json_t *
@@ -57,8 +70,20 @@ conn_json(const struct phxd_conn *pc)
 	if (s->state == SESS_OPEN)
 		json_object_set_new(o, "connected_for_ms",
 				    json_integer((json_int_t)(s->tq->now - s->opened_at)));
+	if (s->outage)
+		json_object_set_new(o, "outage",
+				    json_pack("{s:I, s:I}", "down_for_ms",
+					      (json_int_t)(s->tq->now - s->outage_since),
+					      "failed_attempts", (json_int_t)s->outage_attempts));
+	if (s->heartbeat_rtt_ms >= 0)
+		json_object_set_new(o, "heartbeat_rtt_ms", json_integer(s->heartbeat_rtt_ms));
+	json_object_set_new(o, "push_buffer",
+			    json_pack("{s:I, s:I, s:I, s:I}", "pushes", (json_int_t)s->buffered,
+				      "max_pushes", (json_int_t)pc->conf->push_buffer, "bytes",
+				      (json_int_t)s->buffered_bytes, "max_bytes",
+				      (json_int_t)pc->conf->push_buffer_bytes));
 	json_object_set_new(o, "stats",
-			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "frames_in",
+			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "frames_in",
 				      (json_int_t)st->frames_in, "frames_out",
 				      (json_int_t)st->frames_out, "bad_frames",
 				      (json_int_t)st->bad_frames, "stale_dropped",
@@ -67,7 +92,8 @@ conn_json(const struct phxd_conn *pc)
 				      (json_int_t)st->delivered, "pushes_sent",
 				      (json_int_t)st->pushes_sent, "pushes_failed",
 				      (json_int_t)st->pushes_failed, "heartbeat_timeouts",
-				      (json_int_t)st->heartbeat_timeouts));
+				      (json_int_t)st->heartbeat_timeouts, "heartbeats_acked",
+				      (json_int_t)st->heartbeats_acked));
 	return o;
 }
 

@@ -553,14 +553,35 @@ ipc_client_new(struct ipc_server *srv, int fd, uid_t uid, gid_t gid, pid_t pid)
 	return c;
 }
 
+/* At exit: requests the client already sent are answered (shutting_down),
+ * rather than lost when closing over unread input resets the connection.
+ * Bounded: at most two request lines' worth is read. */
+static void
+answer_unread(struct ipc_client *c)
+{
+	size_t budget = 2 * (size_t)c->srv->d->conf->max_line;
+
+	while (!c->dead && !c->eof && !c->read_paused && budget > 0) {
+		size_t room = input_room(c);
+		ssize_t n = read(c->fd, c->in + c->in_start + c->in_len, room);
+		if (n <= 0)
+			break;
+		c->in_len += (size_t)n;
+		budget -= (size_t)n < budget ? (size_t)n : budget;
+		process_lines(c);
+	}
+}
+
 void
 ipc_client_destroy(struct ipc_client *c)
 {
 	struct ipc_pending *p;
 
 	/* At exit: what is queued goes as far as the socket takes it now. */
-	if (!c->dead && c->fd >= 0)
+	if (!c->dead && c->fd >= 0) {
+		answer_unread(c);
 		client_flush(c);
+	}
 	while ((p = TAILQ_FIRST(&c->pendings)) != NULL) {
 		TAILQ_REMOVE(&c->pendings, p, entry);
 		json_decref(p->id);

@@ -230,7 +230,7 @@ def oversize_server_message_closes_with_1009_and_recovers(w):
     wait_until(lambda: conn(d)["connects"] >= 2, what="reconnect after the oversize message")
     assert "too big" in conn(d)["last_error"] or conn(d)["last_close_code"] == 1009, conn(d)
     d.wait_joined("load:big")
-    assert "larger than max_message_bytes" in d.log()
+    d.wait_log("larger than max_message_bytes")
 
 
 @test

@@ -91,7 +91,7 @@ def nesting_beyond_the_limit_is_a_counted_bad_frame(w):
                   timeout_ms=500, **{"await": True})
     assert r["error"]["code"] == "timeout", r
     assert d.status()[0]["stats"]["bad_frames"] == 1
-    assert "nesting too deep" in d.log()
+    d.wait_log("nesting too deep")
 
 
 @test
@@ -168,7 +168,7 @@ def fragmented_messages_are_reassembled(w):
     huge = json.dumps([None, None, "rooms:f", "huge", {"x": "z" * 1400}]).encode()
     ts.control("inject", hex=huge.hex(), fragments=4)
     wait_until(lambda: d.status()[0]["connects"] == 2, what="reconnected after 1009")
-    assert "larger than max_message_bytes" in d.log()
+    d.wait_log("larger than max_message_bytes")
     d.wait_joined("rooms:f")
 
 

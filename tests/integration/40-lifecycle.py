@@ -318,11 +318,36 @@ def peer_credentials_allow_users_and_per_uid_limits(w):
     assert answers[2]["error"]["code"] == "busy", answers
     stranger = connect_as(d.sock, 4242, 4242)[0]
     assert stranger["ok"] is False and stranger["error"]["code"] == "forbidden", stranger
-    assert "uid 4242 refused" in d.log()
+    d.wait_log("uid 4242 refused")
     member = connect_as(d.sock, 4242, 4243)[0]
     assert member["ok"] is True, member
     # root is always let in
     assert d.client().ok("status")
 
+
+@test
+def requests_in_flight_at_stop_are_answered_not_reset(w):
+    """Clients that send a request while phxd is stopping (say, one it
+    accepted the moment before a systemctl restart) get an answer,
+    shutting_down, rather than a reset connection."""
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a"))
+    d.wait_joined("rooms:a")
+    clients = [d.client() for _ in range(20)]
+    for c in clients:
+        c.ok("hello", version=1)
+    # a server that reads nothing holds phxd in its stop grace (the leaves
+    # cannot go): the requests arrive after its loop has ended
+    ts.control("reading", on=0)
+    d.signal(signal.SIGTERM)
+    d.wait_log("SIGTERM: leaving topics")
+    for i, c in enumerate(clients):
+        c.send_raw(f'{{"id":"late-{i}","op":"{"status" if i % 2 else "push"}",'
+                   f'"topic":"rooms:a","event":"ping","await":true}}\n'.encode())
+    for i, c in enumerate(clients):
+        r = c.line(timeout=10)  # a reset raises here
+        assert r["id"] == f"late-{i}" and r["error"]["code"] == "shutting_down", r
+    assert d.proc.wait(10) == 0
+    ts.control("reading", on=1)
 
 run()

@@ -199,7 +199,7 @@ def a_server_that_ignores_the_token_is_reported(w):
     d = Daemon(w, config(f"ws://127.0.0.1:{port[0]}/socket", extra=f"auth_token_file = {tok}"))
     st = wait_until(lambda: (s := d.status()[0])["state"] == "open" and s, what="open")
     assert st["auth_token_ignored"] is True, st
-    assert "warning: demo: the server did not take the auth token" in d.log()
+    d.wait_log("warning: demo: the server did not take the auth token")
 
 
 run()

@@ -255,6 +255,12 @@ class Daemon:
         with open(self.log_path, errors="replace") as f:
             return f.read()
 
+    def wait_log(self, text, timeout=5.0):
+        """Lines go out through phxd's log writer thread, a moment after
+        whatever they report: wait for one, then return the whole log."""
+        return wait_until(lambda: text in self.log() and self.log(), timeout,
+                          what=f"{text!r} in the phxd log")
+
 
 def count_stream(client, sub, n, timeout=20):
     """Reads subscription `sub` until n lines are accounted for: returns
