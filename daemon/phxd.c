@@ -402,6 +402,8 @@ watchdog_ping(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	d->watchdog_ticks = ticks;
+	if (d->watchdog_withheld)
+		log_warnx("watchdog: the websocket thread makes progress again; pinging");
 	d->watchdog_withheld = false;
 	sd_notify(0, "WATCHDOG=1");
 }

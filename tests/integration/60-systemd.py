@@ -7,7 +7,7 @@ import socket
 import subprocess
 import time
 
-from harness import PHXD, Client, TestServer, config, run, test, wait_until, _procs
+from harness import PHXD, Client, Daemon, TestServer, config, run, test, wait_until, _procs
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
@@ -65,6 +65,46 @@ def one_config_path_in_the_binary_the_unit_and_the_man_page(w):
     with open(os.path.join(build, "docs", "man", "phxd.8")) as f:
         roff = f.read().replace("\\&", "").replace("\\-", "-")
     assert default in roff, default
+
+
+@test
+def watchdog_is_withheld_while_the_websocket_thread_is_stuck(w):
+    """The watchdog hears from phxd only while both threads make progress.
+    A ca_file that is a FIFO nobody writes to (standing in for a file on a
+    hung network filesystem) blocks the websocket thread where it reads the
+    file; the main loop still runs, and must stop pinging."""
+    ns_path = os.path.join(w, "notify.sock")
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(ns_path)
+    ns.settimeout(0.1)
+    fifo = os.path.join(w, "ca.fifo")
+    os.mkfifo(fifo)
+    d = Daemon(w, config("wss://127.0.0.1:1/socket", "rooms:a", extra=f"ca_file = {fifo}"),
+               env={"NOTIFY_SOCKET": ns_path, "WATCHDOG_USEC": "200000"})
+
+    def pings(seconds):
+        n, deadline = 0, time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                n += ns.recv(4096).decode().count("WATCHDOG=1")
+            except socket.timeout:
+                pass
+        return n
+
+    d.wait_log("watchdog: the websocket thread makes no progress; not pinging")
+    pings(0.2)  # what was sent before
+    assert pings(1.0) == 0, "WATCHDOG=1 while the websocket thread is stuck"
+    assert d.client().ok("status")["connections"], "the main loop stopped too"
+    # a writer comes (the open ends), the path becomes a plain file for the
+    # next attempts, the writer goes (the read ends): pings resume
+    fd = os.open(fifo, os.O_WRONLY)
+    with open(fifo + ".plain", "w"):
+        pass
+    os.rename(fifo + ".plain", fifo)
+    os.close(fd)
+    assert pings(1.0) >= 2, "no WATCHDOG=1 after the thread came back"
+    d.wait_log("watchdog: the websocket thread makes progress again")
+    assert d.stop() == 0
 
 
 run()
