@@ -331,19 +331,24 @@ def requests_in_flight_at_stop_are_answered_not_reset(w):
     accepted the moment before a systemctl restart) get an answer,
     shutting_down, rather than a reset connection."""
     ts = TestServer(w)
-    d = Daemon(w, config(ts.url, "rooms:a"))
-    d.wait_joined("rooms:a")
+    d = Daemon(w, config(ts.url, "load:a", head="[phxd]\nmax_line_bytes = 1048576\n",
+                         extra="heartbeat_interval_ms = 0"))
+    d.wait_joined("load:a")
     clients = [d.client() for _ in range(20)]
     for c in clients:
         c.ok("hello", version=1)
-    # a server that reads nothing holds phxd in its stop grace (the leaves
-    # cannot go): the requests arrive after its loop has ended
+    # as above: the server reads nothing and phxd has 16 MiB for it, so the
+    # leave cannot go and phxd spends its 2 s stop grace waiting; the
+    # requests arrive after its loop has ended
     ts.control("reading", on=0)
+    blob = "x" * (512 << 10)
+    for _ in range(32):
+        clients[0].ok("push", topic="load:a", event="sink", payload={"b": blob})
     d.signal(signal.SIGTERM)
     d.wait_log("SIGTERM: leaving topics")
     for i, c in enumerate(clients):
         c.send_raw(f'{{"id":"late-{i}","op":"{"status" if i % 2 else "push"}",'
-                   f'"topic":"rooms:a","event":"ping","await":true}}\n'.encode())
+                   f'"topic":"load:a","event":"ping","await":true}}\n'.encode())
     for i, c in enumerate(clients):
         r = c.line(timeout=10)  # a reset raises here
         assert r["id"] == f"late-{i}" and r["error"]["code"] == "shutting_down", r
