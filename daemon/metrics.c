@@ -34,12 +34,13 @@ struct topic_family {
 
 /* ---- connection values ----------------------------------------------------- */
 
-#define CONN_STAT(fn, field)                                                \
+#define CONN_VALUE(fn, expr)                                                \
 	static bool fn(const struct phxd_conn *pc, double *v)              \
 	{                                                                   \
-		*v = (double)pc->sess->stats.field;                         \
+		*v = (double)(expr);                                        \
 		return true;                                                \
 	}
+#define CONN_STAT(fn, field) CONN_VALUE(fn, pc->sess->stats.field)
 CONN_STAT(c_attempts, attempts)
 CONN_STAT(c_connects, connects)
 CONN_STAT(c_frames_in, frames_in)
@@ -52,13 +53,12 @@ CONN_STAT(c_pushes_sent, pushes_sent)
 CONN_STAT(c_pushes_failed, pushes_failed)
 CONN_STAT(c_hb_timeouts, heartbeat_timeouts)
 CONN_STAT(c_hb_acked, heartbeats_acked)
-
-static bool
-c_up(const struct phxd_conn *pc, double *v)
-{
-	*v = pc->sess->state == SESS_OPEN;
-	return true;
-}
+CONN_VALUE(c_up, pc->sess->state == SESS_OPEN)
+CONN_VALUE(c_buffered, pc->sess->buffered)
+CONN_VALUE(c_buffered_bytes, pc->sess->buffered_bytes)
+CONN_VALUE(c_buffer_max, pc->conf->push_buffer)
+CONN_VALUE(c_buffer_max_bytes, pc->conf->push_buffer_bytes)
+CONN_VALUE(c_outage_attempts, pc->sess->outage ? pc->sess->outage_attempts : 0)
 
 static bool
 c_rtt(const struct phxd_conn *pc, double *v)
@@ -73,41 +73,6 @@ c_outage(const struct phxd_conn *pc, double *v)
 	const struct session *s = pc->sess;
 
 	*v = s->outage ? (double)(s->tq->now - s->outage_since) / 1000.0 : 0;
-	return true;
-}
-
-static bool
-c_outage_attempts(const struct phxd_conn *pc, double *v)
-{
-	*v = pc->sess->outage ? (double)pc->sess->outage_attempts : 0;
-	return true;
-}
-
-static bool
-c_buffered(const struct phxd_conn *pc, double *v)
-{
-	*v = pc->sess->buffered;
-	return true;
-}
-
-static bool
-c_buffered_bytes(const struct phxd_conn *pc, double *v)
-{
-	*v = (double)pc->sess->buffered_bytes;
-	return true;
-}
-
-static bool
-c_buffer_max(const struct phxd_conn *pc, double *v)
-{
-	*v = pc->conf->push_buffer;
-	return true;
-}
-
-static bool
-c_buffer_max_bytes(const struct phxd_conn *pc, double *v)
-{
-	*v = pc->conf->push_buffer_bytes;
 	return true;
 }
 

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from harness import PHXD, Client, Daemon, TestServer, config, run, test, wait_until
+from harness import PHXD, Client, Daemon, TestServer, config, notify_socket, run, test, wait_until
 
 
 def phxd(*args, timeout=10):
@@ -145,10 +145,7 @@ def stop_waits_at_most_two_seconds_for_a_server_that_does_not_answer(w):
 @test
 def sd_notify_ready_status_reloading_stopping(w):
     ts = TestServer(w)
-    ns_path = os.path.join(w, "notify.sock")
-    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    ns.bind(ns_path)
-    ns.settimeout(5)
+    ns_path, ns = notify_socket(w, 5)
     d = Daemon(w, config(ts.url, "rooms:a"), env={"NOTIFY_SOCKET": ns_path,
                                                  "WATCHDOG_USEC": "400000"})
     msgs = []

@@ -7,7 +7,8 @@ import socket
 import subprocess
 import time
 
-from harness import PHXD, Client, Daemon, TestServer, config, run, test, wait_until, _procs
+from harness import (PHXD, Client, Daemon, TestServer, config, notify_socket,
+                     run, test, wait_until, _procs)
 
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 
@@ -73,10 +74,7 @@ def watchdog_is_withheld_while_the_websocket_thread_is_stuck(w):
     A ca_file that is a FIFO nobody writes to (standing in for a file on a
     hung network filesystem) blocks the websocket thread where it reads the
     file; the main loop still runs, and must stop pinging."""
-    ns_path = os.path.join(w, "notify.sock")
-    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    ns.bind(ns_path)
-    ns.settimeout(0.1)
+    ns_path, ns = notify_socket(w, 0.1)
     fifo = os.path.join(w, "ca.fifo")
     os.mkfifo(fifo)
     d = Daemon(w, config("wss://127.0.0.1:1/socket", "rooms:a", extra=f"ca_file = {fifo}"),

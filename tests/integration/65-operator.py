@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 
-from harness import PHXD, Daemon, Skip, TestServer, config, run, test, wait_until
+from harness import PHXD, Daemon, Skip, TestServer, config, notify_socket, run, test, wait_until
 
 
 def free_port():
@@ -293,10 +293,7 @@ def an_outage_is_logged_when_it_starts_while_it_lasts_and_when_it_ends(w):
 @test
 def status_goes_to_systemd_on_change_only(w):
     ts = TestServer(w)
-    ns_path = os.path.join(w, "notify.sock")
-    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    ns.bind(ns_path)
-    ns.settimeout(0.2)
+    ns_path, ns = notify_socket(w, 0.2)
     d = Daemon(w, config(ts.url, "rooms:st"), env={"NOTIFY_SOCKET": ns_path})
     d.wait_joined("rooms:st")
 

@@ -262,6 +262,15 @@ class Daemon:
                           what=f"{text!r} in the phxd log")
 
 
+def notify_socket(workdir, timeout):
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET: (path, socket)."""
+    path = os.path.join(workdir, "notify.sock")
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(path)
+    ns.settimeout(timeout)
+    return path, ns
+
+
 def count_stream(client, sub, n, timeout=20):
     """Reads subscription `sub` until n lines are accounted for: returns
     (messages received, messages reported dropped)."""
