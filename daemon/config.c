@@ -326,14 +326,15 @@ valid_header_value(const char *s)
 	return true;
 }
 
-/* join = TOPIC [JSON object] */
+/* join = TOPIC [JSON object], or join_file = TOPIC PATH (the object in a
+ * file: a payload longer than a config line). */
 static bool
-parse_join(struct parse_state *ps, const char *value)
+parse_join(struct parse_state *ps, const char *key, const char *value, bool from_file)
 {
 	struct conn_conf *c = ps->conn;
 	const char *sp = value;
 	size_t tlen;
-	char *payload;
+	char *payload, *text = NULL, why[300];
 	json_error_t jerr;
 	json_t *j;
 
@@ -341,33 +342,74 @@ parse_join(struct parse_state *ps, const char *value)
 		sp++;
 	tlen = (size_t)(sp - value);
 	if (tlen == 0 || tlen > 255)
-		return fail(ps, "join", "a topic of 1 to 255 bytes is needed");
+		return fail(ps, key, "a topic of 1 to 255 bytes is needed");
 	if (!json_utf8_valid(value, tlen))
-		return fail(ps, "join", "the topic is not valid UTF-8");
+		return fail(ps, key, "the topic is not valid UTF-8");
 	while (isspace((unsigned char)*sp))
 		sp++;
+	if (from_file) {
+		if (*sp == '\0')
+			return fail(ps, key, "TOPIC PATH: the file of the join payload is missing");
+		if ((text = read_small_file(sp, why, sizeof(why))) == NULL)
+			return fail(ps, key, "%s", why);
+		sp = text;
+	}
 	if (*sp == '\0') {
 		payload = xstrdup("{}");
 	} else {
 		j = json_loads(sp, JSON_REJECT_DUPLICATES, &jerr);
 		if (!json_is_object(j)) {
 			json_decref(j);
-			return fail(ps, "join", "payload of %.*s is not a JSON object: %s", (int)tlen,
+			free(text);
+			return fail(ps, key, "payload of %.*s is not a JSON object: %s", (int)tlen,
 				    value, j ? "another JSON type" : jerr.text);
 		}
 		payload = json_dumps(j, JSON_COMPACT);
 		json_decref(j);
 	}
+	free(text);
 	for (size_t i = 0; i < c->njoins; i++) {
 		if (strlen(c->joins[i].topic) == tlen && memcmp(c->joins[i].topic, value, tlen) == 0) {
 			free(payload);
-			return fail(ps, "join", "%.*s is joined twice", (int)tlen, value);
+			return fail(ps, key, "%.*s is joined twice", (int)tlen, value);
 		}
 	}
 	c->joins = xrealloc(c->joins, (c->njoins + 1) * sizeof(*c->joins));
 	c->joins[c->njoins].topic = xstrndup(value, tlen);
 	c->joins[c->njoins].payload = payload;
 	c->njoins++;
+	return true;
+}
+
+/* header.NAME = VALUE, or header.NAME_file = PATH (a secret, or a value
+ * longer than a config line: a bearer token). */
+static bool
+parse_header(struct parse_state *ps, const char *key, const char *value)
+{
+	struct conn_conf *c = ps->conn;
+	const char *name = key + 7;
+	size_t nlen = strlen(name);
+	char *text, why[300];
+
+	if (nlen > 5 && strcmp(name + nlen - 5, "_file") == 0) {
+		if ((text = read_small_file(value, why, sizeof(why))) == NULL)
+			return fail(ps, key, "%s", why);
+		nlen -= 5;
+	} else {
+		text = xstrdup(value);
+	}
+	char *hname = xstrndup(name, nlen);
+	bool ok = valid_header_name(hname);
+	free(hname);
+	if (!ok) {
+		free(text);
+		return fail(ps, key, "not a valid HTTP header name");
+	}
+	if (!valid_header_value(text)) {
+		free(text);
+		return fail(ps, key, "control characters in a header value");
+	}
+	kv_add(&c->headers, &c->nheaders, name, nlen, text);
 	return true;
 }
 
@@ -392,16 +434,10 @@ conn_key(struct parse_state *ps, const char *name, const char *value)
 		}
 		return true;
 	}
-	if (strncmp(name, "header.", 7) == 0) {
-		if (!valid_header_name(name + 7))
-			return fail(ps, name, "not a valid HTTP header name");
-		if (!valid_header_value(value))
-			return fail(ps, name, "control characters in a header value");
-		kv_add(&c->headers, &c->nheaders, name + 7, strlen(name + 7), xstrdup(value));
-		return true;
-	}
-	if (strcmp(name, "join") == 0)
-		return parse_join(ps, value);
+	if (strncmp(name, "header.", 7) == 0)
+		return parse_header(ps, name, value);
+	if (strcmp(name, "join") == 0 || strcmp(name, "join_file") == 0)
+		return parse_join(ps, name, value, name[4] == '_');
 	for (size_t i = 0; i < NOPTS(conn_opts); i++) {
 		if (strcmp(name, conn_opts[i].name) != 0)
 			continue;
@@ -859,6 +895,17 @@ config_load(const char *path, char *err, size_t errlen)
 			break;
 		}
 		finish_conn(c);
+		size_t size = strlen(c->request_path) + strlen(c->host_header) +
+			      (c->subprotocols ? strlen(c->subprotocols) : 0) + 512;
+		for (size_t h = 0; h < c->nheaders; h++)
+			size += strlen(c->headers[h].key) + strlen(c->headers[h].value) + 4;
+		if (size > PHXD_HANDSHAKE_MAX) {
+			snprintf(ps.err, sizeof(ps.err),
+				 "%s: [connection %s]: the websocket handshake would take %zu bytes "
+				 "(params, headers, token); at most %u fit", path, c->name, size,
+				 PHXD_HANDSHAKE_MAX);
+			break;
+		}
 	}
 	if (ps.err[0] == '\0' && conf->metrics_listen != NULL) {
 		char addr[INET6_ADDRSTRLEN];

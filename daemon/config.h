@@ -27,6 +27,10 @@ struct conf_join {
  * One [connection]. Reference-counted: the websocket thread holds one for
  * each connect in flight, so a reload can drop the config it came from.
  */
+/* The largest websocket handshake request phxd builds (the transport's
+ * buffer): path with params, headers, token. Checked when the file is read. */
+#define PHXD_HANDSHAKE_MAX (64u << 10)
+
 struct conn_conf {
 	unsigned refs;
 	char *name;

@@ -973,6 +973,9 @@ transport_start(struct transport *tp)
 	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.timeout_secs = 10;
 	info.connect_timeout_secs = 10;
+	/* The handshake is built here: long params and headers (a bearer
+	 * token of a few KiB) must fit. */
+	info.pt_serv_buf_size = PHXD_HANDSHAKE_MAX;
 	tp->ctx = lws_create_context(&info);
 	if (tp->ctx == NULL) {
 		log_warnx("cannot create the websocket context");

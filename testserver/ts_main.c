@@ -403,6 +403,10 @@ main(int argc, char **argv)
 	if (strchr(srv.opt.host, ':') == NULL)
 		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
 	info.timeout_secs = 10;
+	/* Requests as large as Cowboy takes by default: a request line of
+	 * 8000 bytes, header values of 4096 (a bearer token of a few KiB). */
+	info.max_http_header_data = 16384;
+	info.pt_serv_buf_size = 32768;
 	if (srv.opt.tls_cert) {
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		info.ssl_cert_filepath = srv.opt.tls_cert;

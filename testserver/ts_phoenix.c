@@ -675,7 +675,7 @@ decode_token(const char *b64)
 int
 ts_phoenix_established(struct ts_conn *c)
 {
-	char buf[1024];
+	char buf[8192];	/* a query argument as long as Cowboy's request line */
 
 	c->vsn = 1;
 	c->connect_params = json_object();
@@ -699,14 +699,20 @@ ts_phoenix_established(struct ts_conn *c)
 		c->headers = json_object();
 		for (char *save = NULL, *h = strtok_r(names, ",", &save); h != NULL;
 		     h = strtok_r(NULL, ",", &save)) {
-			char name[128], value[1024];
+			static char value[8192];	/* Cowboy takes values of 4096 */
+			char name[128];
 			int nlen = snprintf(name, sizeof(name), "%s:", h);
 			for (char *p = name; *p; p++)
 				*p = (char)tolower((unsigned char)*p);
-			/* Host is a header lws knows by token, not by name. */
-			if (strcmp(name, "host:") == 0 &&
-			    lws_hdr_copy(c->wsi, value, sizeof(value), WSI_TOKEN_HOST) >= 0)
-				json_object_set_new(c->headers, h, json_string(value));
+			/* Host and Authorization are headers lws knows by token,
+			 * not by name. */
+			int token = strcmp(name, "host:") == 0 ? WSI_TOKEN_HOST
+				    : strcmp(name, "authorization:") == 0 ? WSI_TOKEN_HTTP_AUTHORIZATION
+									     : -1;
+			if (token >= 0) {
+				if (lws_hdr_copy(c->wsi, value, sizeof(value), token) >= 0)
+					json_object_set_new(c->headers, h, json_string(value));
+			}
 			else if (nlen > 0 && nlen < (int)sizeof(name) &&
 				 lws_hdr_custom_copy(c->wsi, value, sizeof(value), name, nlen) >= 0)
 				json_object_set_new(c->headers, h, json_string(value));

@@ -6,7 +6,9 @@ import os
 import threading
 import time
 
-from harness import Daemon, TestServer, config, run, test, wait_until
+import subprocess
+
+from harness import PHXD, Daemon, TestServer, config, run, test, wait_until
 
 
 @test
@@ -234,6 +236,55 @@ def hello_and_version(w):
     assert r["version"] == 1 and r["connections"] == ["demo"], r
     r = c.request("hello", version=2)
     assert r["error"]["code"] == "version_mismatch" and r["error"]["version"] == 1, r
+
+
+@test
+def values_longer_than_a_config_line_come_from_files(w):
+    """A 4000-byte bearer token (header.NAME_file), a 1500-byte connect param
+    (param.NAME_file) and a 6000-byte join payload (join_file) reach the
+    server; a config line holds at most 199 bytes."""
+    ts = TestServer(w)
+    files = {"bearer": "Bearer " + "j" * 3993 + "\n", "param": "p" * 1500 + "\n",
+             "payload": json.dumps({"blob": "b" * 6000, "n": 1})}
+    for name, text in files.items():
+        with open(os.path.join(w, name), "w") as f:
+            f.write(text)
+    d = Daemon(w, config(ts.url.replace("/socket", "/socket?headers=Authorization,X-Short"),
+                         extra=f"header.Authorization_file = {w}/bearer\n"
+                               f"header.X-Short = plain\n"
+                               f"param.big_file = {w}/param\n"
+                               f"join_file = rooms:big {w}/payload"))
+    d.wait_joined("rooms:big")
+    c = d.client()
+    who = c.ok("push", topic="rooms:big", event="whoami", **{"await": True})["response"]
+    assert who["headers"] == {"Authorization": files["bearer"].strip(), "X-Short": "plain"}, \
+        {k: len(v) for k, v in who["headers"].items()}
+    assert who["params"]["big"] == "p" * 1500
+    joined = c.ok("join", topic="rooms:big")["response"]
+    assert joined["params"] == {"blob": "b" * 6000, "n": 1}, len(json.dumps(joined))
+
+
+@test
+def file_values_that_cannot_be_used_are_refused_by_name(w):
+    big = os.path.join(w, "big")
+    with open(big, "w") as f:
+        f.write("x" * 60000)
+    with open(os.path.join(w, "list"), "w") as f:
+        f.write("[1, 2]")
+    cases = {
+        f"join_file = rooms:a {w}/missing": "join_file: cannot read",
+        "join_file = rooms:a": "join_file: TOPIC PATH",
+        f"join_file = rooms:a {w}/list": "join_file: payload of rooms:a is not a JSON object",
+        f"header.X-Token_file = {w}/missing": "header.X-Token_file: cannot read",
+        f"header.Bad Name_file = {big}": "not a valid HTTP header name",
+        f"param.a_file = {big}\nheader.B_file = {big}": "the websocket handshake would take",
+    }
+    for extra, why in cases.items():
+        conf = os.path.join(w, "phxd.conf")
+        with open(conf, "w") as f:
+            f.write(config("ws://127.0.0.1:1/socket", extra=extra))
+        p = subprocess.run([PHXD, "--check-config", "-c", conf], capture_output=True, text=True)
+        assert p.returncode == 1 and why in p.stderr, (extra, p.stderr)
 
 
 run()
