@@ -67,6 +67,7 @@ usage(FILE *out)
 	      PHXD_DEFAULT_SOCKET ")\n"
 	      "  -C, --conn NAME     connection to use (needed when several are configured)\n"
 	      "  -j, --json          print the daemon's JSON response\n"
+	      "  -V, --version       print the version\n"
 	      "  -h, --help          this text\n"
 	      "\n"
 	      "exit status: 0 ok, 1 the server replied with an error, 2 usage error,\n"
@@ -386,6 +387,7 @@ main(int argc, char **argv)
 		{ "event", required_argument, NULL, 'e' },
 		{ "openmetrics", no_argument, NULL, 'O' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .timeout_ms = -1, .count = -1 };
@@ -398,7 +400,7 @@ main(int argc, char **argv)
 		o.socket = PHXD_DEFAULT_SOCKET;
 	opterr = 0;
 	/* GNU getopt permutes: options may follow the command ("push T E --await"). */
-	while ((opt = getopt_long(argc, argv, ":s:C:jh", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":s:C:jhV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's': o.socket = optarg; break;
 		case 'C': o.conn = optarg; break;
@@ -424,6 +426,7 @@ main(int argc, char **argv)
 			o.events[o.nevents++] = optarg;
 			break;
 		case 'h': usage(stdout); return EXIT_OK;
+		case 'V': puts("phxctl " PACKAGE_VERSION); return EXIT_OK;
 		case ':': die_usage("option %s needs a value", argv[optind - 1]);
 		default: die_usage("unknown option %s", argv[optind - 1]);
 		}

@@ -287,4 +287,13 @@ def file_values_that_cannot_be_used_are_refused_by_name(w):
         assert p.returncode == 1 and why in p.stderr, (extra, p.stderr)
 
 
+@test
+def phxctl_says_its_version_without_a_daemon(w):
+    p = subprocess.run([os.path.join(os.path.dirname(PHXD), "phxctl"), "--version"],
+                       capture_output=True, text=True, env={**os.environ,
+                                                            "PHXD_SOCKET": f"{w}/none"})
+    v = subprocess.run([PHXD, "--version"], capture_output=True, text=True).stdout.split()[-1]
+    assert p.returncode == 0 and p.stdout == f"phxctl {v}\n", (p, v)
+
+
 run()
