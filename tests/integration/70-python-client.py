@@ -140,4 +140,49 @@ def pip_installs_the_package(w):
     assert reply == "{'pong': 'pong'}", reply
 
 
+@test
+def unreachable_is_an_error_and_timeouts_none_and_zero_mean_forever_and_poll(w):
+    try:
+        phxd.Client(os.path.join(w, "nobody.sock"))
+        raise AssertionError("no Unreachable")
+    except phxd.Error as e:  # one except clause catches everything phxd raises
+        assert isinstance(e, phxd.Unreachable) and isinstance(e, ConnectionError), e
+        assert e.code == "unreachable" and e.errno != 0, e
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:t"))
+    d.wait_joined("rooms:t")
+    with phxd.Client(d.sock) as c, c.subscribe("rooms:t", timeout=0) as sub:
+        # timeout=0 polls: nothing yet, at once
+        t0 = time.monotonic()
+        try:
+            next(sub)
+            raise AssertionError("a message out of nowhere")
+        except phxd.Timeout:
+            assert time.monotonic() - t0 < 0.5
+        c.push("rooms:t", "broadcast", {"n": 1}, await_reply=True)
+        got = wait_until(lambda: _poll(sub), what="the message, by polling")
+        assert got["payload"] == {"n": 1}, got
+        # timeout=None waits as long as it takes: here, for a message 0.5 s away
+        sub.timeout = None
+        later = threading.Timer(0.5, lambda: c.push("rooms:t", "broadcast", {"n": 2}))
+        later.start()
+        t0 = time.monotonic()
+        assert next(sub)["payload"] == {"n": 2} and time.monotonic() - t0 >= 0.4
+        later.join()
+        # a request polled with timeout=0 may miss its answer; the client
+        # stays in step all the same (the late answer is skipped)
+        try:
+            c.request("status", timeout=0)
+        except phxd.Timeout:
+            pass
+        assert c.request("status", timeout=None)["connections"][0]["name"] == "demo"
+
+
+def _poll(sub):
+    try:
+        return next(sub)
+    except phxd.Timeout:
+        return None
+
+
 run()

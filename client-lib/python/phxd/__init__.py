@@ -10,7 +10,8 @@
             print(msg["topic"], msg["event"], msg["payload"])
 
 Every call raises phxd.Error (with .code, the daemon's error code) when
-phxd answers with an error; phxd.Unreachable when there is no daemon.
+phxd answers with an error; phxd.Unreachable (a phxd.Error, and a
+ConnectionError) when there is no daemon or it went away.
 The protocol is docs/ipc.md.
 """
 
@@ -57,8 +58,13 @@ class NotJoined(Error):
     """The topic is not joined (code "not_joined")."""
 
 
-class Unreachable(OSError):
-    """No phxd at the socket, or it went away."""
+class Unreachable(Error, ConnectionError):
+    """No phxd at the socket, or it went away (code "unreachable"; .errno
+    is the system's error number, 0 when phxd closed the connection)."""
+
+    def __init__(self, errno, message):
+        super().__init__("unreachable", message)
+        self.errno = errno
 
 
 _ERRORS = {"reply_error": ReplyError, "timeout": Timeout, "not_joined": NotJoined}
@@ -96,14 +102,14 @@ class _Conn:
             if len(self.buf) > MAX_LINE:
                 raise Error("line_too_long", "phxd sent an overlong line")
             if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise socket.timeout("timed out")
-                self.sock.settimeout(left)
+                # 0 left still reads what is already there (a poll)
+                self.sock.settimeout(max(0.0, deadline - time.monotonic()))
+            else:
+                self.sock.settimeout(None)
             try:
                 chunk = self.sock.recv(65536)
-            except socket.timeout:
-                raise
+            except (socket.timeout, BlockingIOError):
+                raise socket.timeout("timed out") from None
             except OSError as e:
                 raise Unreachable(e.errno, f"lost phxd at {self.path}: {e.strerror}") from None
             if not chunk:
@@ -129,8 +135,13 @@ class _Closing:
         self._c.close()
 
 
+_DEFAULT = object()
+
+
 class Client(_Closing):
-    """A connection to phxd for requests. Not thread-safe; use one per thread."""
+    """A connection to phxd for requests. Not thread-safe; use one per thread.
+    timeout: seconds each call waits for its answer (None: forever; 0: only
+    what has already arrived), unless the call says otherwise."""
 
     def __init__(self, path=None, timeout=60.0, conn=None):
         self.path = path or default_socket()
@@ -141,13 +152,13 @@ class Client(_Closing):
         self.hello = self.request("hello", version=PROTOCOL_VERSION)
 
 
-    def request(self, op, timeout=None, **fields):
+    def request(self, op, timeout=_DEFAULT, **fields):
         """Sends one request; returns its result or raises Error."""
         rid = next(self._ids)
         fields = {k: v for k, v in fields.items() if v is not None}
         self._c.send(dict(id=rid, op=op, **fields))
-        wait = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + wait if wait else None
+        wait = self.timeout if timeout is _DEFAULT else timeout
+        deadline = None if wait is None else time.monotonic() + wait
         while True:
             try:
                 msg = self._c.recv(deadline)
@@ -186,8 +197,8 @@ class Client(_Closing):
             fields["payload"] = {} if payload is None else payload
         if await_reply:
             fields["await"] = True
-        wait = None
-        if timeout_ms is not None:
+        wait = _DEFAULT
+        if timeout_ms is not None:  # phxd answers at timeout_ms: a little longer
             wait = timeout_ms / 1000 + 5
         result = self.request("push", timeout=wait, **fields)
         if not await_reply:
@@ -241,7 +252,7 @@ class Subscription(_Closing):
         if self.count is not None and self.seen >= self.count:
             raise StopIteration
         while True:
-            deadline = time.monotonic() + self.timeout if self.timeout else None
+            deadline = None if self.timeout is None else time.monotonic() + self.timeout
             try:
                 msg = self._c.recv(deadline)
             except socket.timeout:
