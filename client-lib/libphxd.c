@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -35,6 +36,26 @@ struct sub {
 	void *arg;
 };
 
+/* A line read and parsed, waiting to be handled. Lines are read first and
+ * handled after, one at a time: a callback may then call into the library
+ * (a blocking call, a send) without the read under it being re-entered. */
+struct ready_line {
+	STAILQ_ENTRY(ready_line) entry;
+	json_t *j;
+	char *raw;
+};
+STAILQ_HEAD(ready_list, ready_line);
+
+/* A blocking call waiting for its answer. Calls made from callbacks nest:
+ * the innermost is first. */
+struct waiter {
+	struct waiter *outer;
+	uint64_t id;
+	bool done;
+	int status;
+	char *result;
+};
+
 struct phxd_client {
 	int fd;
 	bool dead;
@@ -47,11 +68,9 @@ struct phxd_client {
 	struct pending *pending;
 	struct sub *subs;
 	uint64_t lines;		/* stream lines delivered */
-	/* the blocking call in progress */
-	uint64_t wait_id;
-	bool wait_done;
-	int wait_status;
-	char *wait_result;
+	struct ready_list ready;
+	struct waiter *waiters;	/* blocking calls in progress */
+	unsigned depth;		/* user callbacks running */
 	/* last error and response */
 	char code[64];
 	char message[512];
@@ -114,17 +133,47 @@ dump_result(json_t *resp)
 	return r ? json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 }
 
-static int
-handle_line(struct phxd_client *c, const char *line, size_t len)
+static void
+set_last_response(struct phxd_client *c, struct ready_line *l)
 {
-	json_t *j = json_loadb(line, len, 0, NULL), *id, *sub;
+	free(c->last_response);
+	c->last_response = l->raw;
+	l->raw = NULL;
+}
 
-	if (!json_is_object(j)) {
-		json_decref(j);
-		return fail(c, PHXD_EPROTOCOL, "protocol", "phxd sent a line that is not an object");
-	}
-	id = json_object_get(j, "id");
-	sub = json_object_get(j, "sub");
+/* The answer to a blocking call in progress: recorded for it. */
+static bool
+take_answer(struct phxd_client *c, struct ready_line *l)
+{
+	json_t *id = json_object_get(l->j, "id");
+	bool ok = json_is_true(json_object_get(l->j, "ok"));
+	uint64_t rid = json_is_integer(id) ? (uint64_t)json_integer_value(id) : 0;
+	struct waiter *w;
+
+	if (id == NULL && json_object_get(l->j, "sub") != NULL)
+		return false;	/* a stream line */
+	for (w = c->waiters; w != NULL; w = w->outer)
+		if (!w->done && rid != 0 && w->id == rid)
+			break;
+	/* An error the daemon could not tie to a request ends the innermost wait. */
+	if (w == NULL && rid == 0 && !ok)
+		for (w = c->waiters; w != NULL && w->done; w = w->outer)
+			;
+	if (w == NULL)
+		return false;
+	set_last_response(c, l);
+	w->done = true;
+	w->status = ok ? PHXD_OK : daemon_error(c, json_object_get(l->j, "error"));
+	w->result = ok ? dump_result(l->j) : NULL;
+	return true;
+}
+
+/* Stream lines to their subscription, answers to their phxd_send callback. */
+static void
+dispatch_line(struct phxd_client *c, struct ready_line *l)
+{
+	json_t *j = l->j, *id = json_object_get(j, "id"), *sub = json_object_get(j, "sub");
+
 	if (id == NULL && json_is_integer(sub)) {
 		uint64_t sid = (uint64_t)json_integer_value(sub);
 		for (struct sub *s = c->subs; s; s = s->next) {
@@ -134,44 +183,109 @@ handle_line(struct phxd_client *c, const char *line, size_t len)
 			char *text = json_dumps(j, JSON_COMPACT);
 			if (text) {
 				c->lines++;
+				c->depth++;
 				s->fn(s->arg, sid, text, strlen(text));
+				c->depth--;
 				free(text);
 			}
 			break;
 		}
-		json_decref(j);
-		return PHXD_OK;
+		return;
 	}
-	free(c->last_response);
-	c->last_response = strndup(line, len);
+	set_last_response(c, l);
 	bool ok = json_is_true(json_object_get(j, "ok"));
 	uint64_t rid = json_is_integer(id) ? (uint64_t)json_integer_value(id) : 0;
-	/* An error the daemon could not tie to a request ends the wait. */
-	if (rid == 0 && !ok && c->wait_id && !c->wait_done)
-		rid = c->wait_id;
-	if (rid != 0 && rid == c->wait_id && !c->wait_done) {
-		c->wait_done = true;
-		c->wait_status = ok ? PHXD_OK : daemon_error(c, json_object_get(j, "error"));
-		c->wait_result = ok ? dump_result(j) : NULL;
-	} else if (rid != 0) {
-		for (struct pending **pp = &c->pending; *pp; pp = &(*pp)->next) {
-			if ((*pp)->id != rid)
-				continue;
-			struct pending *p = *pp;
-			*pp = p->next;
-			int status = ok ? PHXD_OK : daemon_error(c, json_object_get(j, "error"));
-			char *result = ok ? dump_result(j) : NULL;
-			p->fn(p->arg, c, status, result, result ? strlen(result) : 0);
-			free(result);
-			free(p);
-			break;
-		}
+	for (struct pending **pp = &c->pending; rid != 0 && *pp; pp = &(*pp)->next) {
+		if ((*pp)->id != rid)
+			continue;
+		struct pending *p = *pp;
+		*pp = p->next;
+		int status = ok ? PHXD_OK : daemon_error(c, json_object_get(j, "error"));
+		char *result = ok ? dump_result(j) : NULL;
+		c->depth++;
+		p->fn(p->arg, c, status, result, result ? strlen(result) : 0);
+		c->depth--;
+		free(result);
+		free(p);
+		break;
 	}
-	json_decref(j);
+}
+
+static void
+line_free(struct ready_line *l)
+{
+	json_decref(l->j);
+	free(l->raw);
+	free(l);
+}
+
+/* Every phxd_send callback still waiting gets status (the connection is
+ * gone, or being closed). */
+static void
+fail_pending(struct phxd_client *c, int status)
+{
+	struct pending *p;
+
+	while ((p = c->pending) != NULL) {
+		c->pending = p->next;
+		c->depth++;
+		p->fn(p->arg, c, status, NULL, 0);
+		c->depth--;
+		free(p);
+	}
+}
+
+/* Handles the lines read. Inside a callback only the answers of blocking
+ * calls are taken; the rest waits until the callback has returned. */
+static void
+deliver(struct phxd_client *c)
+{
+	struct ready_line *l, *next;
+
+	if (c->depth > 0) {
+		for (l = STAILQ_FIRST(&c->ready); l != NULL; l = next) {
+			next = STAILQ_NEXT(l, entry);
+			if (take_answer(c, l)) {
+				STAILQ_REMOVE(&c->ready, l, ready_line, entry);
+				line_free(l);
+			}
+		}
+		return;
+	}
+	while ((l = STAILQ_FIRST(&c->ready)) != NULL) {
+		STAILQ_REMOVE_HEAD(&c->ready, entry);
+		if (!take_answer(c, l))
+			dispatch_line(c, l);
+		line_free(l);
+	}
+	if (c->dead)
+		fail_pending(c, PHXD_EUNREACHABLE);
+}
+
+/* Parses one line into the ready queue. */
+static int
+queue_line(struct phxd_client *c, const char *line, size_t len)
+{
+	struct ready_line *l;
+	json_t *j = json_loadb(line, len, 0, NULL);
+
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return fail(c, PHXD_EPROTOCOL, "protocol", "phxd sent a line that is not an object");
+	}
+	l = calloc(1, sizeof(*l));
+	if (l == NULL || (l->raw = strndup(line, len)) == NULL) {
+		free(l);
+		json_decref(j);
+		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
+	}
+	l->j = j;
+	STAILQ_INSERT_TAIL(&c->ready, l, entry);
 	return PHXD_OK;
 }
 
-/* Reads what the socket has (once) and handles every complete line. */
+/* Reads what the socket has (once), queues every complete line, then
+ * handles them. */
 static int
 read_some(struct phxd_client *c)
 {
@@ -186,8 +300,11 @@ read_some(struct phxd_client *c)
 	ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return PHXD_OK;
-	if (n <= 0)
-		return lost(c, n == 0 ? "closed the connection" : strerror(errno));
+	if (n <= 0) {
+		int rc = lost(c, n == 0 ? "closed the connection" : strerror(errno));
+		deliver(c);
+		return rc;
+	}
 	c->in_len += (size_t)n;
 	size_t start = 0;
 	for (;;) {
@@ -195,16 +312,17 @@ read_some(struct phxd_client *c)
 		if (nl == NULL)
 			break;
 		size_t len = (size_t)(nl - (c->in + start));
-		int rc = handle_line(c, c->in + start, len);
+		int rc = queue_line(c, c->in + start, len);
 		start += len + 1;
-		if (rc != PHXD_OK && rc != PHXD_EPROTOCOL)
+		if (rc == PHXD_ENOMEM)
 			return rc;
 	}
 	memmove(c->in, c->in + start, c->in_len - start);
 	c->in_len -= start;
 	if (c->in_len > MAX_LINE)
-		return lost(c, "sent an overlong line");
-	return PHXD_OK;
+		lost(c, "sent an overlong line");
+	deliver(c);
+	return c->dead ? PHXD_EUNREACHABLE : PHXD_OK;
 }
 
 /* ---- lines out ------------------------------------------------------------ */
@@ -286,10 +404,12 @@ pump(struct phxd_client *c, int wait_ms)
 	return PHXD_OK;
 }
 
-/* Sends req and waits for its response. Takes req. */
+/* Sends req and waits for its response. Takes req. Safe from a callback:
+ * the wait nests, and takes only answers. */
 static int
 call_json(struct phxd_client *c, json_t *req, char **result)
 {
+	struct waiter w = { .outer = c->waiters };
 	int status;
 	uint64_t deadline;
 
@@ -299,37 +419,35 @@ call_json(struct phxd_client *c, json_t *req, char **result)
 		json_decref(req);
 		return lost(c, "the connection is closed");
 	}
-	c->wait_id = queue_request(c, req, &status);
+	w.id = queue_request(c, req, &status);
 	json_decref(req);
-	if (c->wait_id == 0)
+	if (w.id == 0)
 		return status;
-	c->wait_done = false;
-	c->wait_result = NULL;
+	c->waiters = &w;
 	deadline = c->timeout_ms < 0 ? 0 : now_ms() + (uint64_t)c->timeout_ms;
-	while (!c->wait_done) {
+	while (!w.done) {
 		int wait = -1;
 		if (deadline) {
 			uint64_t now = now_ms();
 			if (now >= deadline) {
-				c->wait_id = 0;
-				return fail(c, PHXD_ETIMEOUT, "timeout", "no answer from phxd within %d ms",
-					    c->timeout_ms);
+				status = fail(c, PHXD_ETIMEOUT, "timeout",
+					      "no answer from phxd within %d ms", c->timeout_ms);
+				break;
 			}
 			wait = (int)(deadline - now);
 		}
 		status = pump(c, wait);
-		if (status != PHXD_OK && !c->wait_done) {
-			c->wait_id = 0;
-			return status;
-		}
+		if (status != PHXD_OK && !w.done)
+			break;
 	}
-	c->wait_id = 0;
+	c->waiters = w.outer;
+	if (!w.done)
+		return status;
 	if (result)
-		*result = c->wait_result;
+		*result = w.result;
 	else
-		free(c->wait_result);
-	c->wait_result = NULL;
-	return c->wait_status;
+		free(w.result);
+	return w.status;
 }
 
 /* ---- public API ---------------------------------------------------------------- */
@@ -354,6 +472,7 @@ phxd_connect(const char *path, struct phxd_client **out)
 	if (c == NULL)
 		return PHXD_ENOMEM;
 	c->timeout_ms = 60000;
+	STAILQ_INIT(&c->ready);
 	c->next_id = 1;
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -380,10 +499,12 @@ phxd_disconnect(struct phxd_client *c)
 		return;
 	if (c->fd >= 0)
 		close(c->fd);
-	while (c->pending) {
-		struct pending *p = c->pending;
-		c->pending = p->next;
-		free(p);
+	/* as when phxd goes away: no callback is left waiting */
+	fail_pending(c, PHXD_EUNREACHABLE);
+	struct ready_line *l;
+	while ((l = STAILQ_FIRST(&c->ready)) != NULL) {
+		STAILQ_REMOVE_HEAD(&c->ready, entry);
+		line_free(l);
 	}
 	while (c->subs) {
 		struct sub *s = c->subs;
@@ -392,7 +513,6 @@ phxd_disconnect(struct phxd_client *c)
 	}
 	free(c->in);
 	free(c->out);
-	free(c->wait_result);
 	free(c->error_json);
 	free(c->last_response);
 	free(c);

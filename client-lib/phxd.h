@@ -17,6 +17,13 @@
  * is the daemon's code ("reply_error", "not_joined", ...).
  * The library never exits and never prints; it is not thread-safe (use a
  * client per thread).
+ *
+ * Callbacks may call any function on their client but phxd_disconnect(),
+ * blocking calls included (answering a message is the usual case): lines
+ * are read first and handled one at a time, and a call made inside a
+ * callback takes only its own answer; the stream lines that arrive
+ * meanwhile are delivered once the callback has returned. So phxd_wait()
+ * inside a callback delivers nothing.
  */
 #ifndef LIBPHXD_H
 #define LIBPHXD_H
@@ -99,7 +106,9 @@ int phxd_wait(struct phxd_client *c, int timeout_ms);
 /* ---- non-blocking ---- */
 
 /* status is PHXD_OK or PHXD_EDAEMON (then see phxd_error_code() inside the
- * callback); result is the response's "result" JSON, or NULL. */
+ * callback); result is the response's "result" JSON, or NULL. Each callback
+ * is called exactly once: when phxd goes away, or at phxd_disconnect(),
+ * with PHXD_EUNREACHABLE. */
 typedef void (*phxd_reply_fn)(void *arg, struct phxd_client *c, int status, const char *result,
 			      size_t len);
 

@@ -5,7 +5,7 @@ import json
 import os
 import subprocess
 
-from harness import BUILD, Daemon, TestServer, config, run, test, wait_until
+from harness import BUILD, Daemon, TestServer, _daemons, config, run, test, wait_until
 
 CHECK = os.path.join(BUILD, "tests", "integration", "libphxd-check")
 
@@ -51,6 +51,23 @@ def the_documented_example_builds_links_and_runs(w):
     assert ex.wait(10) == 0
     msgs = [json.loads(l.split("message: ", 1)[1]) for l in lines]
     assert [m["payload"] for m in msgs] == [{"n": 0}, {"n": 1}, {"n": 2}], lines
+
+
+@test
+def a_pending_callback_fires_when_phxd_goes_away(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:c"))
+    d.wait_joined("rooms:c")
+    p = subprocess.Popen([CHECK, d.sock, "pending-on-drop"], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "sent\n"
+    wait_until(lambda: d.client().ok("status")["ipc"]["pending"] == 1,
+               what="the push pending in phxd")
+    d.proc.kill()  # gone without a word: no shutting_down answer
+    d.proc.wait()
+    _daemons.remove(d)  # killed on purpose: no clean stop to check
+    out = p.stdout.read()
+    assert p.wait(20) == 0, out
+    assert "replies 1 status -1 code unreachable" in out, out
 
 
 run()

@@ -51,6 +51,49 @@ on_reply(void *arg, struct phxd_client *c, int status, const char *result, size_
 	snprintf(reply_text, sizeof(reply_text), "%.*s", (int)len, result ? result : "");
 }
 
+/* Answers each message with a blocking call from inside the callback: the
+ * natural "answer a message" pattern. */
+static int answered, answered_ok;
+
+static void
+answer_in_callback(void *arg, uint64_t sub, const char *json, size_t len)
+{
+	struct phxd_client *c = arg;
+	char *out = NULL;
+
+	(void)sub;
+	(void)json;
+	(void)len;
+	answered++;
+	if (phxd_push(c, NULL, "rooms:c", "ping", "{}", 0, PHXD_PUSH_AWAIT, 0, &out) == PHXD_OK &&
+	    out && strcmp(out, "{\"pong\":\"pong\"}") == 0)
+		answered_ok++;
+	free(out);
+}
+
+/* A request sent with phxd_send whose answer never comes, then phxd goes
+ * away (80-libphxd.py kills it after "sent"): the callback still fires. */
+static int
+pending_on_drop(const char *path)
+{
+	struct phxd_client *c;
+
+	if (phxd_connect(path, &c) != PHXD_OK)
+		return 1;
+	phxd_send(c, "{\"op\":\"push\",\"topic\":\"rooms:c\",\"event\":\"quicksand\","
+		  "\"await\":true,\"timeout_ms\":60000}", on_reply, NULL);
+	puts("sent");
+	fflush(stdout);
+	for (int i = 0; i < 200 && replies == 0; i++) {
+		struct pollfd pfd = { phxd_fd(c), POLLIN, 0 };
+		if (poll(&pfd, 1, 50) > 0)
+			phxd_dispatch(c);
+	}
+	printf("replies %d status %d code %s\n", replies, reply_status, phxd_error_code(c));
+	phxd_disconnect(c);
+	return replies == 1 && reply_status == PHXD_EUNREACHABLE ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -58,8 +101,10 @@ main(int argc, char **argv)
 	char *out = NULL;
 	int rc;
 
+	if (argc == 3 && strcmp(argv[2], "pending-on-drop") == 0)
+		return pending_on_drop(argv[1]);
 	if (argc != 2) {
-		fprintf(stderr, "usage: libphxd-check SOCKET\n");
+		fprintf(stderr, "usage: libphxd-check SOCKET [pending-on-drop]\n");
 		return 2;
 	}
 	rc = phxd_connect("/nonexistent/phxd.sock", &bad);
@@ -129,6 +174,18 @@ main(int argc, char **argv)
 	      "subscription line: %s", last_line);
 	rc = phxd_unsubscribe(c, sub);
 	CHECK(rc == PHXD_OK, "unsubscribe");
+
+	/* a blocking call from inside a stream callback, for every message */
+	rc = phxd_subscribe(c, NULL, "rooms:c", NULL, answer_in_callback, c, &sub);
+	CHECK(rc == PHXD_OK, "subscribe for answers");
+	for (int i = 0; i < 3; i++)
+		phxd_push(c, NULL, "rooms:c", "broadcast", "{\"q\":1}", 0, PHXD_PUSH_AWAIT, 0, NULL);
+	for (int i = 0; i < 50 && answered < 3; i++)
+		phxd_wait(c, 100);
+	CHECK(answered == 3 && answered_ok == 3, "blocking calls inside callbacks: %d answered, %d ok",
+	      answered, answered_ok);
+	rc = phxd_unsubscribe(c, sub);
+	CHECK(rc == PHXD_OK, "unsubscribe the answers");
 
 	/* non-blocking: queue, poll, dispatch */
 	rc = phxd_send(c, "{\"op\":\"push\",\"topic\":\"rooms:c\",\"event\":\"ping\",\"await\":true}",
