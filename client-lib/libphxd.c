@@ -455,6 +455,12 @@ call_json(struct phxd_client *c, json_t *req, char **result)
 int
 phxd_connect(const char *path, struct phxd_client **out)
 {
+	return phxd_connect_timeout(path, 60000, out);
+}
+
+int
+phxd_connect_timeout(const char *path, int timeout_ms, struct phxd_client **out)
+{
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct phxd_client *c;
 	int rc;
@@ -471,7 +477,7 @@ phxd_connect(const char *path, struct phxd_client **out)
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return PHXD_ENOMEM;
-	c->timeout_ms = 60000;
+	c->timeout_ms = timeout_ms;
 	STAILQ_INIT(&c->ready);
 	c->next_id = 1;
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -657,9 +663,10 @@ phxd_push(struct phxd_client *c, const char *conn, const char *topic, const char
 		json_object_set_new(req, "await", json_true());
 	if (timeout_ms) {
 		json_object_set_new(req, "timeout_ms", json_integer(timeout_ms));
-		/* phxd answers at the push's timeout; wait a little longer. */
-		if (c->timeout_ms >= 0 && (unsigned)c->timeout_ms < timeout_ms + 5000)
-			c->timeout_ms = (int)(timeout_ms + 5000);
+		/* phxd answers at the push's timeout; wait a little longer for
+		 * its answer rather than giving up first. */
+		if (c->timeout_ms >= 0 && (unsigned)c->timeout_ms < timeout_ms + 1000)
+			c->timeout_ms = (int)(timeout_ms + 1000);
 	}
 	rc = call_json(c, req, &result);
 	c->timeout_ms = saved_timeout;

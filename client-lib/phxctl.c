@@ -67,6 +67,8 @@ usage(FILE *out)
 	      PHXD_DEFAULT_SOCKET ")\n"
 	      "  -C, --conn NAME     connection to use (needed when several are configured)\n"
 	      "  -j, --json          print the daemon's JSON response\n"
+	      "  -t, --timeout MS    bound every step, connecting included (exit 4 past it);\n"
+	      "                      for push --await, the reply's; for streams, silence\n"
 	      "  -V, --version       print the version\n"
 	      "  -h, --help          this text\n"
 	      "\n"
@@ -400,7 +402,7 @@ main(int argc, char **argv)
 		o.socket = PHXD_DEFAULT_SOCKET;
 	opterr = 0;
 	/* GNU getopt permutes: options may follow the command ("push T E --await"). */
-	while ((opt = getopt_long(argc, argv, ":s:C:jhV", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":s:C:jhVt:", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's': o.socket = optarg; break;
 		case 'C': o.conn = optarg; break;
@@ -487,14 +489,20 @@ main(int argc, char **argv)
 		}
 	}
 
-	rc = phxd_connect(o.socket, &c);
+	/* --timeout bounds every step: the hello, and each call after it. */
+	rc = phxd_connect_timeout(o.socket, o.timeout_ms > 0 ? (int)o.timeout_ms : 60000, &c);
 	if (rc != PHXD_OK) {
 		if (rc == PHXD_EUNREACHABLE)
 			fprintf(stderr, "phxctl: cannot reach phxd at %s: %s\n", o.socket, strerror(errno));
+		else if (rc == PHXD_ETIMEOUT)
+			fprintf(stderr, "phxctl: phxd at %s did not answer within %ld ms\n", o.socket,
+				o.timeout_ms > 0 ? o.timeout_ms : 60000L);
 		else
 			fprintf(stderr, "phxctl: phxd at %s did not accept us (error %d)\n", o.socket, rc);
 		free(payload);
-		return rc == PHXD_EUNREACHABLE ? EXIT_UNREACHABLE : EXIT_FAILED;
+		return rc == PHXD_EUNREACHABLE ? EXIT_UNREACHABLE
+		       : rc == PHXD_ETIMEOUT	 ? EXIT_TIMEOUT
+						 : EXIT_FAILED;
 	}
 
 	int exit_code = EXIT_OK;

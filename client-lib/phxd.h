@@ -47,8 +47,12 @@ extern "C" {
 struct phxd_client;
 
 /* Connects to `path` (NULL: $PHXD_SOCKET, else /run/phxd/phxd.sock) and says
- * hello. On failure *out is NULL and the return value says why. */
+ * hello. On failure *out is NULL and the return value says why
+ * (PHXD_EUNREACHABLE with errno set, or PHXD_ETIMEOUT). */
 int phxd_connect(const char *path, struct phxd_client **out);
+/* The same, waiting at most timeout_ms (-1: no limit) for phxd's hello,
+ * which becomes the client's timeout for blocking calls (phxd_connect: 60 s). */
+int phxd_connect_timeout(const char *path, int timeout_ms, struct phxd_client **out);
 void phxd_disconnect(struct phxd_client *c);
 
 /* The last error: a daemon code or "unreachable", "timeout", "protocol",

@@ -352,4 +352,26 @@ def requests_in_flight_at_stop_are_answered_not_reset(w):
     assert d.proc.wait(10) == 0
     ts.control("reading", on=1)
 
+@test
+def phxctl_timeout_bounds_a_hung_daemon(w):
+    """A phxd that stops answering (SIGSTOP) holds phxctl no longer than
+    --timeout, connecting included, and the exit status says timeout."""
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a"))
+    d.wait_joined("rooms:a")
+    d.signal(signal.SIGSTOP)
+    try:
+        for args in (["status"], ["-t", "500", "push", "rooms:a", "ping", "--await"]):
+            t0 = time.monotonic()
+            p = d.ctl("--timeout", "500", *args, timeout=20) if args[0] == "status" \
+                else d.ctl(*args, timeout=20)
+            took = time.monotonic() - t0
+            assert p.returncode == 4, (args, p)
+            assert "did not answer within 500 ms" in p.stderr, p.stderr
+            assert took < 1.5, f"{args}: {took:.2f} s"
+    finally:
+        d.signal(signal.SIGCONT)
+    assert d.ctl("--timeout", "500", "status").returncode == 0
+
+
 run()
