@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * phxctl: the command line over the phxd socket, built on libphxd. Human
- * output by default, --json for the daemon's own responses; streams print
+ * output by default, --json for the result objects of the responses; streams print
  * one JSON object per line. Exit codes say what happened (see usage()).
  */
 #include "phxd.h"
@@ -66,7 +66,7 @@ usage(FILE *out)
 	      "  -s, --socket PATH   the daemon's socket ($" PHXD_SOCKET_ENV ", default "
 	      PHXD_DEFAULT_SOCKET ")\n"
 	      "  -C, --conn NAME     connection to use (needed when several are configured)\n"
-	      "  -j, --json          print the daemon's JSON response\n"
+	      "  -j, --json          print the daemon's result (or error) object as JSON\n"
 	      "  -t, --timeout MS    bound every step, connecting included (exit 4 past it);\n"
 	      "                      for push --await, the reply's; for streams, silence\n"
 	      "  -V, --version       print the version\n"
@@ -108,6 +108,18 @@ print_json(json_t *j)
 	free(text);
 }
 
+/* --json: the response's "result" (or "error") object, not the envelope. */
+static void
+print_member(const char *response, const char *member)
+{
+	json_t *r = json_loads(response ? response : "", JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	json_t *m = json_object_get(r, member);
+
+	if (m != NULL)
+		print_json(m);
+	json_decref(r);
+}
+
 /* Reports a failed call and gives its exit code. */
 static int
 report(struct phxd_client *c, int rc, const struct opts *o)
@@ -119,7 +131,7 @@ report(struct phxd_client *c, int rc, const struct opts *o)
 		return EXIT_UNREACHABLE;
 	}
 	if (o->json && phxd_last_response(c) && rc == PHXD_EDAEMON)
-		print_text(phxd_last_response(c));
+		print_member(phxd_last_response(c), "error");
 	else
 		fprintf(stderr, "phxctl: %s: %s\n", code, phxd_error_message(c));
 	if (!o->json && phxd_error_json(c)) {
@@ -537,7 +549,7 @@ main(int argc, char **argv)
 	if (rc != PHXD_OK) {
 		exit_code = report(c, rc, &o);
 	} else if (o.json) {
-		print_text(phxd_last_response(c));
+		print_member(phxd_last_response(c), "result");
 	} else if (strcmp(cmd, "status") == 0) {
 		json_t *r = json_loads(result, 0, NULL);
 		print_status(r);

@@ -56,7 +56,12 @@ def phxctl_push_and_exit_codes(w):
     p = d.ctl("push", "rooms:lobby", "echo", "-", "--await", input='{"from": "stdin"}')
     assert p.returncode == 0 and json.loads(p.stdout) == {"from": "stdin"}, p
     p = d.ctl("--json", "push", "rooms:lobby", "ping", "--await")
-    assert p.returncode == 0 and json.loads(p.stdout)["result"]["status"] == "ok", p
+    assert p.returncode == 0 and json.loads(p.stdout) == {"status": "ok",
+                                                          "response": {"pong": "pong"}}, p
+    p = d.ctl("--json", "push", "rooms:lobby", "error_reply", "--await")
+    err = json.loads(p.stdout)
+    assert p.returncode == 1 and err["code"] == "reply_error" and err["response"] == \
+        {"reason": "nope"} and "id" not in err, p
     p = d.ctl("push", "rooms:lobby", "ping")
     assert p.returncode == 0 and p.stdout.strip() == "sent", p
     p = d.ctl("push", "rooms:nowhere", "ping")
