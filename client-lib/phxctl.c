@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * phxctl: the command line over the phxd socket, built on libphxd. Human
- * output by default, --json for the result objects of the responses; streams print
- * one JSON object per line. Exit codes say what happened (see usage()).
+ * output by default, --json for the result objects of the responses;
+ * streams print one JSON object per line. Exit codes say what happened
+ * (see usage()).
  */
 #include "phxd.h"
 
