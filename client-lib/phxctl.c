@@ -27,6 +27,7 @@ enum exit_code {
 	EXIT_UNREACHABLE = 3,	/* no daemon at the socket */
 	EXIT_TIMEOUT = 4,
 	EXIT_FAILED = 5,	/* the daemon refused or could not do it */
+	EXIT_UNHEALTHY = 1,	/* check: a connection or a wanted topic is down */
 };
 
 #define MAX_STDIN (64u << 20)
@@ -60,6 +61,8 @@ usage(FILE *out)
 	      "  events [--count N]              print connection and channel state changes\n"
 	      "  presence TOPIC                  the topic's presence list\n"
 	      "  reload                          re-read the configuration\n"
+	      "  check                           exit 0 when every connection is open and every\n"
+	      "                                  wanted topic joined, else say what is not, exit 1\n"
 	      "  metrics [--openmetrics]         counters and gauges, Prometheus text\n"
 	      "                                  (or OpenMetrics), as metrics_listen serves\n"
 	      "\n"
@@ -310,6 +313,47 @@ print_connection(json_t *c)
 	}
 }
 
+/* check: every connection open and every wanted topic joined. Says what
+ * is not; the exit status is for monitoring and ExecCondition=. */
+static int
+check_health(json_t *result)
+{
+	json_t *conns = json_object_get(result, "connections"), *c, *t;
+	size_t i, j, nconns = 0, ntopics = 0, bad = 0;
+
+	json_array_foreach (conns, i, c) {
+		nconns++;
+		if (strcmp(jstr(c, "state"), "open") != 0) {
+			bad++;
+			printf("connection ");
+			put_safe(jstr(c, "name"), 0);
+			printf(" is %s", jstr(c, "state"));
+			if (*jstr(c, "last_error")) {
+				printf(": ");
+				put_safe(jstr(c, "last_error"), 0);
+			}
+			putchar('\n');
+		}
+		json_array_foreach (json_object_get(c, "topics"), j, t) {
+			if (strcmp(jstr(t, "state"), "leaving") == 0)
+				continue;	/* not wanted any more */
+			ntopics++;
+			if (strcmp(jstr(t, "state"), "joined") == 0)
+				continue;
+			bad++;
+			printf("topic ");
+			put_safe(jstr(t, "topic"), 0);
+			printf(" on ");
+			put_safe(jstr(c, "name"), 0);
+			printf(" is %s\n", jstr(t, "state"));
+		}
+	}
+	if (bad == 0)
+		printf("ok: %zu connection%s open, %zu topic%s joined\n", nconns, nconns == 1 ? "" : "s",
+		       ntopics, ntopics == 1 ? "" : "s");
+	return bad == 0 ? EXIT_OK : EXIT_UNHEALTHY;
+}
+
 /* Like systemctl status: the daemon first, then each connection. */
 static void
 print_status(json_t *result)
@@ -452,7 +496,7 @@ main(int argc, char **argv)
 		die_usage("a command is needed");
 	const char *cmd = args[0];
 	static const char *const commands[] = { "status", "join", "leave", "push", "subscribe",
-						"events", "presence", "reload", "metrics" };
+						"events", "presence", "reload", "metrics", "check" };
 	bool known = false;
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		known |= strcmp(cmd, commands[i]) == 0;
@@ -463,7 +507,7 @@ main(int argc, char **argv)
 	char *payload = NULL;
 	size_t payload_len = 0;
 	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "events") == 0 || strcmp(cmd, "reload") == 0 ||
-	    strcmp(cmd, "metrics") == 0)
+	    strcmp(cmd, "metrics") == 0 || strcmp(cmd, "check") == 0)
 		need(nargs, 1, 1, cmd);
 	else if (strcmp(cmd, "join") == 0)
 		need(nargs, 2, 3, "join TOPIC [PARAMS]");
@@ -524,7 +568,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 	char *response = NULL;
-	if (strcmp(cmd, "status") == 0) {
+	if (strcmp(cmd, "status") == 0 || strcmp(cmd, "check") == 0) {
 		rc = phxd_status(c, o.conn, &result);
 	} else if (strcmp(cmd, "join") == 0) {
 		rc = phxd_join(c, o.conn, args[1], nargs == 3 ? args[2] : NULL, &response);
@@ -549,6 +593,10 @@ main(int argc, char **argv)
 	}
 	if (rc != PHXD_OK) {
 		exit_code = report(c, rc, &o);
+	} else if (strcmp(cmd, "check") == 0) {
+		json_t *r = json_loads(result, 0, NULL);
+		exit_code = check_health(r);
+		json_decref(r);
 	} else if (o.json) {
 		print_member(phxd_last_response(c), "result");
 	} else if (strcmp(cmd, "status") == 0) {

@@ -301,4 +301,26 @@ def phxctl_says_its_version_without_a_daemon(w):
     assert p.returncode == 0 and p.stdout == f"phxctl {v}\n", (p, v)
 
 
+@test
+def phxctl_check_is_a_health_exit_status(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:ok", "rooms:ok2")
+               + config("ws://127.0.0.1:1/socket", conn="down"))
+    d.wait_joined("rooms:ok", "rooms:ok2")
+    p = d.ctl("-C", "demo", "check")
+    assert p.returncode == 0 and p.stdout == "ok: 1 connection open, 2 topics joined\n", p
+    p = d.ctl("check")
+    assert p.returncode == 1 and p.stdout.startswith("connection down is "), p
+    d.client().request("join", topic="rejected:no", conn="demo")
+    p = d.ctl("-C", "demo", "check")
+    assert p.returncode == 1 and "topic rejected:no on demo is errored" in p.stdout, p
+    d.client().ok("leave", topic="rejected:no", conn="demo")
+    assert d.ctl("-C", "demo", "check").returncode == 0
+    ts.stop()
+    wait_until(lambda: d.ctl("-C", "demo", "check").returncode == 1, what="check failing")
+    d.stop()
+    p = d.ctl("check")
+    assert p.returncode == 3, p
+
+
 run()
