@@ -8,9 +8,11 @@
 #include "phxd.h"
 
 #include "ipc/phxd-ipc.h"
+#include "protocol/base64.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -39,6 +41,9 @@ struct opts {
 	bool await_reply;
 	bool binary;
 	bool openmetrics;
+	bool raw;		/* subscribe: payloads only */
+	bool quiet;		/* -q: nothing on stdout when it worked */
+	bool lines;		/* push -l: each stdin line is a message */
 	long timeout_ms;	/* -1: not given */
 	long count;		/* streams: stop after N lines; -1: forever */
 	const char *events[64];
@@ -56,8 +61,10 @@ usage(FILE *out)
 	      "  leave TOPIC                     stop keeping it joined\n"
 	      "  push TOPIC EVENT [PAYLOAD|-]    push an event (PAYLOAD: JSON, - reads stdin)\n"
 	      "       [--await] [--timeout MS] [--binary]\n"
+	      "  push -l TOPIC EVENT [--await]   each stdin line (JSON) is one push, pipelined\n"
 	      "  subscribe TOPIC|PATTERN [--event E]... [--count N] [--timeout MS]\n"
-	      "                                  print messages, one JSON object per line\n"
+	      "       [--raw]                    print messages, one JSON object per line\n"
+	      "                                  (--raw: only their payloads)\n"
 	      "  events [--count N]              print connection and channel state changes\n"
 	      "  presence TOPIC                  the topic's presence list\n"
 	      "  reload                          re-read the configuration\n"
@@ -71,6 +78,7 @@ usage(FILE *out)
 	      PHXD_DEFAULT_SOCKET ")\n"
 	      "  -C, --conn NAME     connection to use (needed when several are configured)\n"
 	      "  -j, --json          print the daemon's result (or error) object as JSON\n"
+	      "  -q, --quiet         print nothing when it worked (the exit status says it)\n"
 	      "  -t, --timeout MS    bound every step, connecting included (exit 4 past it);\n"
 	      "                      for push --await, the reply's; for streams, silence\n"
 	      "  -V, --version       print the version\n"
@@ -316,7 +324,7 @@ print_connection(json_t *c)
 /* check: every connection open and every wanted topic joined. Says what
  * is not; the exit status is for monitoring and ExecCondition=. */
 static int
-check_health(json_t *result)
+check_health(json_t *result, bool quiet)
 {
 	json_t *conns = json_object_get(result, "connections"), *c, *t;
 	size_t i, j, nconns = 0, ntopics = 0, bad = 0;
@@ -348,7 +356,7 @@ check_health(json_t *result)
 			printf(" is %s\n", jstr(t, "state"));
 		}
 	}
-	if (bad == 0)
+	if (bad == 0 && !quiet)
 		printf("ok: %zu connection%s open, %zu topic%s joined\n", nconns, nconns == 1 ? "" : "s",
 		       ntopics, ntopics == 1 ? "" : "s");
 	return bad == 0 ? EXIT_OK : EXIT_UNHEALTHY;
@@ -379,10 +387,33 @@ print_status(json_t *result)
 		print_connection(c);
 }
 
-/* Streams: prints each line of the subscription (without its tag). */
+/* Streams: prints each line of the subscription (without its tag), or with
+ * --raw only its payload: the JSON, or a binary payload's bytes. */
 struct stream_state {
 	long seen;
+	bool raw;
 };
+
+static void
+print_payload(const char *json, size_t len)
+{
+	json_t *m = json_loadb(json, len, JSON_ALLOW_NUL, NULL), *p = json_object_get(m, "payload");
+
+	if (json_is_true(json_object_get(m, "binary")) && json_is_string(p)) {
+		const char *b64 = json_string_value(p);
+		size_t n = 0, len64 = strlen(b64);
+		unsigned char *bytes = malloc(BASE64_DECODED_SIZE(len64));
+		if (bytes != NULL && base64_decode(b64, len64, bytes, &n))
+			fwrite(bytes, 1, n, stdout);
+		free(bytes);
+	} else if (p != NULL) {
+		char *text = json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY);
+		fputs(text ? text : "null", stdout);
+		free(text);
+	}
+	putchar('\n');
+	json_decref(m);
+}
 
 static void
 on_line(void *arg, uint64_t sub, const char *json, size_t len)
@@ -390,7 +421,10 @@ on_line(void *arg, uint64_t sub, const char *json, size_t len)
 	struct stream_state *st = arg;
 
 	(void)sub;
-	printf("%.*s\n", (int)len, json);
+	if (st->raw && strstr(json, "\"payload\"") != NULL)
+		print_payload(json, len);
+	else
+		printf("%.*s\n", (int)len, json);
 	fflush(stdout);
 	st->seen++;
 }
@@ -399,7 +433,7 @@ on_line(void *arg, uint64_t sub, const char *json, size_t len)
 static int
 stream(struct phxd_client *c, const char *cmd, const char *topic, const struct opts *o)
 {
-	struct stream_state st = { 0 };
+	struct stream_state st = { .raw = o->raw };
 	const char *events[65];
 	int rc;
 
@@ -425,6 +459,108 @@ stream(struct phxd_client *c, const char *cmd, const char *topic, const struct o
 	return EXIT_OK;
 }
 
+/* push -l: each line of stdin is one message, pipelined: up to
+ * LINES_WINDOW pushes are in flight while the next lines are read. */
+#define LINES_WINDOW 1024
+
+struct lines_state {
+	const struct opts *o;
+	long sent, answered, failed;
+	char first_error[600];
+};
+
+static void
+on_pushed(void *arg, struct phxd_client *c, int status, const char *result, size_t len)
+{
+	struct lines_state *st = arg;
+
+	st->answered++;
+	if (status != PHXD_OK) {
+		if (st->failed++ == 0)
+			snprintf(st->first_error, sizeof(st->first_error), "%s: %s",
+				 phxd_error_code(c), phxd_error_message(c));
+		return;
+	}
+	if (st->o->await_reply && !st->o->quiet) {
+		json_t *r = json_loadb(result, len, JSON_DECODE_ANY, NULL);
+		print_json(json_object_get(r, "response"));
+		json_decref(r);
+	}
+}
+
+/* Runs the client until at most `left` pushes are unanswered. */
+static int
+drain_to(struct phxd_client *c, struct lines_state *st, long left)
+{
+	while (st->sent - st->answered > left) {
+		struct pollfd pfd = { phxd_fd(c), POLLIN | (phxd_want_write(c) ? POLLOUT : 0), 0 };
+		int timeout = st->o->timeout_ms > 0 ? (int)st->o->timeout_ms : -1;
+		int r = poll(&pfd, 1, timeout);
+		if (r == 0)
+			return PHXD_ETIMEOUT;
+		if (r > 0 && phxd_dispatch(c) != PHXD_OK)
+			return PHXD_EUNREACHABLE;
+	}
+	return PHXD_OK;
+}
+
+static int
+push_lines(struct phxd_client *c, const char *topic, const char *event, const struct opts *o)
+{
+	struct lines_state st = { .o = o };
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	long lineno = 0, bad = 0;
+	int rc = PHXD_OK;
+
+	while (rc == PHXD_OK && (n = getline(&line, &cap, stdin)) >= 0) {
+		lineno++;
+		while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+			line[--n] = '\0';
+		if (n == 0)
+			continue;
+		json_error_t jerr;
+		json_t *payload = json_loadb(line, (size_t)n, JSON_DECODE_ANY, &jerr);
+		if (payload == NULL) {
+			if (bad++ < 5)
+				fprintf(stderr, "phxctl: line %ld is not JSON: %s\n", lineno, jerr.text);
+			continue;
+		}
+		json_t *req = json_pack("{s:s, s:s, s:s, s:o}", "op", "push", "topic", topic, "event",
+					event, "payload", payload);
+		if (o->conn)
+			json_object_set_new(req, "conn", json_string(o->conn));
+		if (o->await_reply)
+			json_object_set_new(req, "await", json_true());
+		char *text = json_dumps(req, JSON_COMPACT);
+		json_decref(req);
+		rc = phxd_send(c, text, on_pushed, &st);
+		free(text);
+		if (rc != PHXD_OK)
+			break;
+		st.sent++;
+		rc = drain_to(c, &st, LINES_WINDOW - 1);
+	}
+	free(line);
+	if (rc == PHXD_OK)
+		rc = drain_to(c, &st, 0);
+	if (!o->quiet || rc != PHXD_OK || st.failed || bad)
+		fprintf(stderr, "phxctl: %ld line%s sent, %ld failed%s%s, %ld not JSON\n", st.sent,
+			st.sent == 1 ? "" : "s", st.failed, st.failed ? " (first: " : "",
+			st.failed ? st.first_error : "", bad);
+	if (rc == PHXD_ETIMEOUT) {
+		fprintf(stderr, "phxctl: %ld answers missing after %ld ms of silence\n",
+			st.sent - st.answered, o->timeout_ms);
+		return EXIT_TIMEOUT;
+	}
+	if (rc != PHXD_OK) {
+		fprintf(stderr, "phxctl: %s\n", phxd_error_message(c));
+		return EXIT_UNREACHABLE;
+	}
+	return bad ? EXIT_USAGE : st.failed ? EXIT_FAILED : EXIT_OK;
+}
+
 static void
 need(int nargs, int lo, int hi, const char *what)
 {
@@ -445,6 +581,9 @@ main(int argc, char **argv)
 		{ "count", required_argument, NULL, 'n' },
 		{ "event", required_argument, NULL, 'e' },
 		{ "openmetrics", no_argument, NULL, 'O' },
+		{ "raw", no_argument, NULL, 'r' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "lines", no_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -459,7 +598,7 @@ main(int argc, char **argv)
 		o.socket = PHXD_DEFAULT_SOCKET;
 	opterr = 0;
 	/* GNU getopt permutes: options may follow the command ("push T E --await"). */
-	while ((opt = getopt_long(argc, argv, ":s:C:jhVt:", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":s:C:jhVt:qlr", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's': o.socket = optarg; break;
 		case 'C': o.conn = optarg; break;
@@ -467,6 +606,9 @@ main(int argc, char **argv)
 		case 'a': o.await_reply = true; break;
 		case 'b': o.binary = true; break;
 		case 'O': o.openmetrics = true; break;
+		case 'r': o.raw = true; break;
+		case 'q': o.quiet = true; break;
+		case 'l': o.lines = true; break;
 		case 't':
 			errno = 0;
 			o.timeout_ms = strtol(optarg, &end, 10);
@@ -516,8 +658,12 @@ main(int argc, char **argv)
 		need(nargs, 2, 2, strcmp(cmd, "subscribe") == 0
 					  ? "subscribe TOPIC|PATTERN [--event E]... [--count N]"
 					  : "leave|presence TOPIC");
+	else if (strcmp(cmd, "push") == 0 && o.lines)
+		need(nargs, 3, 3, "push -l TOPIC EVENT < lines (each line a JSON payload)");
 	else if (strcmp(cmd, "push") == 0)
 		need(nargs, 3, 4, "push TOPIC EVENT [PAYLOAD|-] [--await]");
+	if (o.lines && (strcmp(cmd, "push") != 0 || o.binary))
+		die_usage("-l is for push, with JSON payloads");
 	if (strcmp(cmd, "join") == 0 && nargs == 3) {
 		json_error_t jerr;
 		json_t *p = json_loads(args[2], 0, &jerr);
@@ -563,6 +709,10 @@ main(int argc, char **argv)
 	}
 
 	int exit_code = EXIT_OK;
+	if (o.lines) {
+		exit_code = push_lines(c, args[1], args[2], &o);
+		goto out;
+	}
 	if (strcmp(cmd, "subscribe") == 0 || strcmp(cmd, "events") == 0) {
 		exit_code = stream(c, cmd, nargs > 1 ? args[1] : NULL, &o);
 		goto out;
@@ -595,8 +745,10 @@ main(int argc, char **argv)
 		exit_code = report(c, rc, &o);
 	} else if (strcmp(cmd, "check") == 0) {
 		json_t *r = json_loads(result, 0, NULL);
-		exit_code = check_health(r);
+		exit_code = check_health(r, o.quiet);
 		json_decref(r);
+	} else if (o.quiet) {
+		/* -q: the exit status says it */
 	} else if (o.json) {
 		print_member(phxd_last_response(c), "result");
 	} else if (strcmp(cmd, "status") == 0) {

@@ -323,4 +323,58 @@ def phxctl_check_is_a_health_exit_status(w):
     assert p.returncode == 3, p
 
 
+@test
+def phxctl_push_lines_pipelines_a_shell_pipe(w):
+    """push -l: 100,000 stdin lines, each one message, every one counted by
+    the server; bad lines are named and the rest still go."""
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "load:lines"), log_level="info")
+    d.wait_joined("load:lines")
+    n = 100000
+    lines = "".join(f'{{"i":{i}}}\n' for i in range(n))
+    t0 = time.monotonic()
+    p = d.ctl("push", "-l", "load:lines", "sink", input=lines, timeout=120)
+    took = time.monotonic() - t0
+    assert p.returncode == 0 and p.stdout == "", p
+    assert f"{n} lines sent, 0 failed" in p.stderr, p.stderr
+    c = d.client()
+    counted = wait_until(lambda: (r := c.ok("push", topic="load:lines", event="count",
+                                            **{"await": True})["response"]["received"]) >= n
+                         and r, timeout=30, what="the server counting every line")
+    assert counted == n, counted
+    print(f"    push -l: {n} lines in {took:.2f} s ({n / took:,.0f}/s)")
+    # awaited, with a line that is not JSON and a blank one
+    p = d.ctl("push", "-l", "--await", "load:lines", "count", input='{}\nnot json\n\n{}\n')
+    assert p.returncode == 2 and "line 2 is not JSON" in p.stderr, p
+    assert "2 lines sent, 0 failed" in p.stderr and len(p.stdout.splitlines()) == 2, p
+    # -q: quiet when all went
+    p = d.ctl("-q", "push", "-l", "load:lines", "sink", input='{"a":1}\n')
+    assert p.returncode == 0 and p.stdout == "" and p.stderr == "", p
+    p = d.ctl("push", "-l", "rooms:nowhere", "x", input='{}\n{}\n')
+    assert p.returncode == 5 and "2 failed (first: not_joined" in p.stderr, p
+
+
+@test
+def phxctl_subscribe_raw_prints_payloads_and_quiet_prints_nothing(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:raw"))
+    d.wait_joined("rooms:raw")
+    sub = subprocess.Popen([os.path.join(os.path.dirname(PHXD), "phxctl"), "-s", d.sock,
+                            "subscribe", "rooms:raw", "--raw", "--count", "2"],
+                           stdout=subprocess.PIPE)
+    c = d.client()
+    wait_until(lambda: c.ok("status")["ipc"]["subscriptions"] >= 1, what="the subscription")
+    c.ok("push", topic="rooms:raw", event="broadcast", payload={"x": [1, "two"]},
+         **{"await": True})
+    c.ok("push", topic="rooms:raw", event="blob", payload_b64="AAEC/w==", **{"await": True})
+    out, _ = sub.communicate(timeout=10)
+    assert sub.returncode == 0 and out == b'{"x":[1,"two"]}\n\x00\x01\x02\xff\n', out
+    p = d.ctl("-q", "push", "rooms:raw", "ping", "--await")
+    assert p.returncode == 0 and p.stdout == "", p
+    p = d.ctl("-q", "check")
+    assert p.returncode == 0 and p.stdout == "", p
+    p = d.ctl("-q", "push", "rooms:raw", "error_reply", "--await")
+    assert p.returncode == 1 and "reply_error" in p.stderr, p
+
+
 run()
