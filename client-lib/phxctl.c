@@ -429,6 +429,32 @@ on_line(void *arg, uint64_t sub, const char *json, size_t len)
 	st->seen++;
 }
 
+/* True when some connection holds a topic that `topic` (exact, or a prefix
+ * ending in '*') names: otherwise a subscription would wait in silence. */
+static bool
+topic_wanted(struct phxd_client *c, const char *conn, const char *topic)
+{
+	char *result = NULL;
+	size_t plen = strlen(topic);
+	bool prefix = plen > 0 && topic[plen - 1] == '*', found = false;
+	json_t *r, *cn, *t;
+	size_t i, j;
+
+	if (phxd_status(c, conn, &result) != PHXD_OK)
+		return true;	/* cannot tell: say nothing */
+	r = json_loads(result, 0, NULL);
+	free(result);
+	json_array_foreach (json_object_get(r, "connections"), i, cn) {
+		json_array_foreach (json_object_get(cn, "topics"), j, t) {
+			const char *name = jstr(t, "topic");
+			if (prefix ? strncmp(name, topic, plen - 1) == 0 : strcmp(name, topic) == 0)
+				found = true;
+		}
+	}
+	json_decref(r);
+	return found;
+}
+
 /* subscribe / events: prints lines until --count, or --timeout of silence. */
 static int
 stream(struct phxd_client *c, const char *cmd, const char *topic, const struct opts *o)
@@ -446,6 +472,10 @@ stream(struct phxd_client *c, const char *cmd, const char *topic, const struct o
 		rc = phxd_events(c, o->conn, on_line, &st, NULL);
 	if (rc != PHXD_OK)
 		return report(c, rc, o);
+	if (strcmp(cmd, "subscribe") == 0 && !topic_wanted(c, o->conn, topic))
+		fprintf(stderr, "phxctl: warning: no connection holds a topic %s %s: nothing will "
+			"arrive until one is joined (phxctl join)\n",
+			topic[0] && topic[strlen(topic) - 1] == '*' ? "matching" : "named", topic);
 	while (o->count < 0 || st.seen < o->count) {
 		long before = st.seen;
 		rc = phxd_wait(c, o->timeout_ms > 0 ? (int)o->timeout_ms : -1);

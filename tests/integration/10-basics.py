@@ -377,4 +377,16 @@ def phxctl_subscribe_raw_prints_payloads_and_quiet_prints_nothing(w):
     assert p.returncode == 1 and "reply_error" in p.stderr, p
 
 
+@test
+def phxctl_subscribe_to_a_topic_nobody_holds_warns(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:held"))
+    d.wait_joined("rooms:held")
+    for topic, warned in (("rooms:nobody", True), ("rooms:held", False), ("rooms:*", False),
+                          ("other:*", True)):
+        p = d.ctl("subscribe", topic, "--timeout", "200")
+        assert p.returncode == 4, p  # nothing came: --timeout of silence
+        assert ("warning: no connection holds" in p.stderr) == warned, (topic, p.stderr)
+
+
 run()
