@@ -3,6 +3,7 @@
 exercises the blocking, stream and non-blocking calls; phxctl is built on it."""
 import json
 import os
+import re
 import subprocess
 
 from harness import BUILD, Daemon, TestServer, _daemons, config, run, test, wait_until
@@ -68,6 +69,26 @@ def a_pending_callback_fires_when_phxd_goes_away(w):
     out = p.stdout.read()
     assert p.wait(20) == 0, out
     assert "replies 1 status -1 code unreachable" in out, out
+
+
+@test
+def the_library_exports_what_the_header_declares_and_nothing_else(w):
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client-lib")
+    with open(os.path.join(src, "phxd.h")) as f:
+        declared = set(re.findall(r"^[a-z][^(\n]*?\b(phxd_[a-z_]+)\(", f.read(), re.M))
+    so = os.path.join(BUILD, "client-lib", ".libs", "libphxd.so")
+    nm = subprocess.run(["nm", "-D", "--defined-only", so], capture_output=True, text=True,
+                        check=True).stdout
+    exported = {}
+    for line in nm.splitlines():
+        name = line.split()[-1]
+        if name.startswith("__") or name.startswith("_init") or name.startswith("_fini"):
+            continue  # a sanitizer build's runtime hooks
+        base, _, version = name.partition("@@")
+        exported[base] = version
+    exported.pop("LIBPHXD_0", None)  # the version node itself
+    assert set(exported) == declared, (set(exported) ^ declared)
+    assert set(exported.values()) == {"LIBPHXD_0"}, exported
 
 
 run()
