@@ -3,12 +3,12 @@
 subscriptions, events, phxctl output and exit codes."""
 import json
 import os
+import shutil
+import subprocess
 import threading
 import time
 
-import subprocess
-
-from harness import PHXD, Daemon, TestServer, config, run, test, wait_until
+from harness import PHXD, Daemon, Skip, TestServer, config, run, test, wait_until
 
 
 @test
@@ -387,6 +387,40 @@ def phxctl_subscribe_to_a_topic_nobody_holds_warns(w):
         p = d.ctl("subscribe", topic, "--timeout", "200")
         assert p.returncode == 4, p  # nothing came: --timeout of silence
         assert ("warning: no connection holds" in p.stderr) == warned, (topic, p.stderr)
+
+
+def _complete(d, line):
+    """What the bash completion offers for `line` (the cursor at its end)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client-lib",
+                          "completions", "phxctl.bash")
+    words = line.split(" ")
+    prog = (f'source "{script}"; COMP_WORDS=({" ".join(repr(x) for x in words)}); '
+            f"COMP_CWORD={len(words) - 1}; _phxctl; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+    env = dict(os.environ, PATH=os.path.dirname(PHXD) + ":" + os.environ["PATH"],
+               PHXD_SOCKET=d.sock)
+    p = subprocess.run(["bash", "-c", prog], capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode == 0, p
+    return sorted(x for x in p.stdout.splitlines() if x)
+
+
+@test
+def shell_completions_offer_commands_options_connections_and_topics(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:alpha", "rooms:beta"))
+    d.wait_joined("rooms:alpha", "rooms:beta")
+    assert _complete(d, "phxctl su") == ["subscribe"]
+    assert _complete(d, "phxctl push rooms:") == ["rooms:alpha", "rooms:beta"]
+    assert _complete(d, "phxctl -q leave rooms:b") == ["rooms:beta"]
+    assert _complete(d, "phxctl -C ") == ["demo"]
+    assert _complete(d, "phxctl push rooms:alpha ping --a") == ["--await"]
+    assert _complete(d, "phxctl subscribe --r") == ["--raw"]
+    assert _complete(d, "phxctl push rooms:alpha ") == [], "no topic after the topic"
+    if shutil.which("zsh") is None:
+        raise Skip("zsh is missing (./dev setup installs it): the bash completion was checked")
+    zsh = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client-lib",
+                       "completions", "_phxctl")
+    p = subprocess.run(["zsh", "-n", zsh], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
 
 
 run()
