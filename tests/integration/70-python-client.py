@@ -185,4 +185,34 @@ def _poll(sub):
         return None
 
 
+@test
+def every_daemon_error_code_has_its_exception(w):
+    """One class per code of ipc/phxd-ipc.h, each a phxd.Error, raised for it."""
+    import re
+    header = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "ipc",
+                          "phxd-ipc.h")
+    with open(header) as f:
+        codes = re.findall(r'#define PHXD_E_\w+ "(\w+)"', f.read())
+    assert len(codes) >= 20, codes
+    for code in codes:
+        cls = phxd._ERRORS.get(code)
+        assert cls is not None and issubclass(cls, phxd.Error), code
+        assert cls.__name__ in phxd.__all__, cls
+        assert f"({code})" in cls.__doc__, cls
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:e"))
+    d.wait_joined("rooms:e")
+    with phxd.Client(d.sock) as c:
+        for call, cls in ((lambda: c.push("rooms:none", "x"), phxd.NotJoined),
+                          (lambda: c.request("teleport"), phxd.UnknownOp),
+                          (lambda: c.request("push", topic=5), phxd.BadRequest),
+                          (lambda: c.status(conn="nope"), phxd.UnknownConnection),
+                          (lambda: c.request("unsubscribe", sub=999), phxd.NoSuchSubscription)):
+            try:
+                call()
+                raise AssertionError(f"no {cls.__name__}")
+            except cls as e:
+                assert isinstance(e, phxd.Error) and phxd._ERRORS[e.code] is cls, e
+
+
 run()

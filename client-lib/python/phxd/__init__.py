@@ -22,8 +22,12 @@ import os
 import socket
 import time
 
-__all__ = ["Client", "Subscription", "Error", "ReplyError", "Timeout", "NotJoined",
-           "Unreachable", "PROTOCOL_VERSION", "default_socket"]
+__all__ = ["Client", "Subscription", "Error", "Unreachable", "PROTOCOL_VERSION",
+           "default_socket", "ReplyError", "Timeout", "BadJson", "BadRequest", "UnknownOp",
+           "UnknownConnection", "VersionMismatch", "LineTooLong", "NotJoined", "BufferFull",
+           "Disconnected", "ChannelError", "ChannelClosed", "Left", "ShuttingDown", "TooLarge",
+           "ConfigError", "NoSuchSubscription", "LimitReached", "TooManyTopics", "Busy",
+           "Forbidden", "Internal"]
 
 PROTOCOL_VERSION = 1
 DEFAULT_SOCKET = "/run/phxd/phxd.sock"
@@ -47,15 +51,36 @@ class Error(Exception):
 
 
 class ReplyError(Error):
-    """The Phoenix server replied with a status other than "ok"."""
+    """The Phoenix server replied with a status other than "ok" (reply_error):
+    .status and .response are the server's."""
 
 
 class Timeout(Error):
-    """Not joined or not answered in time (code "timeout")."""
+    """Not joined or not answered in time (timeout)."""
 
 
-class NotJoined(Error):
-    """The topic is not joined (code "not_joined")."""
+# One class per error code of docs/ipc.md (ipc/phxd-ipc.h).
+class BadJson(Error): """The request line was not JSON (bad_json)."""
+class BadRequest(Error): """A field is missing or of the wrong type (bad_request)."""
+class UnknownOp(Error): """phxd does not know the op (unknown_op)."""
+class UnknownConnection(Error): """No such [connection] (unknown_connection)."""
+class VersionMismatch(Error): """The protocol versions differ (version_mismatch)."""
+class LineTooLong(Error): """A request longer than max_line_bytes (line_too_long)."""
+class NotJoined(Error): """The topic is not joined (not_joined)."""
+class BufferFull(Error): """The push buffer is full (buffer_full)."""
+class Disconnected(Error): """The connection was lost before the reply (disconnected)."""
+class ChannelError(Error): """The channel crashed on the server (channel_error)."""
+class ChannelClosed(Error): """The server closed the channel (channel_closed)."""
+class Left(Error): """The topic was left while the push waited (left)."""
+class ShuttingDown(Error): """phxd is stopping (shutting_down)."""
+class TooLarge(Error): """A field too long for a Phoenix frame (too_large)."""
+class ConfigError(Error): """The configuration was refused (config_error)."""
+class NoSuchSubscription(Error): """No such subscription (no_such_subscription)."""
+class LimitReached(Error): """A per-client limit (limit_reached)."""
+class TooManyTopics(Error): """The connection holds max_topics (too_many_topics)."""
+class Busy(Error): """Too many clients (busy)."""
+class Forbidden(Error): """This user may not use the socket (forbidden)."""
+class Internal(Error): """phxd failed in a way it did not expect (internal)."""
 
 
 class Unreachable(Error, ConnectionError):
@@ -67,7 +92,17 @@ class Unreachable(Error, ConnectionError):
         self.errno = errno
 
 
-_ERRORS = {"reply_error": ReplyError, "timeout": Timeout, "not_joined": NotJoined}
+_ERRORS = {
+    "bad_json": BadJson, "bad_request": BadRequest, "unknown_op": UnknownOp,
+    "unknown_connection": UnknownConnection, "version_mismatch": VersionMismatch,
+    "line_too_long": LineTooLong, "not_joined": NotJoined, "reply_error": ReplyError,
+    "timeout": Timeout, "buffer_full": BufferFull, "disconnected": Disconnected,
+    "channel_error": ChannelError, "channel_closed": ChannelClosed, "left": Left,
+    "shutting_down": ShuttingDown, "too_large": TooLarge, "config_error": ConfigError,
+    "no_such_subscription": NoSuchSubscription, "limit_reached": LimitReached,
+    "too_many_topics": TooManyTopics, "busy": Busy, "forbidden": Forbidden,
+    "internal": Internal,
+}
 
 
 def _raise(err):
