@@ -433,6 +433,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	c->in_full = (size_t)n == room;
 	c->in_len += (size_t)n;
+	c->spoke = true;
 	process_lines(c);
 	/* An idle client keeps a small buffer. */
 	if (c->in_len == 0 && c->in_cap > 4 * READ_MIN && !c->in_full) {
@@ -539,6 +540,7 @@ ipc_client_new(struct ipc_server *srv, int fd, uid_t uid, gid_t gid, pid_t pid)
 	c->uid = uid;
 	c->gid = gid;
 	c->pid = pid;
+	c->accepted_ms = phxd_now_ms();
 	c->read_ev = event_new(base, fd, EV_READ | EV_PERSIST, read_cb, c);
 	c->write_ev = event_new(base, fd, EV_WRITE, write_cb, c);
 	c->reap_ev = evtimer_new(base, reap_cb, c);
@@ -557,9 +559,16 @@ ipc_client_new(struct ipc_server *srv, int fd, uid_t uid, gid_t gid, pid_t pid)
  * rather than lost when closing over unread input resets the connection.
  * Bounded: at most two request lines' worth is read. */
 static void
-answer_unread(struct ipc_client *c)
+answer_unread(struct ipc_client *c, uint64_t wait_until_ms)
 {
 	size_t budget = 2 * (size_t)c->srv->d->conf->max_line;
+	uint64_t now = phxd_now_ms();
+
+	/* Accepted a moment ago and silent: its request is likely on the way. */
+	if (!c->spoke && !c->eof && now - c->accepted_ms < 1000 && now < wait_until_ms) {
+		struct pollfd pfd = { c->fd, POLLIN, 0 };
+		(void)poll(&pfd, 1, (int)(wait_until_ms - now));
+	}
 
 	while (!c->dead && !c->eof && !c->read_paused && budget > 0) {
 		size_t room = input_room(c);
@@ -573,13 +582,13 @@ answer_unread(struct ipc_client *c)
 }
 
 void
-ipc_client_destroy(struct ipc_client *c)
+ipc_client_destroy(struct ipc_client *c, uint64_t wait_until_ms)
 {
 	struct ipc_pending *p;
 
 	/* At exit: what is queued goes as far as the socket takes it now. */
 	if (!c->dead && c->fd >= 0) {
-		answer_unread(c);
+		answer_unread(c, wait_until_ms);
 		client_flush(c);
 	}
 	while ((p = TAILQ_FIRST(&c->pendings)) != NULL) {

@@ -94,6 +94,8 @@ struct ipc_client {
 	bool read_paused;	/* its output is over the cap: requests wait */
 	bool drops;		/* a subscription has dropped lines to report */
 	bool warned_drops;
+	bool spoke;		/* it has sent something */
+	uint64_t accepted_ms;
 
 	struct ipc_sub_list subs;
 	size_t nsubs;
@@ -152,7 +154,10 @@ void ipc_pending_answer(struct ipc_pending *p, struct ipc_line *l);
 void ipc_client_flush_all(struct ipc_server *srv);
 void ipc_client_check_stalls(struct ipc_server *srv, uint64_t now);
 /* Frees a client at daemon exit, writing what the socket takes now. */
-void ipc_client_destroy(struct ipc_client *c);
+/* At exit. A client accepted just before and silent so far may still be
+ * sending its first request: it is waited for until wait_until_ms (the
+ * phxd_now_ms clock), to be answered shutting_down. */
+void ipc_client_destroy(struct ipc_client *c, uint64_t wait_until_ms);
 
 /* ipc_subs.c */
 void ipc_subs_init(struct ipc_server *srv);

@@ -358,8 +358,10 @@ ipc_server_free(struct ipc_server *srv)
 	if (srv == NULL)
 		return;
 	ipc_server_close_listener(srv);
+	/* 100 ms in all for clients accepted just before to say what they want */
+	uint64_t wait_until = phxd_now_ms() + 100;
 	while ((c = TAILQ_FIRST(&srv->clients)) != NULL)
-		ipc_client_destroy(c);
+		ipc_client_destroy(c, wait_until);
 	ipc_subs_free(srv);
 	strmap_free(&srv->per_uid);
 	event_free(srv->accept_ev);

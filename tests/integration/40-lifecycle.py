@@ -374,4 +374,31 @@ def phxctl_timeout_bounds_a_hung_daemon(w):
     assert d.ctl("--timeout", "500", "status").returncode == 0
 
 
+@test
+def clients_accepted_just_before_a_stop_are_heard_out(w):
+    """Clients phxd accepted a moment before SIGTERM, still silent: their
+    first request, sent while phxd stops, is answered (shutting_down) rather
+    than met by a closed socket."""
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a"))
+    d.wait_joined("rooms:a")
+    socks = []
+    for _ in range(10):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(d.sock)
+        socks.append(s)
+    wait_until(lambda: d.client().ok("status")["ipc"]["clients"] == 11, what="all accepted")
+    d.signal(signal.SIGTERM)
+    d.wait_log("SIGTERM: leaving topics", timeout=5)
+    for i, s in enumerate(socks):
+        s.sendall(f'{{"id":{i},"op":"status"}}\n'.encode())
+    for i, s in enumerate(socks):
+        s.settimeout(5)
+        line = s.makefile().readline()
+        r = json.loads(line)
+        assert r["id"] == i and r["error"]["code"] == "shutting_down", r
+        s.close()
+    assert d.proc.wait(10) == 0
+
+
 run()
