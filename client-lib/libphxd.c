@@ -766,8 +766,11 @@ phxd_wait(struct phxd_client *c, int timeout_ms)
 		int rc = pump(c, wait);
 		if (rc != PHXD_OK)
 			return rc;
-		if (c->lines != before || timeout_ms == 0 || (deadline && now_ms() >= deadline))
+		if (c->lines != before)
 			return PHXD_OK;
+		if (timeout_ms == 0 || (deadline && now_ms() >= deadline))
+			return fail(c, PHXD_ETIMEOUT, "timeout", "no stream line within %d ms",
+				    timeout_ms);
 	}
 }
 

@@ -477,14 +477,13 @@ stream(struct phxd_client *c, const char *cmd, const char *topic, const struct o
 			"arrive until one is joined (phxctl join)\n",
 			topic[0] && topic[strlen(topic) - 1] == '*' ? "matching" : "named", topic);
 	while (o->count < 0 || st.seen < o->count) {
-		long before = st.seen;
 		rc = phxd_wait(c, o->timeout_ms > 0 ? (int)o->timeout_ms : -1);
-		if (rc != PHXD_OK)
-			return report(c, rc, o);
-		if (o->timeout_ms > 0 && st.seen == before) {
+		if (rc == PHXD_ETIMEOUT) {
 			fprintf(stderr, "phxctl: nothing within %ld ms\n", o->timeout_ms);
 			return EXIT_TIMEOUT;
 		}
+		if (rc != PHXD_OK)
+			return report(c, rc, o);
 	}
 	return EXIT_OK;
 }

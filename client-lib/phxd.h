@@ -104,7 +104,7 @@ int phxd_events(struct phxd_client *c, const char *conn, phxd_line_fn fn, void *
 int phxd_unsubscribe(struct phxd_client *c, uint64_t sub);
 /* Waits up to timeout_ms (0: not at all; -1: no limit) for stream lines and
  * delivers them to their callbacks. Returns PHXD_OK once some were
- * delivered or the time is up. */
+ * delivered, PHXD_ETIMEOUT when the time is up with none. */
 int phxd_wait(struct phxd_client *c, int timeout_ms);
 
 /* ---- non-blocking ---- */

@@ -41,8 +41,11 @@ main(int argc, char **argv)
 	if (phxd_subscribe(c, NULL, topic, NULL, on_message, NULL, NULL) == PHXD_OK) {
 		/* In a program with its own loop: watch phxd_fd(c) and call
 		 * phxd_dispatch(c) when it is readable. Here: just wait. */
-		for (int i = 0; i < 3 && phxd_wait(c, 10000) == PHXD_OK; i++)
+		int waited = PHXD_OK;
+		for (int i = 0; i < 3 && (waited = phxd_wait(c, 10000)) == PHXD_OK; i++)
 			;
+		if (waited == PHXD_ETIMEOUT)
+			fprintf(stderr, "no message within 10 s\n");
 	}
 	phxd_disconnect(c);
 	return rc == PHXD_OK ? 0 : 1;

@@ -174,6 +174,9 @@ main(int argc, char **argv)
 	      "subscription line: %s", last_line);
 	rc = phxd_unsubscribe(c, sub);
 	CHECK(rc == PHXD_OK, "unsubscribe");
+	rc = phxd_wait(c, 200);
+	CHECK(rc == PHXD_ETIMEOUT && strcmp(phxd_error_code(c), "timeout") == 0,
+	      "a wait with nothing to deliver says timeout");
 
 	/* a blocking call from inside a stream callback, for every message */
 	rc = phxd_subscribe(c, NULL, "rooms:c", NULL, answer_in_callback, c, &sub);
