@@ -463,7 +463,8 @@ teardown(struct phxd *d)
 	d->conns = NULL;
 	d->nconns = 0;
 	metrics_http_stop(d->metrics);
-	ipc_server_free(d->ipc);
+	/* clients accepted just before the stop may take 100 ms in all to speak */
+	ipc_server_free(d->ipc, 100);
 	transport_free(d->tp);
 	resolver_free(d->resolver);
 	tq_free(&d->tq);

@@ -26,7 +26,10 @@ struct ipc_client;
 /* Opens the listener: an activated socket (sd_listen_fds) when there is one,
  * else `path`. NULL with a log on failure. */
 struct ipc_server *ipc_server_new(struct phxd *d, const char *path);
-void ipc_server_free(struct ipc_server *srv);
+/* Answers what clients have already sent (shutting_down), giving those
+ * accepted a moment before and silent so far up to hear_out_ms in all to
+ * say their first request, then closes them. */
+void ipc_server_free(struct ipc_server *srv, unsigned hear_out_ms);
 /* Stops accepting (shutdown) and answers nothing more. */
 void ipc_server_close_listener(struct ipc_server *srv);
 size_t ipc_server_client_count(const struct ipc_server *srv);

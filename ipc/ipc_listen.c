@@ -351,15 +351,14 @@ ipc_server_activated(const struct ipc_server *srv)
 }
 
 void
-ipc_server_free(struct ipc_server *srv)
+ipc_server_free(struct ipc_server *srv, unsigned hear_out_ms)
 {
 	struct ipc_client *c;
 
 	if (srv == NULL)
 		return;
 	ipc_server_close_listener(srv);
-	/* 100 ms in all for clients accepted just before to say what they want */
-	uint64_t wait_until = phxd_now_ms() + 100;
+	uint64_t wait_until = phxd_now_ms() + hear_out_ms;
 	while ((c = TAILQ_FIRST(&srv->clients)) != NULL)
 		ipc_client_destroy(c, wait_until);
 	ipc_subs_free(srv);
