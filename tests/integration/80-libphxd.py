@@ -21,20 +21,28 @@ def libphxd_against_a_live_daemon(w):
     assert p.returncode == 0 and "0 failed" in p.stdout, p.stdout + p.stderr
 
 
-@test
-def the_documented_example_builds_links_and_runs(w):
-    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client-lib")
+SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client-lib")
+
+
+def build_example(w, name, *libs):
+    """Builds client-lib/examples/NAME.c against this build's libphxd."""
     libdir = os.path.join(BUILD, "client-lib", ".libs")
-    exe = os.path.join(w, "phxd-example")
+    exe = os.path.join(w, name)
     # a sanitizer build's library needs its runtime in the program too
     syms = subprocess.run(["nm", "-D", os.path.join(libdir, "libphxd.so")], capture_output=True,
                           text=True).stdout
     san = ["-fsanitize=address,undefined"] if "__asan" in syms else []
-    p = subprocess.run(["cc", "-Wall", "-Werror", *san, "-I", src,
-                        os.path.join(src, "examples", "phxd-example.c"), "-o", exe,
-                        "-L", libdir, "-lphxd", f"-Wl,-rpath,{libdir}"],
+    p = subprocess.run(["cc", "-Wall", "-Wextra", "-Werror", *san, "-I", SRC,
+                        os.path.join(SRC, "examples", f"{name}.c"), "-o", exe,
+                        "-L", libdir, "-lphxd", f"-Wl,-rpath,{libdir}", *libs],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
+    return exe
+
+
+@test
+def the_documented_example_builds_links_and_runs(w):
+    exe = build_example(w, "phxd-example")
     ts = TestServer(w)
     d = Daemon(w, config(ts.url, "rooms:lobby"))
     d.wait_joined("rooms:lobby")
@@ -89,6 +97,32 @@ def the_library_exports_what_the_header_declares_and_nothing_else(w):
     exported.pop("LIBPHXD_0", None)  # the version node itself
     assert set(exported) == declared, (set(exported) ^ declared)
     assert set(exported.values()) == {"LIBPHXD_0"}, exported
+
+
+@test
+def the_poll_and_libevent_examples_run_their_own_loops(w):
+    libevent = subprocess.run(["pkg-config", "--libs", "libevent"], capture_output=True,
+                              text=True, check=True).stdout.split()
+    exes = [build_example(w, "phxd-poll"), build_example(w, "phxd-libevent", *libevent)]
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:loop"))
+    d.wait_joined("rooms:loop")
+    for exe in exes:
+        ex = subprocess.Popen([exe, "rooms:loop", "2"], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PHXD_SOCKET=d.sock))
+        line = ex.stdout.readline().strip()  # the result object: status and response
+        assert json.loads(line.split("reply: ", 1)[1]) == \
+            {"status": "ok", "response": {"pong": "pong"}}, (exe, line)
+        wait_until(lambda: d.client().ok("status")["ipc"]["subscriptions"] == 1,
+                   what="the example subscribed")
+        for i in range(2):
+            ts.control("broadcast", topic="rooms:loop", event="news", payload=json.dumps({"n": i}))
+        out = [ex.stdout.readline().strip() for _ in range(2)]
+        assert ex.wait(10) == 0, exe
+        assert [json.loads(l.split("message: ", 1)[1])["payload"] for l in out] == \
+            [{"n": 0}, {"n": 1}], out
+        wait_until(lambda: d.client().ok("status")["ipc"]["subscriptions"] == 0,
+                   what="the example gone")
 
 
 run()
