@@ -273,8 +273,10 @@ queue_line(struct phxd_client *c, const char *line, size_t len)
 		json_decref(j);
 		return fail(c, PHXD_EPROTOCOL, "protocol", "phxd sent a line that is not an object");
 	}
+	/* Responses are kept whole for phxd_last_response(); stream lines are not. */
+	bool stream = json_object_get(j, "id") == NULL && json_object_get(j, "sub") != NULL;
 	l = calloc(1, sizeof(*l));
-	if (l == NULL || (l->raw = strndup(line, len)) == NULL) {
+	if (l == NULL || (!stream && (l->raw = strndup(line, len)) == NULL)) {
 		free(l);
 		json_decref(j);
 		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");

@@ -74,11 +74,17 @@ phxd_find_conn(struct phxd *d, const char *name)
 	return NULL;
 }
 
-void
-phxd_notify_status(struct phxd *d)
+/* Counts once per loop pass, however many changes asked for it: a rejoin of
+ * 10,000 topics is 10,000 channel events, one count. */
+static void
+send_status(evutil_socket_t fd, short what, void *arg)
 {
+	struct phxd *d = arg;
 	size_t up = 0, live = 0, topics = 0, joined = 0;
 	struct strmap_iter it;
+
+	(void)fd;
+	(void)what;
 
 	for (size_t i = 0; i < d->nconns; i++) {
 		struct phxd_conn *pc = d->conns[i];
@@ -101,6 +107,13 @@ phxd_notify_status(struct phxd *d)
 		return;
 	memcpy(d->last_status, line, sizeof(line));
 	sd_notify(0, line);
+}
+
+void
+phxd_notify_status(struct phxd *d)
+{
+	if (d->status_ev != NULL && !event_pending(d->status_ev, EV_TIMEOUT, NULL))
+		event_active(d->status_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- session host ---------------------------------------------------------- */
@@ -281,25 +294,22 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 		log_warnx("reload: %s; keeping the running configuration", err);
 		return false;
 	}
-	/* The one part of a reload that can fail after parsing, so first. */
+	/* The one part of a reload that can fail after parsing, so first. The
+	 * old listener goes first: the new one may want its port. */
 	if (!config_str_eq(old->metrics_listen, fresh->metrics_listen)) {
-		struct metrics_http *m = NULL;
-		if (fresh->metrics_listen != NULL) {
-			/* Off first when only the address changes: the port may be the same. */
-			metrics_http_stop(d->metrics);
-			d->metrics = NULL;
-			m = metrics_http_start(d, fresh->metrics_listen, err, errlen);
-			if (m == NULL) {
-				log_warnx("reload: %s; keeping the running configuration", err);
-				if (old->metrics_listen != NULL)
-					d->metrics = metrics_http_start(d, old->metrics_listen, err,
-									errlen);
-				config_free(fresh);
-				return false;
-			}
-		}
 		metrics_http_stop(d->metrics);
-		d->metrics = m;
+		d->metrics = NULL;
+		if (fresh->metrics_listen != NULL &&
+		    (d->metrics = metrics_http_start(d, fresh->metrics_listen, err, errlen)) == NULL) {
+			log_warnx("reload: %s; keeping the running configuration", err);
+			char again[256];	/* err says why the reload failed */
+			if (old->metrics_listen != NULL &&
+			    (d->metrics = metrics_http_start(d, old->metrics_listen, again,
+							     sizeof(again))) == NULL)
+				log_warnx("metrics: %s", again);
+			config_free(fresh);
+			return false;
+		}
 	}
 	sd_notify(0, "RELOADING=1");
 	d->tq.now = phxd_now_ms();
@@ -478,6 +488,8 @@ teardown(struct phxd *d)
 		event_free(d->sig_hup);
 	if (d->watchdog_ev)
 		event_free(d->watchdog_ev);
+	if (d->status_ev)
+		event_free(d->status_ev);
 	if (d->base)
 		event_base_free(d->base);
 	config_free(d->conf);
@@ -592,6 +604,9 @@ main(int argc, char **argv)
 	tq_init(&d.tq);
 	d.tq.now = phxd_now_ms();
 	d.tq_ev = evtimer_new(d.base, timers_due, &d);
+	d.status_ev = event_new(d.base, -1, 0, send_status, &d);
+	if (d.status_ev == NULL || event_priority_set(d.status_ev, 2) != 0)
+		fatalx("cannot create the status event");
 	d.tp = transport_new(d.base, transport_event, &d, d.conf->receive_queue);
 	d.resolver = resolver_new(d.base);
 	for (size_t i = 0; i < d.conf->nconns; i++)

@@ -53,6 +53,7 @@ struct phxd {
 	uint64_t started_at_ms;	/* wall clock */
 	uint64_t reloads;
 	char last_status[128];	/* the STATUS= systemd has */
+	struct event *status_ev;	/* sends STATUS= after the loop pass that changed it */
 };
 
 /* Monotonic ms, the clock of d->tq. */
@@ -63,7 +64,8 @@ struct phxd_conn *phxd_find_conn(struct phxd *d, const char *name);
 /* Reloads the config file; false with err set when it did not parse. */
 bool phxd_reload(struct phxd *d, char *err, size_t errlen);
 /* Pushes the one-line summary to systemd (STATUS=) when it changed:
- * connection and topic states and the client count. */
+ * connection and topic states and the client count. Deferred to the end
+ * of the loop pass (lowest priority), so bursts count once. */
 void phxd_notify_status(struct phxd *d);
 
 #endif
