@@ -27,6 +27,8 @@ struct pending {
 	uint64_t id;
 	phxd_reply_fn fn;
 	void *arg;
+	phxd_line_fn line_fn;	/* phxd_send_stream: the stream's callback */
+	void *line_arg;
 };
 
 struct sub {
@@ -168,6 +170,9 @@ take_answer(struct phxd_client *c, struct ready_line *l)
 	return true;
 }
 
+static int add_sub(struct phxd_client *c, int rc, char *result, phxd_line_fn fn, void *arg,
+		   uint64_t *out);
+
 /* Stream lines to their subscription, answers to their phxd_send callback. */
 static void
 dispatch_line(struct phxd_client *c, struct ready_line *l)
@@ -202,6 +207,11 @@ dispatch_line(struct phxd_client *c, struct ready_line *l)
 		*pp = p->next;
 		int status = ok ? PHXD_OK : daemon_error(c, json_object_get(j, "error"));
 		char *result = ok ? dump_result(j) : NULL;
+		/* A stream is registered before its first line can be handled. */
+		if (status == PHXD_OK && p->line_fn != NULL) {
+			status = add_sub(c, PHXD_OK, result, p->line_fn, p->line_arg, NULL);
+			result = status == PHXD_OK ? dump_result(j) : NULL;
+		}
 		c->depth++;
 		p->fn(p->arg, c, status, result, result ? strlen(result) : 0);
 		c->depth--;
@@ -604,13 +614,17 @@ take_response(struct phxd_client *c, int rc, char *result, char **response)
 	return PHXD_OK;
 }
 
-int
-phxd_join(struct phxd_client *c, const char *conn, const char *topic, const char *payload,
-	  char **response)
+static int
+join(struct phxd_client *c, const char *conn, const char *topic, const char *payload,
+     const char *hold, char **response)
 {
-	json_t *req = json_pack("{s:s, s:s}", "op", "join", "topic", topic);
+	json_t *req = json_pack("{s:s, s:s, s:s}", "op", "join", "topic", topic, "hold", hold);
 	char *result;
 
+	if (response)
+		*response = NULL;
+	if (req == NULL)
+		return fail(c, PHXD_EINVAL, "invalid", "the topic is not UTF-8");
 	set_conn(req, conn);
 	if (payload) {
 		json_t *p = json_loads(payload, 0, NULL);
@@ -623,6 +637,20 @@ phxd_join(struct phxd_client *c, const char *conn, const char *topic, const char
 	}
 	int rc = call_json(c, req, &result);
 	return take_response(c, rc, result, response);
+}
+
+int
+phxd_join(struct phxd_client *c, const char *conn, const char *topic, const char *payload,
+	  char **response)
+{
+	return join(c, conn, topic, payload, "daemon", response);
+}
+
+int
+phxd_hold(struct phxd_client *c, const char *conn, const char *topic, const char *payload,
+	  char **response)
+{
+	return join(c, conn, topic, payload, "client", response);
 }
 
 int
@@ -782,8 +810,9 @@ phxd_fd(const struct phxd_client *c)
 	return c->fd;
 }
 
-int
-phxd_send(struct phxd_client *c, const char *request, phxd_reply_fn fn, void *arg)
+static int
+send_pending(struct phxd_client *c, const char *request, phxd_reply_fn fn, void *arg,
+	     phxd_line_fn line_fn, void *line_arg)
 {
 	json_t *req = json_loads(request, 0, NULL);
 	struct pending *p;
@@ -810,9 +839,28 @@ phxd_send(struct phxd_client *c, const char *request, phxd_reply_fn fn, void *ar
 	p->id = id;
 	p->fn = fn;
 	p->arg = arg;
+	p->line_fn = line_fn;
+	p->line_arg = line_arg;
 	p->next = c->pending;
 	c->pending = p;
 	return write_some(c);
+}
+
+int
+phxd_send(struct phxd_client *c, const char *request, phxd_reply_fn fn, void *arg)
+{
+	if (fn == NULL)
+		return fail(c, PHXD_EINVAL, "invalid", "phxd_send needs a callback");
+	return send_pending(c, request, fn, arg, NULL, NULL);
+}
+
+int
+phxd_send_stream(struct phxd_client *c, const char *request, phxd_line_fn line_fn,
+		 void *line_arg, phxd_reply_fn fn, void *arg)
+{
+	if (fn == NULL || line_fn == NULL)
+		return fail(c, PHXD_EINVAL, "invalid", "phxd_send_stream needs both callbacks");
+	return send_pending(c, request, fn, arg, line_fn, line_arg);
 }
 
 bool

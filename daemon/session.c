@@ -633,7 +633,7 @@ send_join(struct channel *ch)
 }
 
 static struct channel *
-channel_new(struct session *s, const char *topic, const char *payload, bool from_config)
+channel_new(struct session *s, const char *topic, const char *payload)
 {
 	struct channel *ch = xcalloc(1, sizeof(*ch) + sizeof(struct channel_waits));
 
@@ -646,7 +646,6 @@ channel_new(struct session *s, const char *topic, const char *payload, bool from
 	ch->topic_len = strlen(topic);
 	ch->payload = xstrdup(payload ? payload : "{}");
 	ch->state = CHAN_WAITING;
-	ch->from_config = from_config;
 	tq_timer_init(&ch->join_timer, join_timeout, ch);
 	tq_timer_init(&ch->rejoin_timer, rejoin_due, ch);
 	strmap_put(&s->channels, ch->topic, ch->topic_len, ch);
@@ -666,6 +665,7 @@ channel_free(struct channel *ch)
 	settle_waiters_with(ch, false, s->stopping ? SESS_SHUTTING_DOWN : SESS_LEFT, "topic left");
 	settle_waiters_with(ch, true, s->stopping ? SESS_SHUTTING_DOWN : SESS_OK, NULL);
 	presence_free(&ch->presence);
+	free(ch->holders);
 	free(ch->topic);
 	free(ch->payload);
 	free(ch->last_error);
@@ -673,8 +673,48 @@ channel_free(struct channel *ch)
 	free(ch);
 }
 
+static void
+add_want(struct channel *ch, struct sess_want want)
+{
+	ch->from_config |= want.config;
+	ch->runtime |= want.runtime;
+	if (want.client == 0)
+		return;
+	for (uint32_t i = 0; i < ch->nholders; i++)
+		if (ch->holders[i] == want.client)
+			return;
+	if (ch->nholders == ch->holders_cap) {
+		ch->holders_cap = ch->holders_cap ? 2 * ch->holders_cap : 2;
+		ch->holders = xrealloc(ch->holders, ch->holders_cap * sizeof(*ch->holders));
+	}
+	ch->holders[ch->nholders++] = want.client;
+}
+
+bool
+session_wanted(const struct channel *ch)
+{
+	return ch->from_config || ch->runtime || ch->nholders > 0;
+}
+
+bool
+session_unwant(struct session *s, struct channel *ch, struct sess_want want)
+{
+	(void)s;
+	if (want.config)
+		ch->from_config = false;
+	if (want.runtime)
+		ch->runtime = false;
+	for (uint32_t i = 0; want.client && i < ch->nholders; i++) {
+		if (ch->holders[i] == want.client) {
+			ch->holders[i] = ch->holders[--ch->nholders];
+			break;
+		}
+	}
+	return !session_wanted(ch);
+}
+
 struct sess_req *
-session_join(struct session *s, const char *topic, const char *payload, bool from_config,
+session_join(struct session *s, const char *topic, const char *payload, struct sess_want want,
 	     sess_done_fn done, void *arg)
 {
 	struct channel *ch;
@@ -690,12 +730,13 @@ session_join(struct session *s, const char *topic, const char *payload, bool fro
 	}
 	ch = session_channel(s, topic);
 	if (ch == NULL) {
-		if (!from_config && s->conf->max_topics && s->channels.len >= s->conf->max_topics) {
+		if (!want.config && s->conf->max_topics && s->channels.len >= s->conf->max_topics) {
 			finish(done, arg, SESS_TOO_MANY_TOPICS,
 			       "this connection holds max_topics topics already");
 			return NULL;
 		}
-		ch = channel_new(s, topic, payload, from_config);
+		ch = channel_new(s, topic, payload);
+		add_want(ch, want);
 		if (done)
 			req = add_waiter(ch, false, done, arg);
 		if (s->state == SESS_OPEN)
@@ -705,8 +746,8 @@ session_join(struct session *s, const char *topic, const char *payload, bool fro
 		return req;
 	}
 	/* One join per topic per connection: a second request shares the first. */
-	if (from_config)
-		ch->from_config = true;
+	if (ch->state != CHAN_LEAVING)
+		add_want(ch, want);
 	switch (ch->state) {
 	case CHAN_JOINED: {
 		struct sess_result r = { .outcome = SESS_OK, .status = "ok",
@@ -747,6 +788,8 @@ session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg
 	}
 	if (ch->state == CHAN_LEAVING)
 		return done ? add_waiter(ch, true, done, arg) : NULL;
+	ch->from_config = ch->runtime = false;
+	ch->nholders = 0;
 	fail_buffered(ch, SESS_LEFT, "topic left before the push could be sent");
 	settle_waiters_with(ch, false, SESS_LEFT, "topic left");
 	if (s->state == SESS_OPEN && (ch->state == CHAN_JOINED || ch->state == CHAN_JOINING)) {
@@ -1172,10 +1215,7 @@ session_reconfigure(struct session *s, const struct conn_conf *conf)
 			continue;
 		for (size_t i = 0; i < conf->njoins && !kept; i++)
 			kept = strcmp(conf->joins[i].topic, ch->topic) == 0;
-		if (kept)
-			continue;
-		ch->from_config = false;
-		if (ch->state != CHAN_LEAVING)
+		if (!kept && session_unwant(s, ch, WANT_CONFIG) && ch->state != CHAN_LEAVING)
 			session_leave(s, ch->topic, NULL, NULL);
 	}
 	for (size_t i = 0; i < conf->njoins; i++) {
@@ -1184,7 +1224,8 @@ session_reconfigure(struct session *s, const struct conn_conf *conf)
 			free(ch->payload);
 			ch->payload = xstrdup(conf->joins[i].payload);
 		}
-		session_join(s, conf->joins[i].topic, conf->joins[i].payload, true, NULL, NULL);
+		session_join(s, conf->joins[i].topic, conf->joins[i].payload, WANT_CONFIG, NULL,
+			     NULL);
 	}
 	if (reconnect) {
 		log_info("%s: connection settings changed; reconnecting", conf->name);
@@ -1220,7 +1261,7 @@ session_new(const struct conn_conf *conf, const struct session_ops *ops, void *h
 	tq_timer_init(&s->reconnect_timer, reconnect_due, s);
 	tq_timer_init(&s->heartbeat_timer, heartbeat_due, s);
 	for (size_t i = 0; i < conf->njoins; i++)
-		channel_new(s, conf->joins[i].topic, conf->joins[i].payload, true);
+		channel_new(s, conf->joins[i].topic, conf->joins[i].payload)->from_config = true;
 	return s;
 }
 

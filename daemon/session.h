@@ -114,7 +114,10 @@ struct channel {
 	size_t topic_len;
 	char *payload;			/* join payload, JSON text */
 	enum chan_state state;
-	bool from_config;
+	bool from_config;		/* wanted: the config lists it */
+	bool runtime;			/* wanted: a join request, until a leave */
+	uint32_t nholders, holders_cap;	/* wanted: IPC clients, while connected */
+	uint64_t *holders;		/* their ids */
 	char join_ref[PHX_REF_BUFSZ];	/* current join; "" before the first */
 	char leave_ref[PHX_REF_BUFSZ];
 	struct tq_timer join_timer;	/* join (or leave) reply timeout */
@@ -218,8 +221,27 @@ void session_on_frame(struct session *s, const char *data, size_t len, bool bina
  * or session_cancel() is called.
  */
 struct sess_req;
+
+/* Who wants a topic joined. A topic stays joined, through every reconnect,
+ * while anybody does. */
+struct sess_want {
+	bool config;		/* the config lists it */
+	bool runtime;		/* a join request; until a leave */
+	uint64_t client;	/* an IPC client, while it is connected; 0: none */
+};
+#define WANT_CONFIG ((struct sess_want){ .config = true })
+#define WANT_RUNTIME ((struct sess_want){ .runtime = true })
+#define WANT_CLIENT(id) ((struct sess_want){ .client = (id) })
+
+/* Adds `want` to topic and joins it if it was not. Sharing: there is one
+ * join per topic per connection; a second request shares the first. */
 struct sess_req *session_join(struct session *s, const char *topic, const char *payload,
-			      bool from_config, sess_done_fn done, void *arg);
+			      struct sess_want want, sess_done_fn done, void *arg);
+/* Drops `want` (each of its members) from ch. True when nobody wants ch
+ * any longer: the caller then leaves it with session_leave(). */
+bool session_unwant(struct session *s, struct channel *ch, struct sess_want want);
+bool session_wanted(const struct channel *ch);
+/* Leaves topic now, whoever wants it. */
 struct sess_req *session_leave(struct session *s, const char *topic, sess_done_fn done,
 			       void *arg);
 

@@ -164,6 +164,12 @@ ipc_pending_session_done(void *arg, const struct sess_result *res)
 	free(owned);
 }
 
+void
+ipc_pending_answer_ok(struct ipc_pending *p, json_t *result)
+{
+	ipc_pending_answer(p, ipc_encode_reply(p->id, true, result, NULL, 0));
+}
+
 /* ---- request fields ------------------------------------------------------- */
 
 bool

@@ -16,6 +16,13 @@ error_json(const char *text)
 	return j ? j : ipc_jstr(text);
 }
 
+json_t *
+ipc_wanted_json(const struct channel *ch)
+{
+	return json_pack("{s:b, s:b, s:I}", "config", ch->from_config, "runtime", ch->runtime,
+			 "clients", (json_int_t)ch->nholders);
+}
+
 static json_t *
 channel_json(const struct channel *ch)
 {
@@ -29,6 +36,7 @@ channel_json(const struct channel *ch)
 		      "rejoin_attempts", (json_int_t)ch->rejoin_tries, "last_error",
 		      error_json(ch->last_error), "from_config", ch->from_config, "buffered",
 		      (json_int_t)ch->buffered);
+	json_object_set_new(o, "wanted_by", ipc_wanted_json(ch));
 	json_object_set_new(o, "stats",
 			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "messages_in",
 				      (json_int_t)st->messages_in, "pushes_out",

@@ -91,6 +91,8 @@ void ipc_pending_track(struct ipc_pending *p, struct session *sess, struct sess_
 /* Answers a pending request from a session result (join, leave, push) and
  * frees it: the session's done callback. */
 void ipc_pending_session_done(void *pending, const struct sess_result *res);
+/* Answers a pending request with result (stolen) and frees it. */
+void ipc_pending_answer_ok(struct ipc_pending *p, json_t *result);
 
 /* Request field helpers: false after replying bad_request. */
 bool ipc_get_string(struct ipc_request *r, const char *key, bool required, const char **out);
@@ -111,6 +113,16 @@ enum ipc_sub_kind { SUB_MESSAGES, SUB_EVENTS };
 uint64_t ipc_subscribe(struct ipc_request *r, enum ipc_sub_kind kind, const char *conn,
 		       const char *topic, json_t *events);
 bool ipc_unsubscribe(struct ipc_client *c, uint64_t sub);
+
+/* Client holds (join with "hold":"client"). Records that r's client holds
+ * r->topic of r->pc; false after replying limit_reached. */
+bool ipc_hold_add(struct ipc_request *r);
+/* Forgets that c holds the topic (a leave), without releasing it. */
+void ipc_hold_drop(struct ipc_client *c, const char *conn, const char *topic);
+uint64_t ipc_client_id(const struct ipc_client *c);
+
+/* Who wants ch joined: {"config":B,"runtime":B,"clients":N} (cmd_status.c). */
+json_t *ipc_wanted_json(const struct channel *ch);
 
 /* An event line's object (cmd_events.c); the caller owns it. */
 json_t *ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev);

@@ -35,6 +35,13 @@ static void write_out(struct ipc_client *c);
 static void process_lines(struct ipc_client *c);
 static void client_unref(struct ipc_client *c);
 
+/* Nothing to write, to answer or to keep: a half-closed client is done. */
+static bool
+idle(const struct ipc_client *c)
+{
+	return c->out_count == 0 && c->npending == 0 && c->nsubs == 0 && c->nholds == 0;
+}
+
 static size_t
 out_cap(const struct ipc_client *c)
 {
@@ -219,7 +226,7 @@ after_progress(struct ipc_client *c)
 		if (!c->dead && !c->eof && !c->read_paused)
 			event_add(c->read_ev, NULL);
 	}
-	if (c->eof && c->out_count == 0 && c->npending == 0 && c->nsubs == 0)
+	if (c->eof && idle(c))
 		ipc_client_lost(c, "half-closed, every request answered", false);
 }
 
@@ -426,7 +433,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 		c->eof = true;
 		event_del(c->read_ev);
 		process_lines(c);
-		if (!c->dead && ((c->out_count == 0 && c->npending == 0 && c->nsubs == 0) ||
+		if (!c->dead && (idle(c) ||
 				 peer_gone(c)))
 			ipc_client_lost(c, "closed the connection", false);
 		return;
@@ -499,6 +506,7 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 		c->refs--;
 	}
 	ipc_subs_drop_client(c);
+	ipc_holds_release(c, true);
 	event_del(c->read_ev);
 	event_del(c->write_ev);
 	close(c->fd);
@@ -537,6 +545,7 @@ ipc_client_new(struct ipc_server *srv, int fd, uid_t uid, gid_t gid, pid_t pid)
 	c->srv = srv;
 	c->fd = fd;
 	c->refs = 1;
+	c->id = ++srv->next_client_id;
 	c->uid = uid;
 	c->gid = gid;
 	c->pid = pid;
@@ -548,6 +557,7 @@ ipc_client_new(struct ipc_server *srv, int fd, uid_t uid, gid_t gid, pid_t pid)
 		fatalx("ipc: out of memory for a client");
 	TAILQ_INIT(&c->subs);
 	TAILQ_INIT(&c->pendings);
+	SLIST_INIT(&c->holds);
 	TAILQ_INSERT_TAIL(&srv->clients, c, entry);
 	srv->nclients++;
 	event_add(c->read_ev, NULL);
@@ -597,7 +607,14 @@ ipc_client_destroy(struct ipc_client *c, uint64_t wait_until_ms)
 		free(p);
 	}
 	ipc_subs_drop_client(c);
+	ipc_holds_release(c, false);
 	client_free(c);
+}
+
+uint64_t
+ipc_client_id(const struct ipc_client *c)
+{
+	return c->id;
 }
 
 /* ---- pending answers ------------------------------------------------------ */
@@ -641,7 +658,7 @@ ipc_pending_answer(struct ipc_pending *p, struct ipc_line *l)
 	free(p);
 	ipc_client_send(c, l);
 	ipc_line_unref(l);
-	if (c->eof && !c->dead && c->npending == 0 && c->out_count == 0 && c->nsubs == 0)
+	if (c->eof && !c->dead && idle(c))
 		ipc_client_lost(c, "half-closed, every request answered", false);
 	client_unref(c);
 }

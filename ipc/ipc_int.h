@@ -65,12 +65,21 @@ struct ipc_pending {
 };
 TAILQ_HEAD(ipc_pending_list, ipc_pending);
 
+/* A topic the client keeps joined while it is connected (ipc_holds.c). */
+struct ipc_hold {
+	SLIST_ENTRY(ipc_hold) entry;
+	char *conn;
+	char *topic;
+};
+SLIST_HEAD(ipc_hold_list, ipc_hold);
+
 struct ipc_client {
 	TAILQ_ENTRY(ipc_client) entry;
 	TAILQ_ENTRY(ipc_client) dirty_entry;
 	struct ipc_server *srv;
 	int fd;
 	int refs;
+	uint64_t id;		/* never reused: what a channel knows its holders by */
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
@@ -101,6 +110,8 @@ struct ipc_client {
 	size_t nsubs;
 	struct ipc_pending_list pendings;
 	size_t npending;
+	struct ipc_hold_list holds;
+	size_t nholds;
 };
 TAILQ_HEAD(ipc_client_list, ipc_client);
 
@@ -116,6 +127,7 @@ struct ipc_server {
 	size_t nclients;
 	struct strmap per_uid;	/* uid -> clients connected */
 	uint64_t next_sub;
+	uint64_t next_client_id;
 	struct strmap exact;	/* topic -> sub_head */
 	struct strmap prefixes;	/* pattern prefix -> sub_head */
 	unsigned prefix_lens[PHX_MAX_FIELD + 2];	/* patterns per prefix length */
@@ -167,6 +179,11 @@ void ipc_subs_drop_client(struct ipc_client *c);
 /* Queues a {"type":"dropped"} line for each subscription of c that lost
  * lines. */
 void ipc_subs_report_drops(struct ipc_client *c);
+
+/* ipc_holds.c */
+/* Lets go of every topic c holds; sessions_live false at exit, when the
+ * sessions are stopping anyway. */
+void ipc_holds_release(struct ipc_client *c, bool sessions_live);
 
 /* ipc_listen.c */
 void ipc_listen_client_gone(struct ipc_server *srv, uid_t uid);

@@ -461,7 +461,7 @@ START_TEST(rejoins_every_topic_after_reconnect)
 
 	open_socket(f);
 	reply_join(f, "rooms:cfg", "ok", "{}");
-	session_join(f->s, "rooms:rt", "{\"b\":2}", false, record, &r);
+	session_join(f->s, "rooms:rt", "{\"b\":2}", WANT_RUNTIME, record, &r);
 	reply_join(f, "rooms:rt", "ok", "{\"x\":1}");
 	ck_assert_int_eq(r.calls, 1);
 	ck_assert_int_eq(r.outcome, SESS_OK);
@@ -492,7 +492,7 @@ START_TEST(join_error_surfaced_and_retried_with_backoff)
 	f->conf->rejoin_ms[1] = 2000;
 
 	open_socket(f);
-	session_join(f->s, "rejected:x", NULL, false, record, &r);
+	session_join(f->s, "rejected:x", NULL, WANT_RUNTIME, record, &r);
 	reply_join(f, "rejected:x", "error", "{\"reason\":\"unauthorized\"}");
 	ck_assert_int_eq(r.calls, 1);
 	ck_assert_int_eq(r.outcome, SESS_REPLY_ERROR);
@@ -525,7 +525,7 @@ START_TEST(join_timeout_leaves_and_rejoins)
 	f->conf->join_timeout_ms = 10000;
 	f->conf->heartbeat_ms = 0;
 	open_socket(f);
-	session_join(f->s, "rooms:slow", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:slow", NULL, WANT_RUNTIME, NULL, NULL);
 	json_t *j = find_sent(f, 0, "rooms:slow", "phx_join");
 	char jr[32];
 	snprintf(jr, sizeof(jr), "%s", fs(j, 0));
@@ -551,7 +551,7 @@ START_TEST(phx_error_rejoins_and_fails_inflight)
 	struct sess_push_args a = { "rooms:c", "ping", "{}", 2, false, true, 0 };
 
 	open_socket(f);
-	session_join(f->s, "rooms:c", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:c", NULL, WANT_RUNTIME, NULL, NULL);
 	reply_join(f, "rooms:c", "ok", "{}");
 	session_push(f->s, &a, record, &r);
 	const char *jr = chan(f, "rooms:c")->join_ref;
@@ -571,7 +571,7 @@ START_TEST(phx_close_is_final)
 {
 	struct fake *f = fake_new(NULL);
 	open_socket(f);
-	session_join(f->s, "rooms:s", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:s", NULL, WANT_RUNTIME, NULL, NULL);
 	reply_join(f, "rooms:s", "ok", "{}");
 	const char *jr = chan(f, "rooms:s")->join_ref;
 	serverf(f, "[\"%s\",\"%s\",\"rooms:s\",\"phx_close\",{}]", jr, jr);
@@ -595,7 +595,7 @@ START_TEST(stale_join_ref_dropped)
 {
 	struct fake *f = fake_new(NULL);
 	open_socket(f);
-	session_join(f->s, "rooms:d", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:d", NULL, WANT_RUNTIME, NULL, NULL);
 	reply_join(f, "rooms:d", "ok", "{}");
 	char first[32];
 	snprintf(first, sizeof(first), "%s", chan(f, "rooms:d")->join_ref);
@@ -626,7 +626,7 @@ START_TEST(push_carries_current_join_ref)
 	struct fake *f = fake_new(NULL);
 	struct sess_push_args a = { "rooms:e", "ev", "{\"k\":1}", 7, false, false, 0 };
 	open_socket(f);
-	session_join(f->s, "rooms:e", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:e", NULL, WANT_RUNTIME, NULL, NULL);
 	reply_join(f, "rooms:e", "ok", "{}");
 	session_push(f->s, &a, NULL, NULL);
 	json_t *p = find_sent(f, 0, "rooms:e", "ev");
@@ -643,7 +643,7 @@ START_TEST(push_buffered_until_joined)
 	struct sess_push_args a = { "rooms:f", "first", "1", 1, false, true, 0 };
 	struct sess_push_args b = { "rooms:f", "second", "2", 1, false, false, 0 };
 
-	session_join(f->s, "rooms:f", NULL, false, NULL, NULL);	/* not connected yet */
+	session_join(f->s, "rooms:f", NULL, WANT_RUNTIME, NULL, NULL);	/* not connected yet */
 	session_push(f->s, &a, record, &r1);
 	session_push(f->s, &b, record, &r2);
 	ck_assert_int_eq(r1.calls + r2.calls, 0);
@@ -677,7 +677,7 @@ START_TEST(push_timeout_and_buffer_cap)
 	struct sess_push_args a = { "rooms:g", "x", "{}", 2, false, true, 5000 };
 
 	f->conf->push_buffer = 2;
-	session_join(f->s, "rooms:g", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:g", NULL, WANT_RUNTIME, NULL, NULL);
 	session_push(f->s, &a, record, &r[0]);
 	session_push(f->s, &a, record, &r[1]);
 	session_push(f->s, &a, record, &r[2]);
@@ -705,7 +705,7 @@ START_TEST(push_buffer_bytes_cap)
 	struct sess_push_args a = { "rooms:bb", "x", "\"abcd\"", 6, false, true, 0 };
 
 	f->conf->push_buffer_bytes = 12;
-	session_join(f->s, "rooms:bb", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:bb", NULL, WANT_RUNTIME, NULL, NULL);
 	session_push(f->s, &a, record, &r[0]);
 	session_push(f->s, &a, record, &r[1]);
 	session_push(f->s, &a, record, &r[2]);
@@ -729,7 +729,7 @@ START_TEST(push_reply_error_timeout_and_disconnect)
 
 	f->conf->heartbeat_ms = 0;
 	open_socket(f);
-	session_join(f->s, "rooms:h", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:h", NULL, WANT_RUNTIME, NULL, NULL);
 	reply_join(f, "rooms:h", "ok", "{}");
 	session_push(f->s, &a, record, &r[0]);
 	json_t *p = find_sent(f, 0, "rooms:h", "x");
@@ -757,7 +757,7 @@ START_TEST(binary_push_and_reply)
 	struct sess_push_args a = { "rooms:bin", "blob", "\x01\x02\x00\xff", 4, true, true, 0 };
 
 	open_socket(f);
-	session_join(f->s, "rooms:bin", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:bin", NULL, WANT_RUNTIME, NULL, NULL);
 	reply_join(f, "rooms:bin", "ok", "{}");
 	size_t i = nsent(f);
 	session_push(f->s, &a, record, &r);
@@ -795,7 +795,7 @@ START_TEST(presence_synced_and_diffs_buffered)
 {
 	struct fake *f = fake_new(NULL);
 	open_socket(f);
-	session_join(f->s, "rooms:p", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:p", NULL, WANT_RUNTIME, NULL, NULL);
 	reply_join(f, "rooms:p", "ok", "{}");
 	/* a diff before the state waits for it */
 	server(f, "[null,null,\"rooms:p\",\"presence_diff\",{\"joins\":{\"bob\":{\"metas\":[{\"phx_ref\":\"b1\"}]}},\"leaves\":{}}]");
@@ -829,7 +829,7 @@ START_TEST(leave_sends_phx_leave_and_forgets)
 	struct fake *f = fake_new(NULL);
 	struct result_rec r = { 0 }, r2 = { 0 };
 	open_socket(f);
-	session_join(f->s, "rooms:l", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:l", NULL, WANT_RUNTIME, NULL, NULL);
 	reply_join(f, "rooms:l", "ok", "{}");
 	session_leave(f->s, "rooms:l", record, &r);
 	json_t *l = find_sent(f, 0, "rooms:l", "phx_leave");
@@ -858,7 +858,7 @@ START_TEST(a_leave_never_confirmed_counts_as_left)
 	struct fake *f = fake_new(NULL);
 	struct result_rec r = { 0 }, p = { 0 };
 	open_socket(f);
-	session_join(f->s, "rooms:q", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:q", NULL, WANT_RUNTIME, NULL, NULL);
 	reply_join(f, "rooms:q", "ok", "{}");
 	struct sess_push_args a = { "rooms:q", "quicksand", "{}", 2, false, true, 60000 };
 	session_push(f->s, &a, record, &p);
@@ -882,13 +882,13 @@ START_TEST(a_channel_the_server_closed_is_joined_again_on_request)
 	struct fake *f = fake_new(NULL);
 	struct result_rec r = { 0 };
 	open_socket(f);
-	session_join(f->s, "rooms:s", "{\"v\":1}", false, NULL, NULL);
+	session_join(f->s, "rooms:s", "{\"v\":1}", WANT_RUNTIME, NULL, NULL);
 	reply_join(f, "rooms:s", "ok", "{}");
 	const char *jr = chan(f, "rooms:s")->join_ref;
 	serverf(f, "[\"%s\",\"%s\",\"rooms:s\",\"phx_close\",{}]", jr, jr);
 	ck_assert_int_eq(chan(f, "rooms:s")->state, CHAN_CLOSED);
 	size_t mark = nsent(f);
-	session_join(f->s, "rooms:s", "{\"v\":2}", false, record, &r);
+	session_join(f->s, "rooms:s", "{\"v\":2}", WANT_RUNTIME, record, &r);
 	json_t *j = find_sent(f, mark, "rooms:s", "phx_join");
 	ck_assert_ptr_nonnull(j);
 	ck_assert(jeq(json_array_get(j, 4), "{\"v\":2}"));
@@ -907,7 +907,7 @@ START_TEST(cancelled_requests_never_call_back)
 	struct result_rec j = { 0 }, sent_p = { 0 }, buffered = { 0 };
 	open_socket(f);
 	/* a join waiter, cancelled: the join itself stays wanted */
-	struct sess_req *h = session_join(f->s, "rooms:c", NULL, false, record, &j);
+	struct sess_req *h = session_join(f->s, "rooms:c", NULL, WANT_RUNTIME, record, &j);
 	ck_assert_ptr_nonnull(h);
 	session_cancel(f->s, h);
 	reply_join(f, "rooms:c", "ok", "{}");
@@ -925,7 +925,7 @@ START_TEST(cancelled_requests_never_call_back)
 	ck_assert_int_eq(sent_p.calls, 0);
 	ck_assert_uint_eq(f->s->stats.unmatched_replies, 1);
 	/* a push still waiting for the join: it is still sent, as a fire push */
-	session_join(f->s, "rooms:w", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:w", NULL, WANT_RUNTIME, NULL, NULL);
 	struct sess_push_args b = { "rooms:w", "later", "{}", 2, false, true, 0 };
 	h = session_push(f->s, &b, record, &buffered);
 	ck_assert_ptr_nonnull(h);
@@ -971,8 +971,8 @@ START_TEST(max_topics_refuses_runtime_joins_past_it)
 	struct fake *f = fake_new(c);
 	struct result_rec r = { 0 };
 	open_socket(f);
-	session_join(f->s, "rooms:1", NULL, false, NULL, NULL);
-	session_join(f->s, "rooms:2", NULL, false, record, &r);
+	session_join(f->s, "rooms:1", NULL, WANT_RUNTIME, NULL, NULL);
+	session_join(f->s, "rooms:2", NULL, WANT_RUNTIME, record, &r);
 	ck_assert_int_eq(r.outcome, SESS_TOO_MANY_TOPICS);
 	ck_assert_ptr_null(chan(f, "rooms:2"));
 	fake_free(f);
@@ -984,13 +984,13 @@ START_TEST(duplicate_join_requests_share_one_join)
 	struct fake *f = fake_new(NULL);
 	struct result_rec a = { 0 }, b = { 0 }, c = { 0 };
 	open_socket(f);
-	session_join(f->s, "rooms:dup", NULL, false, record, &a);
-	session_join(f->s, "rooms:dup", NULL, false, record, &b);
+	session_join(f->s, "rooms:dup", NULL, WANT_RUNTIME, record, &a);
+	session_join(f->s, "rooms:dup", NULL, WANT_RUNTIME, record, &b);
 	ck_assert_uint_eq(count_sent(f, 0, "rooms:dup", "phx_join"), 1);
 	reply_join(f, "rooms:dup", "ok", "{\"v\":1}");
 	ck_assert_int_eq(a.outcome, SESS_OK);
 	ck_assert_int_eq(b.outcome, SESS_OK);
-	session_join(f->s, "rooms:dup", NULL, false, record, &c);
+	session_join(f->s, "rooms:dup", NULL, WANT_RUNTIME, record, &c);
 	ck_assert_int_eq(c.calls, 1);
 	ck_assert_str_eq(c.response, "{\"v\":1}");
 	ck_assert_uint_eq(count_sent(f, 0, "rooms:dup", "phx_join"), 1);
@@ -1005,7 +1005,7 @@ START_TEST(join_request_times_out_while_disconnected)
 	f->conf->join_timeout_ms = 2000;
 	session_start(f->s);
 	session_on_close(f->s, 1006, "refused", 0);
-	session_join(f->s, "rooms:w", NULL, false, record, &r);
+	session_join(f->s, "rooms:w", NULL, WANT_RUNTIME, record, &r);
 	advance(f, 1999);
 	ck_assert_int_eq(r.calls, 0);
 	advance(f, 1);
@@ -1023,9 +1023,9 @@ START_TEST(stop_leaves_closes_and_answers)
 	struct result_rec r = { 0 }, j = { 0 };
 	struct sess_push_args a = { "rooms:z", "x", "{}", 2, false, true, 0 };
 	open_socket(f);
-	session_join(f->s, "rooms:z", NULL, false, NULL, NULL);
+	session_join(f->s, "rooms:z", NULL, WANT_RUNTIME, NULL, NULL);
 	reply_join(f, "rooms:z", "ok", "{}");
-	session_join(f->s, "rooms:pending", NULL, false, record, &j);
+	session_join(f->s, "rooms:pending", NULL, WANT_RUNTIME, record, &j);
 	session_push(f->s, &a, record, &r);
 	session_stop(f->s);
 	ck_assert_ptr_nonnull(find_sent(f, 0, "rooms:z", "phx_leave"));
@@ -1072,6 +1072,57 @@ START_TEST(reconfigure_joins_leaves_and_reconnects)
 	f->s->conf = c;	/* fake_free frees c */
 	config_conn_free(n);
 	config_conn_free(m);
+	fake_free(f);
+}
+END_TEST
+
+START_TEST(a_topic_is_left_only_when_nobody_wants_it)
+{
+	struct conn_conf *c = make_conf();
+	add_join(c, "cfg", "{}");
+	struct fake *f = fake_new(c);
+	open_socket(f);
+	reply_join(f, "cfg", "ok", "{}");
+
+	/* Two clients hold a topic, and a runtime join wants it too. */
+	session_join(f->s, "held", NULL, WANT_CLIENT(7), NULL, NULL);
+	reply_join(f, "held", "ok", "{}");
+	session_join(f->s, "held", NULL, WANT_CLIENT(9), NULL, NULL);
+	session_join(f->s, "held", NULL, WANT_CLIENT(9), NULL, NULL);	/* once per client */
+	session_join(f->s, "held", NULL, WANT_RUNTIME, NULL, NULL);
+	struct channel *ch = chan(f, "held");
+	ck_assert_uint_eq(ch->nholders, 2);
+	ck_assert(ch->runtime && !ch->from_config);
+	ck_assert_uint_eq(count_sent(f, 0, "held", "phx_join"), 1);
+
+	ck_assert(!session_unwant(f->s, ch, WANT_CLIENT(7)));
+	ck_assert(!session_unwant(f->s, ch, WANT_CLIENT(7)));	/* not a holder any more */
+	ck_assert(!session_unwant(f->s, ch, WANT_RUNTIME));
+	ck_assert_uint_eq(ch->nholders, 1);
+	ck_assert(session_wanted(ch));
+	ck_assert(session_unwant(f->s, ch, WANT_CLIENT(9)));
+	ck_assert(!session_wanted(ch));
+
+	/* A config topic a client also holds: a reload dropping it from the
+	 * config keeps it joined for the client. */
+	session_join(f->s, "cfg", NULL, WANT_CLIENT(7), NULL, NULL);
+	struct conn_conf *n = make_conf();
+	size_t mark = nsent(f);
+	session_reconfigure(f->s, n);
+	ck_assert_uint_eq(count_sent(f, mark, "cfg", "phx_leave"), 0);
+	ck_assert_int_eq(chan(f, "cfg")->state, CHAN_JOINED);
+	ck_assert(!chan(f, "cfg")->from_config);
+	ck_assert(session_unwant(f->s, chan(f, "cfg"), WANT_CLIENT(7)));
+
+	/* A runtime join of a new topic counts against max_topics; the config
+	 * does not. */
+	n->max_topics = f->s->channels.len;
+	struct result_rec r = { 0 };
+	session_join(f->s, "one-too-many", NULL, WANT_CLIENT(3), record, &r);
+	ck_assert_int_eq(r.outcome, SESS_TOO_MANY_TOPICS);
+	ck_assert_ptr_null(chan(f, "one-too-many"));
+	f->s->conf = c;	/* fake_free frees c */
+	config_conn_free(n);
 	fake_free(f);
 }
 END_TEST
@@ -1156,6 +1207,7 @@ session_suite(void)
 	tcase_add_test(tc, join_request_times_out_while_disconnected);
 	tcase_add_test(tc, stop_leaves_closes_and_answers);
 	tcase_add_test(tc, reconfigure_joins_leaves_and_reconnects);
+	tcase_add_test(tc, a_topic_is_left_only_when_nobody_wants_it);
 	tcase_add_test(tc, bad_server_frames_are_counted_not_fatal);
 	tcase_add_test(tc, backoff_jitter_bounds);
 	tcase_add_test(tc, unmatched_reply_ignored);

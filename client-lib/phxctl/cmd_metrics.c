@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/* metrics: what metrics_listen serves, Prometheus text or OpenMetrics. */
+#include "phxctl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static int
+run_metrics(struct ctl *ctl, char **args, int nargs)
+{
+	char *result = NULL;
+	int rc;
+
+	(void)args;
+	(void)nargs;
+	if ((rc = ctl_connect(ctl, false)) != EXIT_OK)
+		return rc;
+	json_t *req = json_pack("{s:s, s:b}", "op", "metrics", "openmetrics", ctl->openmetrics);
+	if ((rc = ctl_call(ctl, req, &result)) != PHXD_OK)
+		return report(ctl, rc);
+	if (ctl->json) {
+		print_member(phxd_last_response(ctl->c), "result");
+	} else if (!ctl->quiet) {
+		json_t *r = json_loads(result, 0, NULL);
+		fputs(jstr(r, "text"), stdout);
+		json_decref(r);
+	}
+	free(result);
+	return EXIT_OK;
+}
+
+const struct ctl_cmd cmd_metrics = {
+	"metrics", "[--openmetrics]", "counters and gauges, as metrics_listen serves them",
+	0, 0, OPT_OPENMETRICS, run_metrics,
+};
