@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * libphxd in a program with its own poll() loop: requests go out with
- * phxd_send() and come back to a callback; stream lines reach theirs from
- * phxd_dispatch(). Prints the reply of one ping, then N messages of a topic.
+ * libphxd in a program with its own poll() loop, never blocking in libphxd
+ * once connected: requests go out with phxd_send() and come back to a
+ * callback, a subscription opens with phxd_send_stream(), and stream lines
+ * reach their callback from phxd_dispatch(). Prints the reply of one ping, then N messages of a topic.
  *   cc phxd-poll.c $(pkg-config --cflags --libs libphxd) -o phxd-poll
  *   ./phxd-poll rooms:lobby 3
  */
@@ -25,6 +26,16 @@ on_reply(void *arg, struct phxd_client *c, int status, const char *result, size_
 }
 
 static void
+on_subscribed(void *arg, struct phxd_client *c, int status, const char *result, size_t len)
+{
+	(void)arg;
+	(void)result;
+	(void)len;
+	if (status != PHXD_OK)
+		failed = fprintf(stderr, "subscribe failed: %s\n", phxd_error_code(c));
+}
+
+static void
 on_message(void *arg, uint64_t sub, const char *json, size_t len)
 {
 	(void)arg;
@@ -38,7 +49,7 @@ main(int argc, char **argv)
 {
 	const char *topic = argc > 1 ? argv[1] : "rooms:lobby";
 	struct phxd_client *c;
-	char ping[512];
+	char ping[512], sub[512];
 
 	if (argc > 2)
 		wanted = atoi(argv[2]);
@@ -46,13 +57,12 @@ main(int argc, char **argv)
 	/* a topic name is JSON-safe for this example; real code builds it with a JSON library */
 	snprintf(ping, sizeof(ping), "{\"op\":\"push\",\"topic\":\"%s\",\"event\":\"ping\","
 		 "\"await\":true}", topic);
+	snprintf(sub, sizeof(sub), "{\"op\":\"subscribe\",\"topic\":\"%s\"}", topic);
 	if (phxd_connect(NULL, &c) != PHXD_OK) {
 		fprintf(stderr, "phxd is not running\n");
 		return 1;
 	}
-	/* Setting up is done with blocking calls; the loop below never blocks
-	 * in libphxd. */
-	if (phxd_subscribe(c, NULL, topic, NULL, on_message, NULL, NULL) != PHXD_OK ||
+	if (phxd_send_stream(c, sub, on_message, NULL, on_subscribed, NULL) != PHXD_OK ||
 	    phxd_send(c, ping, on_reply, NULL) != PHXD_OK) {
 		fprintf(stderr, "%s: %s\n", phxd_error_code(c), phxd_error_message(c));
 		phxd_disconnect(c);

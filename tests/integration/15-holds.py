@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 
-from harness import Daemon, TestServer, config, run, test, wait_until
+from harness import PHXCTL, Daemon, TestServer, config, run, test, wait_until
 
 
 def topic(d, name):
@@ -154,6 +154,34 @@ def hold_bad_input_and_limits(w):
     c.close()
     wait_until(lambda: topic(d, "rooms:a") is None, what="rooms:a released")
     assert topic(d, "rooms:d")["wanted_by"] == {"config": False, "runtime": True, "clients": 0}
+
+
+@test
+def phxctl_subscribe_join_holds_the_topic_for_its_life(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url))
+    sub = subprocess.Popen([PHXCTL, "-s", d.sock, "subscribe", "rooms:sj", "--join", "--raw"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: (topic(d, "rooms:sj") or {}).get("state") == "joined",
+                   what="joined by the subscription")
+        assert topic(d, "rooms:sj")["wanted_by"]["clients"] == 1
+        d.client().ok("push", topic="rooms:sj", event="broadcast", payload={"n": 1})
+        assert sub.stdout.readline() == '{"n":1}\n'
+    finally:
+        sub.send_signal(signal.SIGKILL)
+        sub.wait()
+    wait_until(lambda: topic(d, "rooms:sj") is None, what="the topic left after kill -9")
+    wait_until(lambda: server_channels(ts) == 0, what="the server saw the leave")
+    assert "warning" not in sub.stderr.read()
+    # A pattern cannot be held; subscribing to a topic nobody wants warns.
+    p = d.ctl("subscribe", "rooms:*", "--join")
+    assert p.returncode == 2 and "not a pattern" in p.stderr, p
+    p = d.ctl("subscribe", "rooms:nobody", "-t", "200")
+    assert p.returncode == 4 and "no connection holds a topic named rooms:nobody" in p.stderr, p
+    # The server refusing the join: said, and the subscription goes on.
+    p = d.ctl("subscribe", "rejected:x", "--join", "-t", "300")
+    assert p.returncode == 4 and "refused to join rejected:x" in p.stderr, p
 
 
 if __name__ == "__main__":

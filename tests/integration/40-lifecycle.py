@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from harness import PHXD, Client, Daemon, TestServer, config, notify_socket, run, test, wait_until
+from harness import PHXCTL, PHXD, Client, Daemon, TestServer, config, notify_socket, run, test, wait_until
 
 
 def phxd(*args, timeout=10):
@@ -399,6 +399,76 @@ def clients_accepted_just_before_a_stop_are_heard_out(w):
         assert r["id"] == i and r["error"]["code"] == "shutting_down", r
         s.close()
     assert d.proc.wait(10) == 0
+
+
+def _subscriptions(d):
+    c = d.client()
+    try:
+        return c.ok("status")["ipc"]["subscriptions"]
+    finally:
+        c.close()
+
+
+@test
+def phxctl_follow_outlives_a_daemon_killed_and_started_again(w):
+    ts = TestServer(w)
+    conf = config(ts.url, "rooms:lobby")
+    d = Daemon(w, conf)
+    d.wait_joined("rooms:lobby")
+    sub = subprocess.Popen([PHXCTL, "-s", d.sock, "subscribe", "rooms:lobby", "--follow",
+                            "--raw", "-e", "broadcast", "-n", "3", "-t", "20000"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ev = subprocess.Popen([PHXCTL, "-s", d.sock, "events", "--follow", "-t", "20000"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _subscriptions(d) == 2, what="both streams subscribed")
+        d.client().ok("push", topic="rooms:lobby", event="broadcast", payload={"n": 1})
+        assert sub.stdout.readline() == '{"n":1}\n'
+        d.kill()
+        assert sub.stderr.readline().startswith("phxctl: lost phxd (")
+        assert ev.stderr.readline().startswith("phxctl: lost phxd (")
+        time.sleep(0.3)   # phxd is away for a moment: the followers keep trying
+        d = Daemon(w, conf)
+        d.wait_joined("rooms:lobby")
+        line = sub.stderr.readline()
+        assert line.startswith("phxctl: reconnected; subscribed again"), line
+        assert ev.stderr.readline().startswith("phxctl: reconnected; following events")
+        wait_until(lambda: _subscriptions(d) == 2, what="both streams subscribed again")
+        for n in (2, 3):
+            d.client().ok("push", topic="rooms:lobby", event="broadcast", payload={"n": n})
+            assert sub.stdout.readline() == f'{{"n":{n}}}\n'
+        assert sub.wait(10) == 0     # --count 3 across the restart
+        # the events stream goes on with the new daemon's state changes
+        ev_lines = []
+        d.client().ok("join", topic="rooms:after")
+        wait_until(lambda: ev_lines.append(ev.stdout.readline()) or
+                   '"rooms:after"' in ev_lines[-1], what="an event of the new daemon")
+    finally:
+        for p in (sub, ev):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    # Without --follow, losing phxd ends the stream: exit 3.
+    plain = subprocess.Popen([PHXCTL, "-s", d.sock, "events"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: _subscriptions(d) == 1, what="the plain stream subscribed")
+    d.kill()
+    assert plain.wait(10) == 3, plain.stderr.read()
+
+
+@test
+def phxctl_follow_gives_up_after_its_timeout_of_silence(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:lobby"))
+    sub = subprocess.Popen([PHXCTL, "-s", d.sock, "events", "--follow", "-t", "700"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: _subscriptions(d) == 1, what="subscribed")
+    d.kill()
+    start = time.monotonic()
+    assert sub.wait(10) == 4
+    assert time.monotonic() - start < 5
+    err = sub.stderr.read()
+    assert "lost phxd" in err and "nothing within 700 ms" in err, err
 
 
 run()

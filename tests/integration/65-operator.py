@@ -135,7 +135,7 @@ def phxctl_status_reads_like_systemctl_status(w):
                      re.M), out
     assert re.search(r"Down: \S+, \d+ failed attempts?", out), out
     row = [line for line in out.splitlines() if line.strip().startswith("rooms:human")][0]
-    assert re.search(r"rooms:human\s+joined\s+0\s+1\s+1/0\s+-$", row), row
+    assert re.search(r"rooms:human\s+joined\s+0\s+1\s+1/0\s+-\s+config$", row), row
     rej = [line for line in out.splitlines() if line.strip().startswith("rejected:human")][0]
     assert "error:" in rej and "unauthorized" in rej, rej
     # --json is the daemon's own response

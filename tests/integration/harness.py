@@ -248,6 +248,12 @@ class Daemon:
                 raise AssertionError("phxd did not stop within 10 s of SIGTERM")
         return self.proc.returncode
 
+    def kill(self):
+        """SIGKILL: no clean stop is expected of this one any more."""
+        self.proc.kill()
+        self.proc.wait()
+        _daemons.remove(self)
+
     def alive(self):
         return self.proc.poll() is None
 

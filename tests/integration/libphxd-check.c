@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +202,62 @@ main(int argc, char **argv)
 	}
 	CHECK(replies == 1 && reply_status == PHXD_OK && strstr(reply_text, "pong"),
 	      "non-blocking reply: %s", reply_text);
+
+	/* non-blocking streams: the subscription is registered before its
+	 * first line, which is sent right behind the subscribe */
+	replies = lines_seen = 0;
+	rc = phxd_send_stream(c, "{\"op\":\"subscribe\",\"topic\":\"rooms:c\"}", on_line, NULL,
+			      on_reply, NULL);
+	CHECK(rc == PHXD_OK, "send_stream");
+	rc = phxd_send(c, "{\"op\":\"push\",\"topic\":\"rooms:c\",\"event\":\"broadcast\","
+		       "\"payload\":{\"nb\":1}}", on_reply, NULL);
+	for (int i = 0; i < 100 && (replies < 2 || lines_seen == 0); i++) {
+		struct pollfd pfd = { phxd_fd(c), POLLIN | (phxd_want_write(c) ? POLLOUT : 0), 0 };
+		if (poll(&pfd, 1, 50) > 0)
+			phxd_dispatch(c);
+	}
+	CHECK(replies == 2 && lines_seen == 1 && strstr(last_line, "\"payload\":{\"nb\":1}"),
+	      "non-blocking subscription: %d replies, line %s", replies, last_line);
+	rc = phxd_send_stream(c, "{\"op\":\"subscribe\"}", on_line, NULL, on_reply, NULL);
+	for (int i = 0; i < 100 && replies < 3; i++) {
+		struct pollfd pfd = { phxd_fd(c), POLLIN | (phxd_want_write(c) ? POLLOUT : 0), 0 };
+		if (poll(&pfd, 1, 50) > 0)
+			phxd_dispatch(c);
+	}
+	CHECK(rc == PHXD_OK && replies == 3 && reply_status == PHXD_EDAEMON &&
+		      strcmp(phxd_error_code(c), "bad_request") == 0,
+	      "a refused stream answers its callback: %s", phxd_error_code(c));
+	CHECK(phxd_send(c, "{\"op\":\"status\"}", NULL, NULL) == PHXD_EINVAL &&
+		      phxd_send_stream(c, "{\"op\":\"events\"}", NULL, NULL, on_reply, NULL) ==
+			      PHXD_EINVAL,
+	      "callbacks are required");
+
+	/* a hold lasts as long as the client: a second client sees it go */
+	struct phxd_client *holder;
+	rc = phxd_connect(argv[1], &holder);
+	CHECK(rc == PHXD_OK, "connect the holder");
+	rc = phxd_hold(holder, NULL, "rooms:held", NULL, &out);
+	CHECK(rc == PHXD_OK, "hold");
+	free(out);
+	out = NULL;
+	phxd_status(c, NULL, &out);
+	CHECK(out && strstr(out, "\"topic\":\"rooms:held\""), "held topic in status");
+	free(out);
+	out = NULL;
+	rc = phxd_leave(c, NULL, "rooms:held");
+	CHECK(rc == PHXD_OK && strstr(phxd_last_response(c), "\"left\":false"),
+	      "another client's leave keeps it: %s", phxd_last_response(c));
+	phxd_disconnect(holder);
+	bool gone = false;
+	for (int i = 0; i < 100 && !gone; i++) {
+		phxd_status(c, NULL, &out);
+		gone = out && !strstr(out, "\"topic\":\"rooms:held\"");
+		free(out);
+		out = NULL;
+		if (!gone)
+			poll(NULL, 0, 20);
+	}
+	CHECK(gone, "the hold ended with its client");
 
 	phxd_disconnect(c);
 	printf("%d failed\n", failures);

@@ -9,20 +9,24 @@
         for msg in c.subscribe("rooms:*", count=10):
             print(msg["topic"], msg["event"], msg["payload"])
 
-Every call raises phxd.Error (with .code, the daemon's error code) when
+phxd.aio has the same for asyncio. Every call raises phxd.Error (with .code, the daemon's error code) when
 phxd answers with an error; phxd.Unreachable (a phxd.Error, and a
 ConnectionError) when there is no daemon or it went away.
 The protocol is docs/ipc.md.
 """
 
+from __future__ import annotations
+
 import base64
 import itertools
 import json
+import logging
 import os
 import socket
 import time
+from typing import Any, Dict, Iterator, Literal, NoReturn, Optional, Sequence, TypeVar
 
-__all__ = ["Client", "Subscription", "Error", "Unreachable", "PROTOCOL_VERSION",
+__all__ = ["Client", "Subscription", "Hold", "Error", "Unreachable", "PROTOCOL_VERSION",
            "default_socket", "ReplyError", "Timeout", "BadJson", "BadRequest", "UnknownOp",
            "UnknownConnection", "VersionMismatch", "LineTooLong", "NotJoined", "BufferFull",
            "Disconnected", "ChannelError", "ChannelClosed", "Left", "ShuttingDown", "TooLarge",
@@ -32,22 +36,33 @@ __all__ = ["Client", "Subscription", "Error", "Unreachable", "PROTOCOL_VERSION",
 PROTOCOL_VERSION = 1
 DEFAULT_SOCKET = "/run/phxd/phxd.sock"
 MAX_LINE = 64 << 20
+# follow=True: between attempts to reach phxd again
+FOLLOW_RETRY_MIN = 0.1
+FOLLOW_RETRY_MAX = 2.0
+
+JSON = Any
+"""What json.loads returns: a dict, list, str, int, float, bool or None."""
+Hold = Literal["daemon", "client"]
+"""Who holds a join: phxd until a leave ("daemon"), or this client's
+connection, for as long as it lives ("client")."""
+
+log = logging.getLogger("phxd")
 
 
-def default_socket():
+def default_socket() -> str:
     return os.environ.get("PHXD_SOCKET") or DEFAULT_SOCKET
 
 
 class Error(Exception):
     """phxd answered with an error; .code is one of the codes of docs/ipc.md."""
 
-    def __init__(self, code, message, **extra):
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-        self.extra = extra
-        self.status = extra.get("status")
-        self.response = extra.get("response")
+        self.extra: Dict[str, Any] = extra
+        self.status: Optional[str] = extra.get("status")
+        self.response: JSON = extra.get("response")
 
 
 class ReplyError(Error):
@@ -87,7 +102,7 @@ class Unreachable(Error, ConnectionError):
     """No phxd at the socket, or it went away (code "unreachable"; .errno
     is the system's error number, 0 when phxd closed the connection)."""
 
-    def __init__(self, errno, message):
+    def __init__(self, errno: int, message: str) -> None:
         super().__init__("unreachable", message)
         self.errno = errno
 
@@ -105,7 +120,7 @@ _ERRORS = {
 }
 
 
-def _raise(err):
+def _raise(err: Optional[Dict[str, Any]]) -> NoReturn:
     err = dict(err or {})
     code = err.pop("code", "internal")
     message = err.pop("message", "")
@@ -115,7 +130,7 @@ def _raise(err):
 class _Conn:
     """One socket connection: bounded line reads, JSON in and out."""
 
-    def __init__(self, path, timeout):
+    def __init__(self, path: str, timeout: Optional[float]) -> None:
         self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
@@ -126,13 +141,13 @@ class _Conn:
             raise Unreachable(e.errno, f"cannot reach phxd at {path}: {e.strerror}") from None
         self.buf = b""
 
-    def send(self, obj):
+    def send(self, obj: Dict[str, Any]) -> None:
         try:
             self.sock.sendall(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
         except OSError as e:
             raise Unreachable(e.errno, f"lost phxd at {self.path}: {e.strerror}") from None
 
-    def recv(self, deadline=None):
+    def recv(self, deadline: Optional[float] = None) -> Dict[str, Any]:
         while b"\n" not in self.buf:
             if len(self.buf) > MAX_LINE:
                 raise Error("line_too_long", "phxd sent an overlong line")
@@ -151,47 +166,89 @@ class _Conn:
                 raise Unreachable(0, f"phxd at {self.path} closed the connection")
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            msg = None
+        if not isinstance(msg, dict):
+            raise Error("protocol", "phxd sent a line that is not an object")
+        return msg
 
-    def close(self):
+    def close(self) -> None:
         self.sock.close()
 
 
 class _Closing:
     """with-statement support for objects holding a _Conn in self._c."""
 
-    def __enter__(self):
+    _c: _Conn
+
+    def __enter__(self: "_T") -> "_T":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def close(self):
+    def close(self) -> None:
         self._c.close()
 
 
-_DEFAULT = object()
+_T = TypeVar("_T", bound=_Closing)
+_DEFAULT: Any = object()
+
+
+def _fields(**fields: Any) -> Dict[str, Any]:
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _push_fields(topic: str, event: str, payload: JSON, binary: Optional[bytes],
+                 await_reply: bool, conn: Optional[str],
+                 timeout_ms: Optional[int]) -> Dict[str, Any]:
+    fields = _fields(conn=conn, topic=topic, event=event, timeout_ms=timeout_ms)
+    if binary is not None:
+        fields["payload_b64"] = base64.b64encode(binary).decode()
+    else:
+        fields["payload"] = {} if payload is None else payload
+    if await_reply:
+        fields["await"] = True
+    return fields
+
+
+def _reply(result: Dict[str, Any]) -> JSON:
+    resp = result.get("response")
+    if isinstance(resp, dict) and set(resp) == {"binary"}:
+        return base64.b64decode(resp["binary"])
+    return resp
+
+
+def _stream_message(msg: Dict[str, Any]) -> Dict[str, Any]:
+    msg.pop("sub", None)
+    if msg.get("binary"):
+        msg["payload"] = base64.b64decode(msg["payload"])
+    return msg
 
 
 class Client(_Closing):
-    """A connection to phxd for requests. Not thread-safe; use one per thread.
-    timeout: seconds each call waits for its answer (None: forever; 0: only
-    what has already arrived), unless the call says otherwise."""
+    """A connection to phxd for requests. Not thread-safe: use one per
+    thread (or guard it with a lock). timeout: seconds each call waits for
+    its answer (None: forever; 0: only what has already arrived), unless
+    the call says otherwise. Topics joined with hold="client" are held for
+    as long as this client stays connected."""
 
-    def __init__(self, path=None, timeout=60.0, conn=None):
+    def __init__(self, path: Optional[str] = None, timeout: Optional[float] = 60.0,
+                 conn: Optional[str] = None) -> None:
         self.path = path or default_socket()
         self.timeout = timeout
         self.conn = conn            # default connection name for every call
         self._c = _Conn(self.path, timeout)
         self._ids = itertools.count(1)
-        self.hello = self.request("hello", version=PROTOCOL_VERSION)
+        self.hello: Dict[str, Any] = self.request("hello", version=PROTOCOL_VERSION)
 
-
-    def request(self, op, timeout=_DEFAULT, **fields):
+    def request(self, op: str, timeout: Optional[float] = _DEFAULT,
+                **fields: Any) -> Dict[str, Any]:
         """Sends one request; returns its result or raises Error."""
         rid = next(self._ids)
-        fields = {k: v for k, v in fields.items() if v is not None}
-        self._c.send(dict(id=rid, op=op, **fields))
+        self._c.send(dict(id=rid, op=op, **_fields(**fields)))
         wait = self.timeout if timeout is _DEFAULT else timeout
         deadline = None if wait is None else time.monotonic() + wait
         while True:
@@ -201,89 +258,137 @@ class Client(_Closing):
                 raise Timeout("timeout", f"no answer from phxd within {wait} s") from None
             if msg.get("id") == rid:
                 if msg.get("ok"):
-                    return msg.get("result", {})
+                    result: Dict[str, Any] = msg.get("result", {})
+                    return result
                 _raise(msg.get("error"))
             if msg.get("id") is None and msg.get("ok") is False:
                 _raise(msg.get("error"))
 
-    def _conn(self, conn):
+    def _conn(self, conn: Optional[str]) -> Optional[str]:
         return conn if conn is not None else self.conn
 
-    def status(self, conn=None):
+    def status(self, conn: Optional[str] = None) -> Dict[str, Any]:
         return self.request("status", conn=self._conn(conn))
 
-    def join(self, topic, payload=None, conn=None):
-        """Keeps topic joined until leave(); returns the server's join reply."""
-        return self.request("join", conn=self._conn(conn), topic=topic,
-                            payload=payload).get("response")
+    def join(self, topic: str, payload: Optional[Dict[str, Any]] = None,
+             conn: Optional[str] = None, hold: Hold = "daemon") -> JSON:
+        """Keeps topic joined until leave() (hold="daemon"), or while this
+        client is connected (hold="client"); returns the server's join reply."""
+        return self.request("join", conn=self._conn(conn), topic=topic, payload=payload,
+                            hold=hold).get("response")
 
-    def leave(self, topic, conn=None):
-        self.request("leave", conn=self._conn(conn), topic=topic)
+    def leave(self, topic: str, conn: Optional[str] = None) -> bool:
+        """Drops what this client wanted of topic. True when phxd left it;
+        False when somebody else (the config, another client) still wants it."""
+        return bool(self.request("leave", conn=self._conn(conn), topic=topic).get("left"))
 
-    def push(self, topic, event, payload=None, conn=None, await_reply=False, timeout_ms=None,
-             binary=None):
+    def push(self, topic: str, event: str, payload: JSON = None, conn: Optional[str] = None,
+             await_reply: bool = False, timeout_ms: Optional[int] = None,
+             binary: Optional[bytes] = None) -> JSON:
         """Pushes event. With await_reply, returns the server's reply
         response (raises ReplyError for an error reply); else None once sent.
         binary (bytes) sends a Phoenix binary frame instead of JSON."""
-        fields = dict(conn=self._conn(conn), topic=topic, event=event, timeout_ms=timeout_ms)
-        if binary is not None:
-            fields["payload_b64"] = base64.b64encode(binary).decode()
-        else:
-            fields["payload"] = {} if payload is None else payload
-        if await_reply:
-            fields["await"] = True
+        fields = _push_fields(topic, event, payload, binary, await_reply, self._conn(conn),
+                              timeout_ms)
         wait = _DEFAULT
         if timeout_ms is not None:  # phxd answers at timeout_ms: a little longer
             wait = timeout_ms / 1000 + 5
         result = self.request("push", timeout=wait, **fields)
-        if not await_reply:
-            return None
-        resp = result.get("response")
-        if isinstance(resp, dict) and set(resp) == {"binary"}:
-            return base64.b64decode(resp["binary"])
-        return resp
+        return _reply(result) if await_reply else None
 
-    def presence(self, topic, conn=None):
-        return self.request("presence", conn=self._conn(conn), topic=topic)["presence"]
+    def presence(self, topic: str, conn: Optional[str] = None) -> Dict[str, Any]:
+        presence: Dict[str, Any] = self.request("presence", conn=self._conn(conn),
+                                                topic=topic)["presence"]
+        return presence
 
-    def reload(self):
+    def reload(self) -> Dict[str, Any]:
         return self.request("reload")
 
-    def subscribe(self, topic, events=None, conn=None, count=None, timeout=None):
+    def subscribe(self, topic: str, events: Optional[Sequence[str]] = None,
+                  conn: Optional[str] = None, count: Optional[int] = None,
+                  timeout: Optional[float] = None, join: bool = False,
+                  follow: bool = False) -> "Subscription":
         """Messages of topic (or of a "prefix*" pattern), as dicts, on a
-        connection of their own."""
-        return Subscription(self.path, "subscribe", dict(topic=topic, events=events,
-                                                         conn=self._conn(conn)), count, timeout)
+        connection of their own. join=True holds the topic joined for the
+        subscription's life; follow=True survives phxd restarts."""
+        fields = _fields(topic=topic, events=list(events) if events else None,
+                         conn=self._conn(conn))
+        return Subscription(self.path, "subscribe", fields, count, timeout,
+                            hold=topic if join else None, follow=follow)
 
-    def events(self, conn=None, count=None, timeout=None):
+    def events(self, conn: Optional[str] = None, count: Optional[int] = None,
+               timeout: Optional[float] = None, follow: bool = False) -> "Subscription":
         """Connection and channel state changes, as dicts."""
-        return Subscription(self.path, "events", dict(conn=self._conn(conn)), count, timeout)
+        return Subscription(self.path, "events", _fields(conn=self._conn(conn)), count, timeout,
+                            follow=follow)
 
 
 class Subscription(_Closing):
     """An iterator over stream lines; close() (or leaving a with block) ends it.
-    timeout: seconds to wait for each line (None: forever) before Timeout."""
+    timeout: seconds to wait for each line (None: forever) before Timeout.
+    follow: when phxd goes away, connect again (retrying until timeout, if
+    any) and subscribe again; lines sent meanwhile are not replayed, and a
+    warning goes to the "phxd" logger."""
 
-    def __init__(self, path, op, fields, count=None, timeout=None):
-        self._c = _Conn(path, None)
+    def __init__(self, path: str, op: str, fields: Dict[str, Any], count: Optional[int] = None,
+                 timeout: Optional[float] = None, hold: Optional[str] = None,
+                 follow: bool = False) -> None:
+        self.path = path
+        self.op = op
+        self.fields = fields
         self.count = count
         self.timeout = timeout
+        self.hold = hold
+        self.follow = follow
         self.seen = 0
-        fields = {k: v for k, v in fields.items() if v is not None}
-        self._c.send(dict(id=1, op=op, **fields))
-        while True:
-            msg = self._c.recv(time.monotonic() + 30)
-            if msg.get("id") == 1:
-                break
-        if not msg.get("ok"):
-            self._c.close()
-            _raise(msg.get("error"))
-        self.sub = msg["result"]["sub"]
+        self.resumed = 0            # times it came back after phxd went away
+        self.sub = 0
+        self._open()
 
-    def __iter__(self):
+    def _open(self) -> None:
+        c = _Conn(self.path, None)
+        try:
+            c.send(dict(id=1, op="hello", version=PROTOCOL_VERSION))
+            c.send(dict(id=2, op=self.op, **self.fields))
+            answers: Dict[int, Dict[str, Any]] = {}
+            while 2 not in answers:
+                msg = c.recv(time.monotonic() + 30)
+                if isinstance(msg.get("id"), int):
+                    answers[msg["id"]] = msg
+            for rid in (1, 2):
+                if not answers.get(rid, {}).get("ok"):
+                    _raise(answers.get(rid, {}).get("error"))
+            if self.hold is not None:
+                # After the subscribe: nothing that follows the join is missed.
+                c.send(dict(id=3, op="join", topic=self.hold, hold="client",
+                            **_fields(conn=self.fields.get("conn"))))
+        except BaseException:
+            c.close()
+            raise
+        self._c = c
+        self.sub = answers[2]["result"]["sub"]
+
+    def _resume(self, why: Unreachable) -> None:
+        log.warning("lost phxd (%s); reconnecting", why.message)
+        self._c.close()
+        start, delay = time.monotonic(), FOLLOW_RETRY_MIN
+        while True:
+            if self.timeout is not None and time.monotonic() - start >= self.timeout:
+                raise Timeout("timeout", f"phxd not back within {self.timeout} s") from why
+            time.sleep(delay)
+            try:
+                self._open()
+                break
+            except Unreachable:
+                delay = min(delay * 2, FOLLOW_RETRY_MAX)
+        self.resumed += 1
+        log.warning("reconnected to phxd; subscribed again (what came meanwhile is not "
+                    "replayed)")
+
+    def __iter__(self) -> Iterator[Dict[str, Any]]:
         return self
 
-    def __next__(self):
+    def __next__(self) -> Dict[str, Any]:
         if self.count is not None and self.seen >= self.count:
             raise StopIteration
         while True:
@@ -292,12 +397,15 @@ class Subscription(_Closing):
                 msg = self._c.recv(deadline)
             except socket.timeout:
                 raise Timeout("timeout", f"nothing within {self.timeout} s") from None
-            if msg.get("sub") == self.sub:
-                msg.pop("sub")
-                if msg.get("binary"):
-                    msg["payload"] = base64.b64decode(msg["payload"])
+            except Unreachable as e:
+                if not self.follow:
+                    raise
+                self._resume(e)
+                continue
+            if msg.get("sub") == self.sub and "id" not in msg:
                 self.seen += 1
-                return msg
-            if msg.get("ok") is False:
+                return _stream_message(msg)
+            if msg.get("id") == 3 and not msg.get("ok"):
+                log.warning("%s is not joined: %s", self.hold, msg.get("error"))
+            elif msg.get("id") is None and msg.get("ok") is False:
                 _raise(msg.get("error"))
-
