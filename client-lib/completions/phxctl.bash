@@ -39,8 +39,8 @@ _phxctl() {
 	local opts=""
 	case $cmd in
 	push) opts="--await --binary -l --lines --timeout" ;;
-	subscribe) opts="--event --count --raw --timeout" ;;
-	events) opts="--count --timeout" ;;
+	subscribe) opts="-e --event -n --count -r --raw -f --follow --join --timeout" ;;
+	events) opts="-n --count -f --follow --timeout" ;;
 	metrics) opts="--openmetrics" ;;
 	esac
 	if [[ $cur == -* ]]; then

@@ -389,6 +389,25 @@ def phxctl_subscribe_to_a_topic_nobody_holds_warns(w):
         assert ("warning: no connection holds" in p.stderr) == warned, (topic, p.stderr)
 
 
+@test
+def phxctl_refuses_options_its_command_does_not_take(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:lobby"))
+    for args, named in ((["status", "--raw"], "--raw is not an option of status"),
+                        (["push", "rooms:lobby", "x", "--follow"],
+                         "--follow is not an option of push"),
+                        (["events", "--join"], "--join is not an option of events"),
+                        (["leave", "rooms:lobby", "-l"], "--lines is not an option of leave"),
+                        (["subscribe", "rooms:lobby", "--await"],
+                         "--await is not an option of subscribe"),
+                        (["subscribe", "rooms:lobby", "-n", "0"], "--count wants a number"),
+                        (["join"], "usage: phxctl join TOPIC [PARAMS]"),
+                        (["check", "extra"], "usage: phxctl check"),
+                        (["teleport"], "unknown command 'teleport'")):
+        p = d.ctl(*args)
+        assert p.returncode == 2 and named in p.stderr, (args, p.stderr)
+
+
 def _complete(d, line):
     """What the bash completion offers for `line` (the cursor at its end)."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client-lib",
@@ -414,6 +433,12 @@ def shell_completions_offer_commands_options_connections_and_topics(w):
     assert _complete(d, "phxctl -C ") == ["demo"]
     assert _complete(d, "phxctl push rooms:alpha ping --a") == ["--await"]
     assert _complete(d, "phxctl subscribe --r") == ["--raw"]
+    assert _complete(d, "phxctl subscribe --f") == ["--follow"]
+    assert _complete(d, "phxctl subscribe --j") == ["--join", "--json"]
+    # the completion knows every command phxctl --help lists, and no other
+    listed = [l.split()[0] for l in
+              d.ctl("--help").stdout.split("commands:\n")[1].split("\n\n")[0].splitlines()]
+    assert sorted(_complete(d, "phxctl ")) == sorted(listed), listed
     assert _complete(d, "phxctl push rooms:alpha ") == [], "no topic after the topic"
     if shutil.which("zsh") is None:
         raise Skip("zsh is missing (./dev setup installs it): the bash completion was checked")

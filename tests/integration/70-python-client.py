@@ -138,6 +138,8 @@ def pip_installs_the_package(w):
     path, reply = p.stdout.splitlines()
     assert path == os.path.join(target, "phxd", "__init__.py"), path
     assert reply == "{'pong': 'pong'}", reply
+    for name in ("aio.py", "py.typed"):
+        assert os.path.exists(os.path.join(target, "phxd", name)), name
 
 
 @test
@@ -213,6 +215,126 @@ def every_daemon_error_code_has_its_exception(w):
                 raise AssertionError(f"no {cls.__name__}")
             except cls as e:
                 assert isinstance(e, phxd.Error) and phxd._ERRORS[e.code] is cls, e
+
+
+@test
+def holds_and_leaves(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:cfg"))
+    d.wait_joined("rooms:cfg")
+    held = phxd.Client(d.sock)
+    held.join("rooms:held", hold="client")
+    with phxd.Client(d.sock) as c:
+        topics = {t["topic"]: t for t in c.status()["connections"][0]["topics"]}
+        assert topics["rooms:held"]["wanted_by"]["clients"] == 1, topics
+        assert c.leave("rooms:cfg") is False          # the config wants it
+        c.join("rooms:rt")
+        assert c.leave("rooms:rt") is True
+        held.close()
+        wait_until(lambda: "rooms:held" not in d.topic_states(), what="the hold released")
+        with c.subscribe("rooms:sj", join=True, timeout=5) as sub:
+            wait_until(lambda: d.topic_states().get("rooms:sj") == "joined",
+                       what="joined by the subscription")
+            c.push("rooms:sj", "broadcast", {"n": 1})
+            assert next(sub)["payload"] == {"n": 1}
+        wait_until(lambda: "rooms:sj" not in d.topic_states(), what="released with the stream")
+        try:
+            c.join("rooms:x", hold="forever")
+            raise AssertionError("a bad hold was taken")
+        except phxd.BadRequest:
+            pass
+
+
+@test
+def a_following_subscription_resumes_after_phxd_is_killed(w):
+    import queue
+    ts = TestServer(w)
+    conf = config(ts.url, "rooms:lobby")
+    d = Daemon(w, conf)
+    d.wait_joined("rooms:lobby")
+    got = queue.Queue()
+    sub = phxd.Client(d.sock).subscribe("rooms:lobby", events=["broadcast"], follow=True,
+                                        timeout=20, count=2)
+
+    def consume():
+        try:
+            for msg in sub:
+                got.put(msg["payload"])
+        except Exception as e:  # reported below
+            got.put(e)
+        got.put(None)
+
+    t = threading.Thread(target=consume, daemon=True)
+    t.start()
+    with phxd.Client(d.sock) as c:
+        c.push("rooms:lobby", "broadcast", {"n": 1})
+    assert got.get(timeout=10) == {"n": 1}
+    d.kill()
+    d = Daemon(w, conf)
+    d.wait_joined("rooms:lobby")
+    wait_until(lambda: d.client().ok("status")["ipc"]["subscriptions"] == 1,
+               what="subscribed again")
+    with phxd.Client(d.sock) as c:
+        c.push("rooms:lobby", "broadcast", {"n": 2})
+    assert got.get(timeout=10) == {"n": 2}
+    assert got.get(timeout=10) is None       # count=2 across the restart
+    t.join(10)
+    assert sub.resumed == 1
+    sub.close()
+
+
+@test
+def the_type_hints_hold_under_mypy_strict(w):
+    if shutil.which("mypy") is None:
+        raise Skip("mypy is not installed")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client-lib",
+                       "python")
+    good = os.path.join(w, "good.py")
+    with open(good, "w") as f:
+        f.write("""import asyncio
+import phxd, phxd.aio
+
+def sync(path: str) -> int:
+    with phxd.Client(path, timeout=None) as c:
+        c.join("rooms:a", {"k": 1}, hold="client")
+        reply = c.push("rooms:a", "ping", {}, await_reply=True)
+        left: bool = c.leave("rooms:a")
+        for msg in c.subscribe("rooms:*", count=1, follow=True):
+            print(msg["payload"], reply, left)
+        return len(c.status()["connections"])
+
+async def aio(path: str) -> None:
+    async with phxd.aio.Client(path) as c:
+        await c.push("rooms:a", "ping")
+        async with c.subscribe("rooms:a", join=True) as sub:
+            async for msg in sub:
+                print(msg)
+
+try:
+    sync("/x")
+except phxd.ReplyError as e:
+    print(e.status, e.response)
+asyncio.run(aio("/x"))
+""")
+    bad = os.path.join(w, "bad.py")
+    with open(bad, "w") as f:
+        f.write("""import phxd
+c = phxd.Client()
+c.join("rooms:a", hold="forever")
+c.push(1, "ping")
+""")
+    env = {**os.environ, "MYPYPATH": src, "MYPY_CACHE_DIR": os.path.join(w, "cache")}
+    p = subprocess.run(["mypy", "--strict", "-p", "phxd"], capture_output=True, text=True,
+                       timeout=300, env=env, cwd=w)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = subprocess.run(["mypy", "--strict", good], capture_output=True, text=True, timeout=300,
+                       env=env, cwd=w)
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = subprocess.run(["mypy", "--strict", bad], capture_output=True, text=True, timeout=300,
+                       env=env, cwd=w)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert 'bad.py:3: error: Argument "hold"' in p.stdout, p.stdout
+    assert 'bad.py:4: error: Argument 1 to "push"' in p.stdout, p.stdout
 
 
 run()
