@@ -34,6 +34,7 @@
 #define ROUND_TRIPS 2000
 #define FANOUT_CLIENTS 100
 #define FANOUT_MESSAGES 200
+#define LINES 100000
 
 static char dir[] = "/tmp/phxd-bench-XXXXXX";
 static pid_t ts_pid, phxd_pid;
@@ -418,6 +419,46 @@ main(int argc, char **argv)
 		    "< 1000 us", lat[fc.n * 99 / 100] < 1000000);
 		for (int i = 0; i < FANOUT_CLIENTS; i++)
 			close(subs[i].fd);
+	}
+
+	/* 5. a shell pipe into phxctl push -l */
+	if (wanted("lines")) {
+		char phxctl_bin[512];
+		int in[2];
+		snprintf(phxctl_bin, sizeof(phxctl_bin), "%s/phxctl", build);
+		if (pipe(in) != 0)
+			die("pipe: %s", strerror(errno));
+		uint64_t cpu0 = proc_cpu_ns(phxd_pid), t0 = now_ns();
+		pid_t pid = fork();
+		if (pid == 0) {
+			dup2(in[0], 0);
+			close(in[0]);
+			close(in[1]);
+			execl(phxctl_bin, phxctl_bin, "-q", "-s", sock, "push", "-l", "load:bench", "sink",
+			      (char *)NULL);
+			_exit(127);
+		}
+		close(in[0]);
+		char line[64];
+		FILE *w = fdopen(in[1], "w");
+		for (int i = 0; i < LINES; i++) {
+			int n = snprintf(line, sizeof(line), "{\"n\":%d}\n", i);
+			fwrite(line, 1, (size_t)n, w);
+		}
+		fclose(w);
+		int status;
+		struct rusage ru;
+		if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+			die("phxctl push -l failed (status %d)", status);
+		uint64_t wall = now_ns() - t0;
+		uint64_t cpu = proc_cpu_ns(phxd_pid) - cpu0 +
+			       (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+			       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
+		row("phxctl push -l from a pipe, throughput",
+		    (double)LINES / ((double)wall / 1e9) / 1000.0, "k/s", ">= 10 k/s",
+		    (double)LINES / ((double)wall / 1e9) >= 10000.0);
+		row("phxctl push -l, CPU per line (+ phxd)", (double)cpu / LINES / 1000.0, "us", "",
+		    true);
 	}
 
 	printf("\nCPU counts phxd and this client, not the test server (it stands for Phoenix).\n");
