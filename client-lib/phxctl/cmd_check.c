@@ -54,10 +54,8 @@ run_check(struct ctl *ctl, char **args, int nargs)
 
 	(void)args;
 	(void)nargs;
-	if ((rc = ctl_connect(ctl, false)) != EXIT_OK)
+	if ((rc = ctl_run(ctl, ctl_request(ctl, "status"), &result)) != EXIT_OK)
 		return rc;
-	if ((rc = phxd_status(ctl->c, ctl->conn, &result)) != PHXD_OK)
-		return report(ctl, rc);
 	json_t *r = json_loads(result, 0, NULL);
 	rc = check_health(r, ctl->quiet);
 	json_decref(r);

@@ -31,18 +31,14 @@ run_leave(struct ctl *ctl, char **args, int nargs)
 	int rc;
 
 	(void)nargs;
-	if ((rc = ctl_connect(ctl, false)) != EXIT_OK)
-		return rc;
 	json_t *req = ctl_request(ctl, "leave");
 	json_object_set_new(req, "topic", json_string(args[0]));
-	if ((rc = ctl_call(ctl, req, &result)) != PHXD_OK)
-		return report(ctl, rc);
+	if ((rc = ctl_run(ctl, req, &result)) != EXIT_OK)
+		return rc;
 	json_t *r = json_loads(result, 0, NULL);
 	if (json_is_false(json_object_get(r, "left")) && !ctl->quiet)
 		say_kept(args[0], r);
-	if (ctl->json)
-		print_member(phxd_last_response(ctl->c), "result");
-	else if (!ctl->quiet)
+	if (ctl_human(ctl))
 		puts("ok");
 	json_decref(r);
 	free(result);

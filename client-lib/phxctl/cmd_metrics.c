@@ -13,14 +13,10 @@ run_metrics(struct ctl *ctl, char **args, int nargs)
 
 	(void)args;
 	(void)nargs;
-	if ((rc = ctl_connect(ctl, false)) != EXIT_OK)
-		return rc;
 	json_t *req = json_pack("{s:s, s:b}", "op", "metrics", "openmetrics", ctl->openmetrics);
-	if ((rc = ctl_call(ctl, req, &result)) != PHXD_OK)
-		return report(ctl, rc);
-	if (ctl->json) {
-		print_member(phxd_last_response(ctl->c), "result");
-	} else if (!ctl->quiet) {
+	if ((rc = ctl_run(ctl, req, &result)) != EXIT_OK)
+		return rc;
+	if (ctl_human(ctl)) {
 		json_t *r = json_loads(result, 0, NULL);
 		fputs(jstr(r, "text"), stdout);
 		json_decref(r);

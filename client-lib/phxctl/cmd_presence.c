@@ -11,15 +11,11 @@ run_presence(struct ctl *ctl, char **args, int nargs)
 	int rc;
 
 	(void)nargs;
-	if ((rc = ctl_connect(ctl, false)) != EXIT_OK)
-		return rc;
 	json_t *req = ctl_request(ctl, "presence");
 	json_object_set_new(req, "topic", json_string(args[0]));
-	if ((rc = ctl_call(ctl, req, &result)) != PHXD_OK)
-		return report(ctl, rc);
-	if (ctl->json) {
-		print_member(phxd_last_response(ctl->c), "result");
-	} else if (!ctl->quiet) {
+	if ((rc = ctl_run(ctl, req, &result)) != EXIT_OK)
+		return rc;
+	if (ctl_human(ctl)) {
 		json_t *r = json_loads(result, 0, NULL);
 		print_json(json_object_get(r, "presence"));
 		json_decref(r);

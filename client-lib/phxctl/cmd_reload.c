@@ -13,13 +13,9 @@ run_reload(struct ctl *ctl, char **args, int nargs)
 
 	(void)args;
 	(void)nargs;
-	if ((rc = ctl_connect(ctl, false)) != EXIT_OK)
+	if ((rc = ctl_run(ctl, json_pack("{s:s}", "op", "reload"), &result)) != EXIT_OK)
 		return rc;
-	if ((rc = ctl_call(ctl, json_pack("{s:s}", "op", "reload"), &result)) != PHXD_OK)
-		return report(ctl, rc);
-	if (ctl->json)
-		print_member(phxd_last_response(ctl->c), "result");
-	else if (!ctl->quiet)
+	if (ctl_human(ctl))
 		puts("ok");
 	free(result);
 	return EXIT_OK;

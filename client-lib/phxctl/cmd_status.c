@@ -130,13 +130,9 @@ run_status(struct ctl *ctl, char **args, int nargs)
 
 	(void)args;
 	(void)nargs;
-	if ((rc = ctl_connect(ctl, false)) != EXIT_OK)
+	if ((rc = ctl_run(ctl, ctl_request(ctl, "status"), &result)) != EXIT_OK)
 		return rc;
-	if ((rc = phxd_status(ctl->c, ctl->conn, &result)) != PHXD_OK)
-		return report(ctl, rc);
-	if (ctl->json) {
-		print_member(phxd_last_response(ctl->c), "result");
-	} else if (!ctl->quiet) {
+	if (ctl_human(ctl)) {
 		json_t *r = json_loads(result, 0, NULL);
 		print_status(r);
 		json_decref(r);

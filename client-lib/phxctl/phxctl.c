@@ -123,6 +123,28 @@ ctl_call(struct ctl *ctl, json_t *req, char **result)
 	return rc;
 }
 
+int
+ctl_run(struct ctl *ctl, json_t *req, char **result)
+{
+	int rc = ctl_connect(ctl, false);
+
+	*result = NULL;
+	if (rc != EXIT_OK) {
+		json_decref(req);
+		return rc;
+	}
+	rc = ctl_call(ctl, req, result);
+	return rc == PHXD_OK ? EXIT_OK : report(ctl, rc);
+}
+
+bool
+ctl_human(const struct ctl *ctl)
+{
+	if (ctl->json)
+		print_member(phxd_last_response(ctl->c), "result");
+	return !ctl->json && !ctl->quiet;
+}
+
 static long
 number(const char *opt, const char *arg, long lo, long hi)
 {

@@ -76,6 +76,12 @@ int ctl_connect(struct ctl *ctl, bool quietly);
 json_t *ctl_request(const struct ctl *ctl, const char *op);
 /* Sends req (stolen); *result (freed by the caller) on success. */
 int ctl_call(struct ctl *ctl, json_t *req, char **result);
+/* Connects, sends req (stolen) and says how it failed: EXIT_OK with
+ * *result (freed by the caller), or the exit code. */
+int ctl_run(struct ctl *ctl, json_t *req, char **result);
+/* After ctl_run: with --json prints the result object and returns false;
+ * true when the command should print its own (human) output. */
+bool ctl_human(const struct ctl *ctl);
 
 /* output.c */
 void print_text(const char *json);

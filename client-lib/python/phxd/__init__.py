@@ -166,13 +166,7 @@ class _Conn:
                 raise Unreachable(0, f"phxd at {self.path} closed the connection")
             self.buf += chunk
         line, self.buf = self.buf.split(b"\n", 1)
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            msg = None
-        if not isinstance(msg, dict):
-            raise Error("protocol", "phxd sent a line that is not an object")
-        return msg
+        return _parse_line(line)
 
     def close(self) -> None:
         self.sock.close()
@@ -221,11 +215,59 @@ def _reply(result: Dict[str, Any]) -> JSON:
     return resp
 
 
-def _stream_message(msg: Dict[str, Any]) -> Dict[str, Any]:
-    msg.pop("sub", None)
-    if msg.get("binary"):
-        msg["payload"] = base64.b64decode(msg["payload"])
+def _parse_line(line: bytes) -> Dict[str, Any]:
+    try:
+        msg = json.loads(line)
+    except ValueError:
+        msg = None
+    if not isinstance(msg, dict):
+        raise Error("protocol", "phxd sent a line that is not an object")
     return msg
+
+
+# A stream's connection: hello (id 1), the subscribe or events (id 2), then
+# with a hold the join (id 3), answered while lines already flow.
+_HELLO, _OPEN, _HOLD = 1, 2, 3
+
+
+def _stream_requests(op: str, fields: Dict[str, Any]) -> Sequence[Dict[str, Any]]:
+    return (dict(id=_HELLO, op="hello", version=PROTOCOL_VERSION), dict(id=_OPEN, op=op, **fields))
+
+
+def _hold_request(topic: str, fields: Dict[str, Any]) -> Dict[str, Any]:
+    # Sent after the subscribe: nothing that follows the join is missed.
+    return dict(id=_HOLD, op="join", topic=topic, hold="client", **_fields(conn=fields.get("conn")))
+
+
+def _stream_opened(answers: Dict[int, Dict[str, Any]]) -> int:
+    """The subscription id, once hello and the subscribe were answered."""
+    for rid in (_HELLO, _OPEN):
+        if not answers.get(rid, {}).get("ok"):
+            _raise(answers.get(rid, {}).get("error"))
+    sub: int = answers[_OPEN]["result"]["sub"]
+    return sub
+
+
+def _stream_line(msg: Dict[str, Any], sub: int, hold: Optional[str]) -> Optional[Dict[str, Any]]:
+    """A line of the stream's connection: the message it carries, or None."""
+    if msg.get("sub") == sub and "id" not in msg:
+        msg.pop("sub")
+        if msg.get("binary"):
+            msg["payload"] = base64.b64decode(msg["payload"])
+        return msg
+    if msg.get("id") == _HOLD and not msg.get("ok"):
+        log.warning("%s is not joined: %s", hold, msg.get("error"))
+    elif msg.get("id") is None and msg.get("ok") is False:
+        _raise(msg.get("error"))
+    return None
+
+
+def _log_lost(why: Error) -> None:
+    log.warning("lost phxd (%s); reconnecting", why.message)
+
+
+def _log_resumed() -> None:
+    log.warning("reconnected to phxd; subscribed again (what came meanwhile is not replayed)")
 
 
 class Client(_Closing):
@@ -348,28 +390,23 @@ class Subscription(_Closing):
     def _open(self) -> None:
         c = _Conn(self.path, None)
         try:
-            c.send(dict(id=1, op="hello", version=PROTOCOL_VERSION))
-            c.send(dict(id=2, op=self.op, **self.fields))
+            for req in _stream_requests(self.op, self.fields):
+                c.send(req)
             answers: Dict[int, Dict[str, Any]] = {}
-            while 2 not in answers:
+            while _OPEN not in answers:
                 msg = c.recv(time.monotonic() + 30)
                 if isinstance(msg.get("id"), int):
                     answers[msg["id"]] = msg
-            for rid in (1, 2):
-                if not answers.get(rid, {}).get("ok"):
-                    _raise(answers.get(rid, {}).get("error"))
+            self.sub = _stream_opened(answers)
             if self.hold is not None:
-                # After the subscribe: nothing that follows the join is missed.
-                c.send(dict(id=3, op="join", topic=self.hold, hold="client",
-                            **_fields(conn=self.fields.get("conn"))))
+                c.send(_hold_request(self.hold, self.fields))
         except BaseException:
             c.close()
             raise
         self._c = c
-        self.sub = answers[2]["result"]["sub"]
 
     def _resume(self, why: Unreachable) -> None:
-        log.warning("lost phxd (%s); reconnecting", why.message)
+        _log_lost(why)
         self._c.close()
         start, delay = time.monotonic(), FOLLOW_RETRY_MIN
         while True:
@@ -382,8 +419,7 @@ class Subscription(_Closing):
             except Unreachable:
                 delay = min(delay * 2, FOLLOW_RETRY_MAX)
         self.resumed += 1
-        log.warning("reconnected to phxd; subscribed again (what came meanwhile is not "
-                    "replayed)")
+        _log_resumed()
 
     def __iter__(self) -> Iterator[Dict[str, Any]]:
         return self
@@ -402,10 +438,7 @@ class Subscription(_Closing):
                     raise
                 self._resume(e)
                 continue
-            if msg.get("sub") == self.sub and "id" not in msg:
+            line = _stream_line(msg, self.sub, self.hold)
+            if line is not None:
                 self.seen += 1
-                return _stream_message(msg)
-            if msg.get("id") == 3 and not msg.get("ok"):
-                log.warning("%s is not joined: %s", self.hold, msg.get("error"))
-            elif msg.get("id") is None and msg.get("ok") is False:
-                _raise(msg.get("error"))
+                return line

@@ -33,9 +33,10 @@ import time
 from types import TracebackType
 from typing import Any, AsyncIterator, Dict, Optional, Sequence, Type
 
-from . import (FOLLOW_RETRY_MAX, FOLLOW_RETRY_MIN, JSON, MAX_LINE, PROTOCOL_VERSION, Error,
-               Hold, Timeout, Unreachable, _fields, _push_fields, _raise, _reply,
-               _stream_message, default_socket, log)
+from . import (_OPEN, FOLLOW_RETRY_MAX, FOLLOW_RETRY_MIN, JSON, MAX_LINE, PROTOCOL_VERSION,
+               Error, Hold, Timeout, Unreachable, _fields, _hold_request, _log_lost,
+               _log_resumed, _parse_line, _push_fields, _raise, _reply, _stream_line,
+               _stream_opened, _stream_requests, default_socket)
 
 __all__ = ["Client", "Subscription", "connect"]
 
@@ -80,13 +81,7 @@ class _Conn:
             raise Error("line_too_long", "phxd sent an overlong line") from None
         except OSError as e:
             raise Unreachable(e.errno or 0, f"lost phxd at {self.path}: {e}") from None
-        try:
-            msg = json.loads(line)
-        except ValueError:
-            msg = None
-        if not isinstance(msg, dict):
-            raise Error("protocol", "phxd sent a line that is not an object")
-        return msg
+        return _parse_line(line)
 
     def close(self) -> None:
         self.writer.close()
@@ -283,24 +278,20 @@ class Subscription:
     async def open(self) -> "Subscription":
         c = await _Conn.open(self.path)
         try:
-            await c.send(dict(id=1, op="hello", version=PROTOCOL_VERSION))
-            await c.send(dict(id=2, op=self.op, **self.fields))
+            for req in _stream_requests(self.op, self.fields):
+                await c.send(req)
             answers: Dict[int, Dict[str, Any]] = {}
-            while 2 not in answers:
+            while _OPEN not in answers:
                 msg = await asyncio.wait_for(c.recv(), 30)
                 if isinstance(msg.get("id"), int):
                     answers[msg["id"]] = msg
-            for rid in (1, 2):
-                if not answers.get(rid, {}).get("ok"):
-                    _raise(answers.get(rid, {}).get("error"))
+            self.sub = _stream_opened(answers)
             if self.hold is not None:
-                await c.send(dict(id=3, op="join", topic=self.hold, hold="client",
-                                  **_fields(conn=self.fields.get("conn"))))
+                await c.send(_hold_request(self.hold, self.fields))
         except BaseException:
             c.close()
             raise
         self._c = c
-        self.sub = answers[2]["result"]["sub"]
         return self
 
     async def __aenter__(self) -> "Subscription":
@@ -321,7 +312,7 @@ class Subscription:
         return self
 
     async def _resume(self, why: Unreachable) -> None:
-        log.warning("lost phxd (%s); reconnecting", why.message)
+        _log_lost(why)
         self.close()
         start, delay = time.monotonic(), FOLLOW_RETRY_MIN
         while True:
@@ -334,8 +325,7 @@ class Subscription:
             except Unreachable:
                 delay = min(delay * 2, FOLLOW_RETRY_MAX)
         self.resumed += 1
-        log.warning("reconnected to phxd; subscribed again (what came meanwhile is not "
-                    "replayed)")
+        _log_resumed()
 
     async def __anext__(self) -> Dict[str, Any]:
         if self._c is None:
@@ -356,10 +346,7 @@ class Subscription:
                     raise
                 await self._resume(e)
                 continue
-            if msg.get("sub") == self.sub and "id" not in msg:
+            line = _stream_line(msg, self.sub, self.hold)
+            if line is not None:
                 self.seen += 1
-                return _stream_message(msg)
-            if msg.get("id") == 3 and not msg.get("ok"):
-                log.warning("%s is not joined: %s", self.hold, msg.get("error"))
-            elif msg.get("id") is None and msg.get("ok") is False:
-                _raise(msg.get("error"))
+                return line
