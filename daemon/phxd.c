@@ -9,6 +9,7 @@
 #include "ipc/ipc.h"
 #include "log.h"
 #include "metrics.h"
+#include "notify.h"
 #include "xmalloc.h"
 
 #include <errno.h>
@@ -106,7 +107,7 @@ send_status(evutil_socket_t fd, short what, void *arg)
 	if (strcmp(line, d->last_status) == 0)
 		return;
 	memcpy(d->last_status, line, sizeof(line));
-	sd_notify(0, line);
+	notify_send(d->notify, line);
 }
 
 void
@@ -311,7 +312,7 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 			return false;
 		}
 	}
-	sd_notify(0, "RELOADING=1");
+	notify_send(d->notify, "RELOADING=1");
 	d->tq.now = phxd_now_ms();
 	if (!config_str_eq(old->socket, fresh->socket))
 		log_warnx("reload: a new socket path takes a restart; keeping the current one");
@@ -348,7 +349,7 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 	config_free(old);
 	d->reloads++;
 	phxd_timers_changed(d);
-	sd_notify(0, "READY=1");
+	notify_send(d->notify, "READY=1");
 	phxd_notify_status(d);
 	log_info("configuration reloaded from %s", d->config_path);
 	return true;
@@ -363,7 +364,7 @@ shutdown_now(struct phxd *d, const char *why)
 		return;
 	d->stopping = true;
 	log_info("%s: leaving topics and closing connections", why);
-	sd_notify(0, "STOPPING=1");
+	notify_send(d->notify, "STOPPING=1");
 	d->tq.now = phxd_now_ms();
 	ipc_server_close_listener(d->ipc);
 	for (size_t i = 0; i < d->nconns; i++)
@@ -415,7 +416,7 @@ watchdog_ping(evutil_socket_t fd, short what, void *arg)
 	if (d->watchdog_withheld)
 		log_warnx("watchdog: the websocket thread makes progress again; pinging");
 	d->watchdog_withheld = false;
-	sd_notify(0, "WATCHDOG=1");
+	notify_send(d->notify, "WATCHDOG=1");
 }
 
 static void
@@ -490,6 +491,8 @@ teardown(struct phxd *d)
 		event_free(d->watchdog_ev);
 	if (d->status_ev)
 		event_free(d->status_ev);
+	notify_flush(d->notify);
+	notify_free(d->notify);
 	if (d->base)
 		event_base_free(d->base);
 	config_free(d->conf);
@@ -604,6 +607,7 @@ main(int argc, char **argv)
 	tq_init(&d.tq);
 	d.tq.now = phxd_now_ms();
 	d.tq_ev = evtimer_new(d.base, timers_due, &d);
+	d.notify = notify_open(d.base);
 	d.status_ev = event_new(d.base, -1, 0, send_status, &d);
 	if (d.status_ev == NULL || event_priority_set(d.status_ev, 2) != 0)
 		fatalx("cannot create the status event");
@@ -649,7 +653,7 @@ main(int argc, char **argv)
 	phxd_timers_changed(&d);
 	log_info("phxd %s ready: %zu connection%s, socket %s", PACKAGE_VERSION, d.nconns,
 		 d.nconns == 1 ? "" : "s", ipc_server_activated(d.ipc) ? "(activated)" : d.socket_path);
-	sd_notify(0, "READY=1");
+	notify_send(d.notify, "READY=1");
 	phxd_notify_status(&d);
 
 	event_base_dispatch(d.base);

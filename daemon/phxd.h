@@ -52,6 +52,7 @@ struct phxd {
 	bool log_level_forced;	/* -l given: the config's log_level is ignored */
 	uint64_t started_at_ms;	/* wall clock */
 	uint64_t reloads;
+	struct notifier *notify;	/* NULL without $NOTIFY_SOCKET */
 	char last_status[128];	/* the STATUS= systemd has */
 	struct event *status_ev;	/* sends STATUS= after the loop pass that changed it */
 };

@@ -105,4 +105,41 @@ def watchdog_is_withheld_while_the_websocket_thread_is_stuck(w):
     assert d.stop() == 0
 
 
+@test
+def a_manager_that_stops_reading_never_blocks_phxd(w):
+    """The notify socket's queue fills (a stuck manager; the kernel queues
+    net.unix.max_dgram_qlen datagrams): phxd goes on serving, keeps the
+    newest STATUS= and sends it once the manager reads again."""
+    ns_path, ns = notify_socket(w, 2)
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a"), env={"NOTIFY_SOCKET": ns_path})
+    d.wait_joined("rooms:a")
+    with open("/proc/sys/net/unix/max_dgram_qlen") as f:
+        qlen = int(f.read())
+    # each client that comes and goes changes the client count in STATUS=
+    held = []
+    for _ in range(qlen * 3 + 10):
+        c = d.client()
+        c.ok("status")
+        held.append(c)
+    start = time.monotonic()
+    assert d.client().ok("status")["ipc"]["clients"] == len(held) + 1
+    assert time.monotonic() - start < 1, "phxd blocked on the notify socket"
+    for c in held:
+        c.close()
+    wait_until(lambda: d.client().ok("status")["ipc"]["clients"] == 1, what="clients gone")
+    d.wait_log("notify: the manager's queue is full")
+    # the manager reads again: what phxd kept arrives, the newest STATUS= last
+    final = "STATUS=1/1 connections up, 1/1 topics joined, 0 clients"
+    statuses = []
+    ns.settimeout(2)   # phxd sends again every 200 ms: a recv timeout fails the test
+    while final not in statuses:
+        msg = ns.recv(4096).decode()
+        statuses += [line for line in msg.split("\n") if line.startswith("STATUS=")]
+    assert len(statuses) <= qlen + 2, statuses   # the queue, and what phxd kept
+    start = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - start < 3
+
+
 run()
