@@ -1,0 +1,245 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench/peer-libphxd: phxd through libphxd, doing the work of the other
+ * peers of bench/run (its own CPU; bench/run adds phxd's). One JSON line.
+ *
+ *   peer-libphxd SOCKET fire N | await N | receive N | fanout K RATE M
+ *
+ * Topics (joined by phxd's config): load:bench, rooms:bench, rooms:fan.
+ */
+#include "client-lib/phxd.h"
+#include "stats.h"
+
+#include <inttypes.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define WINDOW 1024	/* fire: pushes in flight */
+#define MAX_SUBS 1000
+
+static const char *sock;
+static long answered, failed, lines;
+static struct lat lat;
+
+static void
+die(struct phxd_client *c, const char *what)
+{
+	fprintf(stderr, "peer-libphxd: %s: %s: %s\n", what, c ? phxd_error_code(c) : "",
+		c ? phxd_error_message(c) : "");
+	exit(1);
+}
+
+static struct phxd_client *
+connect_or_die(void)
+{
+	struct phxd_client *c;
+
+	if (phxd_connect(sock, &c) != PHXD_OK)
+		die(NULL, "connect");
+	return c;
+}
+
+static long
+server_count(struct phxd_client *c)
+{
+	char *out = NULL;
+	long n;
+
+	if (phxd_push(c, NULL, "load:bench", "count", "{}", 0, PHXD_PUSH_AWAIT, 0, &out) != PHXD_OK)
+		die(c, "count");
+	n = strtol(strstr(out, ":") + 1, NULL, 10);
+	free(out);
+	return n;
+}
+
+static void
+on_answer(void *arg, struct phxd_client *c, int status, const char *result, size_t len)
+{
+	(void)arg;
+	(void)c;
+	(void)result;
+	(void)len;
+	answered++;
+	failed += status != PHXD_OK;
+}
+
+static void
+pump(struct phxd_client *c, int timeout_ms)
+{
+	struct pollfd pfd = { phxd_fd(c), POLLIN | (phxd_want_write(c) ? POLLOUT : 0), 0 };
+
+	if (poll(&pfd, 1, timeout_ms) > 0 && phxd_dispatch(c) != PHXD_OK)
+		die(c, "dispatch");
+}
+
+static void
+fire(long n)
+{
+	struct phxd_client *c = connect_or_die();
+	static const char req[] =
+		"{\"op\":\"push\",\"topic\":\"load:bench\",\"event\":\"sink\",\"payload\":{\"n\":1}}";
+	long before = server_count(c), sent = 0;
+	uint64_t t0 = now_ns(), c0 = cpu_ns();
+
+	while (sent < n) {
+		if (phxd_send(c, req, on_answer, NULL) != PHXD_OK)
+			die(c, "send");
+		sent++;
+		while (sent - answered >= WINDOW)
+			pump(c, 10000);
+	}
+	while (answered < sent)
+		pump(c, 10000);
+	while (server_count(c) - before < n)
+		;
+	print_result(n, now_ns() - t0, cpu_ns() - c0, NULL, max_rss_kib(), failed);
+	phxd_disconnect(c);
+}
+
+static void
+await_trips(long n)
+{
+	struct phxd_client *c = connect_or_die();
+	uint64_t t0 = now_ns(), c0 = cpu_ns();
+
+	lat_init(&lat, (size_t)n);
+	for (long i = 0; i < n; i++) {
+		uint64_t t = now_ns();
+		char *out = NULL;
+		if (phxd_push(c, NULL, "rooms:bench", "ping", "{}", 0, PHXD_PUSH_AWAIT, 0, &out) !=
+		    PHXD_OK)
+			die(c, "ping");
+		free(out);
+		lat_add(&lat, now_ns() - t);
+	}
+	print_result(n, now_ns() - t0, cpu_ns() - c0, &lat, max_rss_kib(), 0);
+	phxd_disconnect(c);
+}
+
+static void
+count_line(void *arg, uint64_t sub, const char *json, size_t len)
+{
+	(void)arg;
+	(void)sub;
+	(void)len;
+	if (strncmp(json, "{\"type\":\"dropped\"", 17) == 0)
+		failed += strtol(strstr(json, "\"count\":") + 8, NULL, 10);
+	else
+		lines++;
+}
+
+static void
+receive(long n)
+{
+	struct phxd_client *c = connect_or_die();
+	char flood[128];
+
+	if (phxd_subscribe(c, NULL, "load:bench", NULL, count_line, NULL, NULL) != PHXD_OK)
+		die(c, "subscribe");
+	snprintf(flood, sizeof(flood), "{\"n\":%ld,\"size\":64}", n);
+	uint64_t t0 = now_ns(), c0 = cpu_ns();
+	if (phxd_push(c, NULL, "load:bench", "flood", flood, 0, 0, 0, NULL) != PHXD_OK)
+		die(c, "flood");
+	while (lines + failed < n)
+		if (phxd_wait(c, 30000) != PHXD_OK)
+			die(c, "wait");
+	print_result(n, now_ns() - t0, cpu_ns() - c0, NULL, max_rss_kib(), failed);
+	phxd_disconnect(c);
+}
+
+static void
+fan_line(void *arg, uint64_t sub, const char *json, size_t len)
+{
+	const char *t = memmem(json, len, "\"t\":", 4);
+
+	(void)arg;
+	(void)sub;
+	if (strncmp(json, "{\"type\":\"dropped\"", 17) == 0) {
+		failed += strtol(strstr(json, "\"count\":") + 8, NULL, 10);
+		return;
+	}
+	if (t != NULL) {
+		lat_add(&lat, now_ns() - strtoull(t + 4, NULL, 10));
+		lines++;
+	}
+}
+
+static void
+fanout(long k, long rate, long m)
+{
+	static struct phxd_client *subs[MAX_SUBS];
+	static struct pollfd pfd[MAX_SUBS + 1];
+	struct phxd_client *sender = connect_or_die();
+	uint64_t gap = 1000000000ull / (uint64_t)rate, next;
+	long sent = 0;
+
+	if (k > MAX_SUBS)
+		die(NULL, "too many subscribers");
+	lat_init(&lat, (size_t)(k * m));
+	for (long i = 0; i < k; i++) {
+		subs[i] = connect_or_die();
+		if (phxd_subscribe(subs[i], NULL, "rooms:fan", NULL, fan_line, NULL, NULL) != PHXD_OK)
+			die(subs[i], "subscribe");
+	}
+	uint64_t t0 = now_ns(), c0 = cpu_ns();
+	next = t0;
+	while (lines + failed < k * m) {
+		uint64_t now = now_ns();
+		if (sent < m && now >= next) {
+			char req[160];
+			snprintf(req, sizeof(req),
+				 "{\"op\":\"push\",\"topic\":\"rooms:fan\",\"event\":\"broadcast\","
+				 "\"payload\":{\"t\":%" PRIu64 ",\"seq\":%ld}}", now_ns(), sent);
+			if (phxd_send(sender, req, on_answer, NULL) != PHXD_OK)
+				die(sender, "send");
+			sent++;
+			next += gap;
+		}
+		for (long i = 0; i < k; i++)
+			pfd[i] = (struct pollfd){ phxd_fd(subs[i]), POLLIN, 0 };
+		pfd[k] = (struct pollfd){ phxd_fd(sender), POLLIN, 0 };
+		uint64_t t = now_ns(), wait = sent < m ? (next > t ? next - t : 0) : 1000000000ull;
+		struct timespec ts = { (time_t)(wait / 1000000000ull), (long)(wait % 1000000000ull) };
+		if (ppoll(pfd, (nfds_t)k + 1, &ts, NULL) < 0)
+			die(NULL, "poll");
+		for (long i = 0; i < k; i++)
+			if (pfd[i].revents && phxd_dispatch(subs[i]) != PHXD_OK)
+				die(subs[i], "dispatch");
+		if (pfd[k].revents && phxd_dispatch(sender) != PHXD_OK)
+			die(sender, "dispatch");
+		if (now_ns() - t0 > 60000000000ull)
+			break;
+	}
+	print_result(k * m, now_ns() - t0, cpu_ns() - c0, &lat, max_rss_kib(),
+		     k * m - lines);
+	for (long i = 0; i < k; i++)
+		phxd_disconnect(subs[i]);
+	phxd_disconnect(sender);
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 4) {
+		fprintf(stderr, "usage: peer-libphxd SOCKET fire N | await N | receive N | "
+				"fanout K RATE M\n");
+		return 2;
+	}
+	sock = argv[1];
+	long n = atol(argv[3]);
+	if (strcmp(argv[2], "fire") == 0)
+		fire(n);
+	else if (strcmp(argv[2], "await") == 0)
+		await_trips(n);
+	else if (strcmp(argv[2], "receive") == 0)
+		receive(n);
+	else if (strcmp(argv[2], "fanout") == 0 && argc == 6)
+		fanout(n, atol(argv[4]), atol(argv[5]));
+	else
+		return 2;
+	return 0;
+}

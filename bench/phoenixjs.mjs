@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT
+// bench/phoenixjs: the official Phoenix JS client (npm "phoenix", "ws" as
+// its transport), doing the work of the other peers of bench/run; prints
+// one JSON line.
+//   node phoenixjs.mjs NODE_MODULES PORT fire N | await N | receive N |
+//        fanout K RATE M | join T | rejoin T
+import { createRequire } from "node:module";
+import path from "node:path";
+
+const [modules, portArg, mode, ...rest] = process.argv.slice(2);
+const require = createRequire(path.join(modules, "bench.js"));
+const { Socket } = require("phoenix");
+const WebSocket = require("ws");
+const port = Number(portArg);
+const url = `ws://127.0.0.1:${port}/socket`;
+const N = Number(rest[0]);
+
+const now = () => process.hrtime.bigint();
+const cpu = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) * 1000;
+};
+
+function socket(opts = {}) {
+  const s = new Socket(url, { transport: WebSocket, heartbeatIntervalMs: 30000, ...opts });
+  s.connect();
+  return s;
+}
+
+function join(channel) {
+  return new Promise((resolve, reject) => {
+    channel.join().receive("ok", resolve).receive("error", reject).receive("timeout", reject);
+  });
+}
+
+function reply(push) {
+  return new Promise((resolve, reject) => {
+    push.receive("ok", resolve).receive("error", reject).receive("timeout", reject);
+  });
+}
+
+function result(n, t0, c0, lat, extra = {}) {
+  const out = {
+    n,
+    wall_ns: Number(now() - t0),
+    cpu_ns: cpu() - c0,
+    rss_kib: Math.round(process.memoryUsage().rss / 1024),
+    dropped: 0,
+    ...extra,
+  };
+  if (lat && lat.length) {
+    lat.sort((a, b) => a - b);
+    out.p50_ns = lat[Math.floor(lat.length / 2)];
+    out.p99_ns = lat[Math.floor(lat.length * 99 / 100)];
+    out.max_ns = lat[lat.length - 1];
+  }
+  console.log(JSON.stringify(out));
+}
+
+async function fire() {
+  const s = socket();
+  const ch = s.channel(`load:js-${process.pid}`, {});
+  await join(ch);
+  const before = (await reply(ch.push("count", {}))).received;
+  const t0 = now(), c0 = cpu();
+  for (let i = 0; i < N; i++) ch.push("sink", { n: 1 });
+  // the server's count: every push arrived
+  for (;;) {
+    const got = (await reply(ch.push("count", {}))).received - before;
+    if (got >= N) break;
+  }
+  result(N, t0, c0);
+  s.disconnect();
+}
+
+async function awaitTrips() {
+  const s = socket();
+  const ch = s.channel(`rooms:js-${process.pid}`, {});
+  await join(ch);
+  const lat = [];
+  const t0 = now(), c0 = cpu();
+  for (let i = 0; i < N; i++) {
+    const t = now();
+    await reply(ch.push("ping", {}));
+    lat.push(Number(now() - t));
+  }
+  result(N, t0, c0, lat);
+  s.disconnect();
+}
+
+async function receive() {
+  const s = socket();
+  const ch = s.channel(`load:js-${process.pid}`, {});
+  await join(ch);
+  let got = 0, t0, c0;
+  const done = new Promise((resolve) => {
+    ch.on("flood_msg", () => {
+      if (++got === N) resolve();
+    });
+  });
+  t0 = now();
+  c0 = cpu();
+  ch.push("flood", { n: N, size: 64 }, 120000);
+  await done;
+  result(N, t0, c0);
+  s.disconnect();
+}
+
+async function fanout() {
+  const [K, rate, M] = rest.map(Number);
+  const topic = `rooms:fan-js-${process.pid}`;
+  const lat = [];
+  let got = 0, resolveDone;
+  const done = new Promise((r) => (resolveDone = r));
+  const sockets = [];
+  for (let i = 0; i < K; i++) {
+    const s = socket();
+    sockets.push(s);
+    const ch = s.channel(topic, {});
+    ch.on("broadcast", (p) => {
+      lat.push(Number(now() - BigInt(p.t)));
+      if (++got === K * M) resolveDone();
+    });
+    await join(ch);
+  }
+  const sender = socket();
+  sockets.push(sender);
+  const out = sender.channel(topic, {});
+  await join(out);
+  const t0 = now(), c0 = cpu();
+  let seq = 0;
+  const timer = setInterval(() => {
+    out.push("broadcast", { t: now().toString(), seq: seq++ });
+    if (seq === M) clearInterval(timer);
+  }, 1000 / rate);
+  const limit = setTimeout(() => resolveDone(), 60000);
+  await done;
+  clearTimeout(limit);
+  result(K * M, t0, c0, lat, { dropped: K * M - got });
+  sockets.forEach((s) => s.disconnect());
+}
+
+async function joinMany() {
+  const s = socket();
+  const t0 = now(), c0 = cpu();
+  const channels = [];
+  for (let i = 0; i < N; i++) channels.push(s.channel(`load:js${i}`, {}));
+  await Promise.all(channels.map(join));
+  const joinedNs = Number(now() - t0);
+  if (mode !== "rejoin") {
+    result(N, t0, c0);
+    s.disconnect();
+    return;
+  }
+  // rejoin: told on stdin when the server is restarting and when it is
+  // back; the time from "back" to every channel joined again
+  process.stdout.write(JSON.stringify({ joined_ns: joinedNs }) + "\n");
+  let back;
+  const rejoined = new Promise((resolve) => {
+    let count = 0;
+    const seen = new Set();
+    for (const ch of channels) {
+      ch.on("phx_reply", () => {});
+      ch.joinPush.receive("ok", () => {
+        if (back === undefined || seen.has(ch.topic)) return;
+        seen.add(ch.topic);
+        if (++count === N) resolve();
+      });
+    }
+  });
+  for await (const line of readLines(process.stdin)) {
+    if (line === "back") {
+      back = now();
+      break;
+    }
+  }
+  await rejoined;
+  result(N, back, c0, null, { rejoin_ns: Number(now() - back) });
+  s.disconnect();
+}
+
+async function* readLines(stream) {
+  let buf = "";
+  for await (const chunk of stream) {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      yield buf.slice(0, i);
+      buf = buf.slice(i + 1);
+    }
+  }
+}
+
+const modes = { fire, await: awaitTrips, receive, fanout, join: joinMany, rejoin: joinMany };
+modes[mode]().then(() => process.exit(0), (e) => {
+  console.error("phoenixjs:", e);
+  process.exit(1);
+});

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: MIT */
+#include "stats.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+
+uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+long
+max_rss_kib(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+void
+lat_init(struct lat *l, size_t cap)
+{
+	l->v = calloc(cap ? cap : 1, sizeof(*l->v));
+	l->n = 0;
+	l->cap = cap;
+	if (l->v == NULL)
+		abort();
+}
+
+void
+lat_add(struct lat *l, uint64_t ns)
+{
+	if (l->n < l->cap)
+		l->v[l->n++] = ns;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+void
+print_result(long n, uint64_t wall_ns, uint64_t cpu, struct lat *l, long rss_kib, long dropped)
+{
+	printf("{\"n\":%ld,\"wall_ns\":%llu,\"cpu_ns\":%llu,\"rss_kib\":%ld,\"dropped\":%ld", n,
+	       (unsigned long long)wall_ns, (unsigned long long)cpu, rss_kib, dropped);
+	if (l != NULL && l->n > 0) {
+		qsort(l->v, l->n, sizeof(*l->v), cmp_u64);
+		printf(",\"p50_ns\":%llu,\"p99_ns\":%llu,\"max_ns\":%llu",
+		       (unsigned long long)l->v[l->n / 2],
+		       (unsigned long long)l->v[l->n * 99 / 100], (unsigned long long)l->v[l->n - 1]);
+	}
+	printf("}\n");
+	fflush(stdout);
+}

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/* What the C peers of bench/run share: clocks, latencies, the result line. */
+#ifndef PHXD_BENCH_STATS_H
+#define PHXD_BENCH_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+uint64_t now_ns(void);		/* CLOCK_MONOTONIC, as every peer's */
+uint64_t cpu_ns(void);		/* this process, user + system */
+long max_rss_kib(void);
+
+struct lat {
+	uint64_t *v;
+	size_t n, cap;
+};
+void lat_init(struct lat *l, size_t cap);
+void lat_add(struct lat *l, uint64_t ns);
+
+/* {"n":N,"wall_ns":..,"cpu_ns":..,"p50_ns":..,"p99_ns":..,"max_ns":..,
+ *  "rss_kib":..,"dropped":..} on stdout */
+void print_result(long n, uint64_t wall_ns, uint64_t cpu, struct lat *l, long rss_kib,
+		  long dropped);
+
+#endif
