@@ -4,6 +4,7 @@
 
 #include "ipc/phxd-ipc.h"
 #include "protocol/base64.h"
+#include "protocol/json_scan.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -38,13 +39,22 @@ struct sub {
 	void *arg;
 };
 
-/* A line read and parsed, waiting to be handled. Lines are read first and
+/* A line read and scanned, waiting to be handled. Lines are read first and
  * handled after, one at a time: a callback may then call into the library
- * (a blocking call, a send) without the read under it being re-entered. */
+ * (a blocking call, a send) without the read under it being re-entered.
+ * Lines are scanned, not parsed into trees: a stream line goes to its
+ * callback as the bytes phxd sent, less its {"sub":N, tag; a response's
+ * result is a span of it. */
 struct ready_line {
 	STAILQ_ENTRY(ready_line) entry;
-	json_t *j;
-	char *raw;
+	char *raw;		/* the line, NUL-terminated */
+	size_t len;
+	uint64_t sub;		/* a stream line's subscription; 0: a response */
+	size_t body;		/* stream line: its text without the tag, from raw[body] */
+	uint64_t id;		/* response: its id; 0: none (null) */
+	bool ok;
+	const char *result;	/* response: the "result" span in raw, or NULL */
+	size_t result_len;
 };
 STAILQ_HEAD(ready_list, ready_line);
 
@@ -67,7 +77,8 @@ struct phxd_client {
 	size_t in_len, in_cap;
 	char *out;
 	size_t out_off, out_len, out_cap;
-	struct pending *pending;
+	/* phxd_send callbacks, oldest first: answers mostly come in order */
+	struct pending *pending, **pending_tail;
 	struct sub *subs;
 	uint64_t lines;		/* stream lines delivered */
 	struct ready_list ready;
@@ -128,11 +139,22 @@ daemon_error(struct phxd_client *c, json_t *err)
 	return code && strcmp(code, PHXD_E_TIMEOUT) == 0 ? PHXD_ETIMEOUT : PHXD_EDAEMON;
 }
 
-static char *
-dump_result(json_t *resp)
+/* The error of a response that failed (the slow path: a tree). */
+static int
+line_error(struct phxd_client *c, const struct ready_line *l)
 {
-	json_t *r = json_object_get(resp, "result");
-	return r ? json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	json_t *j = json_loadb(l->raw, l->len, 0, NULL);
+	int status = daemon_error(c, json_object_get(j, "error"));
+
+	json_decref(j);
+	return status;
+}
+
+/* The result span as its own string (the caller frees it), or NULL. */
+static char *
+copy_result(const struct ready_line *l)
+{
+	return l->result ? strndup(l->result, l->result_len) : NULL;
 }
 
 static void
@@ -141,32 +163,30 @@ set_last_response(struct phxd_client *c, struct ready_line *l)
 	free(c->last_response);
 	c->last_response = l->raw;
 	l->raw = NULL;
+	l->result = NULL;	/* it pointed into raw */
 }
 
 /* The answer to a blocking call in progress: recorded for it. */
 static bool
 take_answer(struct phxd_client *c, struct ready_line *l)
 {
-	json_t *id = json_object_get(l->j, "id");
-	bool ok = json_is_true(json_object_get(l->j, "ok"));
-	uint64_t rid = json_is_integer(id) ? (uint64_t)json_integer_value(id) : 0;
 	struct waiter *w;
 
-	if (id == NULL && json_object_get(l->j, "sub") != NULL)
+	if (l->sub != 0)
 		return false;	/* a stream line */
 	for (w = c->waiters; w != NULL; w = w->outer)
-		if (!w->done && rid != 0 && w->id == rid)
+		if (!w->done && l->id != 0 && w->id == l->id)
 			break;
 	/* An error the daemon could not tie to a request ends the innermost wait. */
-	if (w == NULL && rid == 0 && !ok)
+	if (w == NULL && l->id == 0 && !l->ok)
 		for (w = c->waiters; w != NULL && w->done; w = w->outer)
 			;
 	if (w == NULL)
 		return false;
-	set_last_response(c, l);
 	w->done = true;
-	w->status = ok ? PHXD_OK : daemon_error(c, json_object_get(l->j, "error"));
-	w->result = ok ? dump_result(l->j) : NULL;
+	w->status = l->ok ? PHXD_OK : line_error(c, l);
+	w->result = l->ok ? copy_result(l) : NULL;
+	set_last_response(c, l);
 	return true;
 }
 
@@ -177,54 +197,47 @@ static int add_sub(struct phxd_client *c, int rc, char *result, phxd_line_fn fn,
 static void
 dispatch_line(struct phxd_client *c, struct ready_line *l)
 {
-	json_t *j = l->j, *id = json_object_get(j, "id"), *sub = json_object_get(j, "sub");
-
-	if (id == NULL && json_is_integer(sub)) {
-		uint64_t sid = (uint64_t)json_integer_value(sub);
+	if (l->sub != 0) {
 		for (struct sub *s = c->subs; s; s = s->next) {
-			if (s->id != sid)
+			if (s->id != l->sub)
 				continue;
-			json_object_del(j, "sub");
-			char *text = json_dumps(j, JSON_COMPACT);
-			if (text) {
-				c->lines++;
-				c->depth++;
-				s->fn(s->arg, sid, text, strlen(text));
-				c->depth--;
-				free(text);
-			}
+			c->lines++;
+			c->depth++;
+			s->fn(s->arg, l->sub, l->raw + l->body, l->len - l->body);
+			c->depth--;
 			break;
 		}
 		return;
 	}
-	set_last_response(c, l);
-	bool ok = json_is_true(json_object_get(j, "ok"));
-	uint64_t rid = json_is_integer(id) ? (uint64_t)json_integer_value(id) : 0;
-	for (struct pending **pp = &c->pending; rid != 0 && *pp; pp = &(*pp)->next) {
-		if ((*pp)->id != rid)
-			continue;
-		struct pending *p = *pp;
-		*pp = p->next;
-		int status = ok ? PHXD_OK : daemon_error(c, json_object_get(j, "error"));
-		char *result = ok ? dump_result(j) : NULL;
-		/* A stream is registered before its first line can be handled. */
-		if (status == PHXD_OK && p->line_fn != NULL) {
-			status = add_sub(c, PHXD_OK, result, p->line_fn, p->line_arg, NULL);
-			result = status == PHXD_OK ? dump_result(j) : NULL;
-		}
-		c->depth++;
-		p->fn(p->arg, c, status, result, result ? strlen(result) : 0);
-		c->depth--;
-		free(result);
-		free(p);
-		break;
+	struct pending **pp = &c->pending;
+	while (l->id != 0 && *pp != NULL && (*pp)->id != l->id)
+		pp = &(*pp)->next;
+	if (l->id == 0 || *pp == NULL) {
+		set_last_response(c, l);
+		return;
 	}
+	struct pending *p = *pp;
+	*pp = p->next;
+	if (c->pending_tail == &p->next)
+		c->pending_tail = pp;
+	int status = l->ok ? PHXD_OK : line_error(c, l);
+	char *result = l->ok ? copy_result(l) : NULL;
+	/* A stream is registered before its first line can be handled. */
+	if (status == PHXD_OK && p->line_fn != NULL) {
+		status = add_sub(c, PHXD_OK, result, p->line_fn, p->line_arg, NULL);
+		result = status == PHXD_OK ? copy_result(l) : NULL;
+	}
+	set_last_response(c, l);
+	c->depth++;
+	p->fn(p->arg, c, status, result, result ? strlen(result) : 0);
+	c->depth--;
+	free(result);
+	free(p);
 }
 
 static void
 line_free(struct ready_line *l)
 {
-	json_decref(l->j);
 	free(l->raw);
 	free(l);
 }
@@ -238,6 +251,8 @@ fail_pending(struct phxd_client *c, int status)
 
 	while ((p = c->pending) != NULL) {
 		c->pending = p->next;
+		if (c->pending == NULL)
+			c->pending_tail = &c->pending;
 		c->depth++;
 		p->fn(p->arg, c, status, NULL, 0);
 		c->depth--;
@@ -272,26 +287,92 @@ deliver(struct phxd_client *c)
 		fail_pending(c, PHXD_EUNREACHABLE);
 }
 
-/* Parses one line into the ready queue. */
+/* A stream line starts with its tag, {"sub":N, (ipc_encode_tag): N, and
+ * where the rest begins; 0 when the line is not one. */
+static uint64_t
+stream_tag(const char *line, size_t len, size_t *rest)
+{
+	static const char tag[] = "{\"sub\":";
+	uint64_t sub = 0;
+	size_t i = sizeof(tag) - 1;
+
+	if (len < i + 2 || memcmp(line, tag, i) != 0)
+		return 0;
+	for (; i < len && line[i] >= '0' && line[i] <= '9' && sub < UINT64_MAX / 10; i++)
+		sub = sub * 10 + (uint64_t)(line[i] - '0');
+	if (i >= len || line[i] != ',')
+		return 0;
+	*rest = i;
+	return sub;
+}
+
+/* A response: {"id":N|null,"ok":B,"result"|"error":V}, in any order.
+ * Validates the whole line. */
+static bool
+scan_response(struct ready_line *l)
+{
+	struct json_cursor cur;
+	bool seen_ok = false;
+
+	json_cursor_init(&cur, l->raw, l->len);
+	if (!json_expect(&cur, '{'))
+		return false;
+	json_skip_ws(&cur);
+	if (cur.p < cur.end && *cur.p == '}')
+		return false;
+	for (;;) {
+		const char *key, *val;
+		size_t klen;
+		bool esc;
+		if (!json_scan_string(&cur, &key, &klen, &esc) || !json_expect(&cur, ':'))
+			return false;
+		json_skip_ws(&cur);
+		val = cur.p;
+		enum json_kind kind = json_peek(&cur);
+		if (!json_skip_value(&cur))
+			return false;
+		if (klen == 2 && memcmp(key, "id", 2) == 0) {
+			l->id = 0;
+			if (kind == JSON_KIND_NUMBER)
+				l->id = strtoull(val, NULL, 10);
+		} else if (klen == 2 && memcmp(key, "ok", 2) == 0) {
+			seen_ok = kind == JSON_KIND_TRUE || kind == JSON_KIND_FALSE;
+			l->ok = kind == JSON_KIND_TRUE;
+		} else if (klen == 6 && memcmp(key, "result", 6) == 0) {
+			l->result = val;
+			l->result_len = (size_t)(cur.p - val);
+		}
+		json_skip_ws(&cur);
+		if (cur.p < cur.end && *cur.p == ',') {
+			cur.p++;
+			continue;
+		}
+		if (!json_expect(&cur, '}'))
+			return false;
+		json_skip_ws(&cur);
+		return cur.p == cur.end && seen_ok;
+	}
+}
+
+/* Scans one line into the ready queue. */
 static int
 queue_line(struct phxd_client *c, const char *line, size_t len)
 {
-	struct ready_line *l;
-	json_t *j = json_loadb(line, len, 0, NULL);
+	struct ready_line *l = calloc(1, sizeof(*l));
 
-	if (!json_is_object(j)) {
-		json_decref(j);
-		return fail(c, PHXD_EPROTOCOL, "protocol", "phxd sent a line that is not an object");
-	}
-	/* Responses are kept whole for phxd_last_response(); stream lines are not. */
-	bool stream = json_object_get(j, "id") == NULL && json_object_get(j, "sub") != NULL;
-	l = calloc(1, sizeof(*l));
-	if (l == NULL || (!stream && (l->raw = strndup(line, len)) == NULL)) {
+	if (l == NULL || (l->raw = malloc(len + 1)) == NULL) {
 		free(l);
-		json_decref(j);
 		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
 	}
-	l->j = j;
+	memcpy(l->raw, line, len);
+	l->raw[len] = '\0';
+	l->len = len;
+	if ((l->sub = stream_tag(line, len, &l->body)) != 0) {
+		l->raw[l->body] = '{';	/* the rest of the object, as its own */
+	} else if (!scan_response(l)) {
+		line_free(l);
+		return fail(c, PHXD_EPROTOCOL, "protocol", "phxd sent a line that is not a response");
+	}
 	STAILQ_INSERT_TAIL(&c->ready, l, entry);
 	return PHXD_OK;
 }
@@ -357,6 +438,25 @@ write_some(struct phxd_client *c)
 	return PHXD_OK;
 }
 
+/* Appends a, b and a newline to the output. */
+static int
+queue_out(struct phxd_client *c, const char *a, size_t alen, const char *b, size_t blen)
+{
+	if (c->out_len + alen + blen + 1 > c->out_cap) {
+		size_t cap = (c->out_len + alen + blen + 1) * 2;
+		char *out = realloc(c->out, cap);
+		if (out == NULL)
+			return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
+		c->out = out;
+		c->out_cap = cap;
+	}
+	memcpy(c->out + c->out_len, a, alen);
+	memcpy(c->out + c->out_len + alen, b, blen);
+	c->out[c->out_len + alen + blen] = '\n';
+	c->out_len += alen + blen + 1;
+	return PHXD_OK;
+}
+
 /* Queues `request` (an object with "op") with a new id; returns the id or 0. */
 static uint64_t
 queue_request(struct phxd_client *c, json_t *req, int *status)
@@ -376,22 +476,11 @@ queue_request(struct phxd_client *c, json_t *req, int *status)
 		return 0;
 	}
 	len = strlen(text);
-	if (c->out_len + len + 1 > c->out_cap) {
-		size_t cap = (c->out_len + len + 1) * 2;
-		char *out = realloc(c->out, cap);
-		if (out == NULL) {
-			free(text);
-			*status = fail(c, PHXD_ENOMEM, "nomem", "out of memory");
-			return 0;
-		}
-		c->out = out;
-		c->out_cap = cap;
+	if ((*status = queue_out(c, text, len, "", 0)) != PHXD_OK) {
+		free(text);
+		return 0;
 	}
-	memcpy(c->out + c->out_len, text, len);
-	c->out[c->out_len + len] = '\n';
-	c->out_len += len + 1;
 	free(text);
-	*status = PHXD_OK;
 	return id;
 }
 
@@ -490,6 +579,7 @@ phxd_connect_timeout(const char *path, int timeout_ms, struct phxd_client **out)
 	if (c == NULL)
 		return PHXD_ENOMEM;
 	c->timeout_ms = timeout_ms;
+	c->pending_tail = &c->pending;
 	STAILQ_INIT(&c->ready);
 	c->next_id = 1;
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -810,28 +900,86 @@ phxd_fd(const struct phxd_client *c)
 	return c->fd;
 }
 
+/*
+ * A request as the caller wrote it, with "id" put in front: no tree is
+ * built. It must be one JSON object with a string "op" and no "id"; one
+ * that has an "id", or spans lines, goes through jansson instead.
+ */
+static uint64_t
+queue_text(struct phxd_client *c, const char *request, int *status)
+{
+	struct json_cursor cur;
+	size_t len = strlen(request);
+	bool has_op = false, has_id = false;
+	const char *body;
+
+	json_cursor_init(&cur, request, len);
+	if (!json_expect(&cur, '{'))
+		goto invalid;
+	body = cur.p;
+	json_skip_ws(&cur);
+	if (cur.p < cur.end && *cur.p == '}') {
+		cur.p++;
+	} else {
+		for (;;) {
+			const char *key;
+			size_t klen;
+			bool esc;
+			if (!json_scan_string(&cur, &key, &klen, &esc) || !json_expect(&cur, ':'))
+				goto invalid;
+			json_skip_ws(&cur);
+			bool string = json_peek(&cur) == JSON_KIND_STRING;
+			if (!json_skip_value(&cur))
+				goto invalid;
+			has_op |= klen == 2 && memcmp(key, "op", 2) == 0 && string;
+			has_id |= klen == 2 && memcmp(key, "id", 2) == 0;
+			json_skip_ws(&cur);
+			if (cur.p < cur.end && *cur.p == ',') {
+				cur.p++;
+				continue;
+			}
+			if (!json_expect(&cur, '}'))
+				goto invalid;
+			break;
+		}
+	}
+	json_skip_ws(&cur);
+	if (cur.p != cur.end)
+		goto invalid;
+	if (!has_op) {
+		*status = fail(c, PHXD_EINVAL, "invalid", "a request is an object with \"op\"");
+		return 0;
+	}
+	if (has_id || memchr(request, '\n', len) != NULL) {
+		json_t *req = json_loadb(request, len, 0, NULL);
+		uint64_t id = queue_request(c, req, status);
+		json_decref(req);
+		return id;
+	}
+	char head[32];
+	uint64_t id = c->next_id++;
+	int hlen = snprintf(head, sizeof(head), "{\"id\":%llu,", (unsigned long long)id);
+	*status = queue_out(c, head, (size_t)hlen, body, len - (size_t)(body - request));
+	return *status == PHXD_OK ? id : 0;
+invalid:
+	*status = fail(c, PHXD_EINVAL, "invalid", "the request is not JSON");
+	return 0;
+}
+
 static int
 send_pending(struct phxd_client *c, const char *request, phxd_reply_fn fn, void *arg,
 	     phxd_line_fn line_fn, void *line_arg)
 {
-	json_t *req = json_loads(request, 0, NULL);
 	struct pending *p;
 	int status;
 	uint64_t id;
 
-	if (c->dead) {
-		json_decref(req);
+	if (c->dead)
 		return lost(c, "the connection is closed");
-	}
-	if (req == NULL)
-		return fail(c, PHXD_EINVAL, "invalid", "the request is not JSON");
 	p = calloc(1, sizeof(*p));
-	if (p == NULL) {
-		json_decref(req);
+	if (p == NULL)
 		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
-	}
-	id = queue_request(c, req, &status);
-	json_decref(req);
+	id = queue_text(c, request, &status);
 	if (id == 0) {
 		free(p);
 		return status;
@@ -841,8 +989,8 @@ send_pending(struct phxd_client *c, const char *request, phxd_reply_fn fn, void 
 	p->arg = arg;
 	p->line_fn = line_fn;
 	p->line_arg = line_arg;
-	p->next = c->pending;
-	c->pending = p;
+	*c->pending_tail = p;
+	c->pending_tail = &p->next;
 	return write_some(c);
 }
 

@@ -227,6 +227,29 @@ main(int argc, char **argv)
 	CHECK(rc == PHXD_OK && replies == 3 && reply_status == PHXD_EDAEMON &&
 		      strcmp(phxd_error_code(c), "bad_request") == 0,
 	      "a refused stream answers its callback: %s", phxd_error_code(c));
+	/* requests go out as written, with the id put in front; those the
+	 * library cannot pass through as they are take the slow path */
+	replies = 0;
+	CHECK(phxd_send(c, "{\"op\":\"push\",\"id\":\"mine\",\"topic\":\"rooms:c\",\"event\":"
+			   "\"echo\",\"payload\":{\"via\":\"an id of its own\"},\"await\":true}",
+			on_reply, NULL) == PHXD_OK &&
+		      phxd_send(c, "{\n \"op\" : \"push\",\n \"topic\":\"rooms:c\",\"event\":\"echo\","
+				   "\"payload\":{\"via\":\"lines\"},\"await\":true}\n", on_reply,
+				NULL) == PHXD_OK &&
+		      phxd_send(c, " { } ", on_reply, NULL) == PHXD_EINVAL &&
+		      phxd_send(c, "{\"op\":1}", on_reply, NULL) == PHXD_EINVAL &&
+		      phxd_send(c, "{\"op\":\"status\"} x", on_reply, NULL) == PHXD_EINVAL &&
+		      phxd_send(c, "{\"op\":\"status\",}", on_reply, NULL) == PHXD_EINVAL &&
+		      phxd_send(c, "[\"op\"]", on_reply, NULL) == PHXD_EINVAL,
+	      "requests checked before they are sent");
+	for (int i = 0; i < 100 && replies < 2; i++) {
+		struct pollfd pfd = { phxd_fd(c), POLLIN | (phxd_want_write(c) ? POLLOUT : 0), 0 };
+		if (poll(&pfd, 1, 50) > 0)
+			phxd_dispatch(c);
+	}
+	CHECK(replies == 2 && reply_status == PHXD_OK && strstr(reply_text, "\"via\":\"lines\""),
+	      "requests with an id, and over lines, answered: %s", reply_text);
+
 	CHECK(phxd_send(c, "{\"op\":\"status\"}", NULL, NULL) == PHXD_EINVAL &&
 		      phxd_send_stream(c, "{\"op\":\"events\"}", NULL, NULL, on_reply, NULL) ==
 			      PHXD_EINVAL,
