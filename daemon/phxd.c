@@ -419,6 +419,24 @@ watchdog_ping(evutil_socket_t fd, short what, void *arg)
 	notify_send(d->notify, "WATCHDOG=1");
 }
 
+/* Bursts leave freed memory in the heap (the trim threshold is high so
+ * that a burst does not trim and regrow it every few batches); once it is
+ * over, what is free goes back to the system. */
+#define TRIM_EVERY_MS 2000
+#define TRIM_ABOVE (2u << 20)
+
+static void
+trim_memory(evutil_socket_t fd, short what, void *arg)
+{
+	struct mallinfo2 mi = mallinfo2();
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (mi.fordblks > TRIM_ABOVE)
+		malloc_trim(0);
+}
+
 static void
 usage(FILE *out)
 {
@@ -491,6 +509,8 @@ teardown(struct phxd *d)
 		event_free(d->watchdog_ev);
 	if (d->status_ev)
 		event_free(d->status_ev);
+	if (d->trim_ev)
+		event_free(d->trim_ev);
 	notify_flush(d->notify);
 	notify_free(d->notify);
 	if (d->base)
@@ -592,9 +612,13 @@ main(int argc, char **argv)
 		fatalx("cannot start the log writer");
 	signal(SIGPIPE, SIG_IGN);
 	/* Bursts allocate and free a lot at once; without this glibc trims and
-	 * regrows the heap (brk, mprotect) every few batches. */
+	 * regrows the heap (brk, mprotect) every few batches. trim_memory()
+	 * gives it back once the burst is over. One arena for every thread:
+	 * glibc never trims the top of a thread's own arena, which kept a
+	 * burst's worth of the websocket thread's memory. */
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
-	mallopt(M_TOP_PAD, 16 << 20);
+	mallopt(M_TOP_PAD, 1 << 20);
+	mallopt(M_ARENA_MAX, 1);
 	srand48((long)phxd_now_ms() ^ (long)getpid());
 	gettimeofday(&tv, NULL);
 	d.started_at_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
@@ -607,6 +631,11 @@ main(int argc, char **argv)
 	tq_init(&d.tq);
 	d.tq.now = phxd_now_ms();
 	d.tq_ev = evtimer_new(d.base, timers_due, &d);
+	d.trim_ev = event_new(d.base, -1, EV_PERSIST, trim_memory, &d);
+	if (d.trim_ev == NULL || event_priority_set(d.trim_ev, 2) != 0)
+		fatalx("cannot create the trim event");
+	struct timeval trim_every = { TRIM_EVERY_MS / 1000, (TRIM_EVERY_MS % 1000) * 1000 };
+	event_add(d.trim_ev, &trim_every);
 	d.notify = notify_open(d.base);
 	d.status_ev = event_new(d.base, -1, 0, send_status, &d);
 	if (d.status_ev == NULL || event_priority_set(d.status_ev, 2) != 0)
