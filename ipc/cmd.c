@@ -144,6 +144,11 @@ ipc_pending_session_done(void *arg, const struct sess_result *res)
 	json_t *body;
 	bool ok = res->outcome == SESS_OK;
 
+	if (ok && res->response == NULL) {
+		/* "sent", or a leave or join with nothing to say */
+		ipc_pending_answer(p, ipc_encode_status(p->id, res->status ? res->status : "ok"));
+		return;
+	}
 	if (res->response != NULL && (ok || res->outcome == SESS_REPLY_ERROR))
 		raw = response_text(res, &raw_len, &owned);
 	if (ok) {
@@ -253,6 +258,23 @@ resolve_conn(struct ipc_request *r, bool required)
 	return false;
 }
 
+struct phxd_conn *
+ipc_find_conn(struct phxd *d, const char *name)
+{
+	struct phxd_conn *only = NULL;
+	size_t live = 0;
+
+	if (name != NULL)
+		return phxd_find_conn(d, name);
+	for (size_t i = 0; i < d->nconns; i++) {
+		if (d->conns[i] != NULL) {
+			live++;
+			only = d->conns[i];
+		}
+	}
+	return live == 1 ? only : NULL;
+}
+
 void
 ipc_dispatch_line(struct ipc_client *c, const char *line, size_t len)
 {
@@ -261,6 +283,8 @@ ipc_dispatch_line(struct ipc_client *c, const char *line, size_t len)
 	json_t *id, *op;
 	const struct ipc_cmd *cmd;
 
+	if (ipc_push_fast(c, line, len))
+		return;
 	r.body = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
 	if (r.body == NULL) {
 		ipc_reply_error(&r, PHXD_E_BAD_JSON, "not JSON: %s (column %d)", jerr.text, jerr.column);

@@ -5,8 +5,22 @@
 #include "daemon/xmalloc.h"
 #include "protocol/base64.h"
 
+#include "protocol/json_scan.h"
+
 #include <stdlib.h>
 #include <string.h>
+
+static void
+push_now(struct ipc_request *r, const struct sess_push_args *a)
+{
+	struct ipc_pending *p = ipc_pending_new(r);
+
+	if (p != NULL) {
+		struct sess_req *h = session_push(r->pc->sess, a, ipc_pending_session_done, p);
+		if (h != NULL)
+			ipc_pending_track(p, r->pc->sess, h);
+	}
+}
 
 static void
 exec_push(struct ipc_request *r)
@@ -16,7 +30,6 @@ exec_push(struct ipc_request *r)
 	const char *b64;
 	json_int_t timeout = 0;
 	bool await_reply = false;
-	struct ipc_pending *p;
 	char *text;
 
 	if (!ipc_get_string(r, "event", true, &a.event) ||
@@ -45,12 +58,156 @@ exec_push(struct ipc_request *r)
 	a.payload = text;
 	a.await_reply = await_reply;
 	a.timeout_ms = (unsigned)timeout;
-	if ((p = ipc_pending_new(r)) != NULL) {
-		struct sess_req *h = session_push(r->pc->sess, &a, ipc_pending_session_done, p);
-		if (h != NULL)
-			ipc_pending_track(p, r->pc->sess, h);
-	}
+	push_now(r, &a);
 	free(text);
+}
+
+/* ---- the common push, without a tree ------------------------------------------- */
+
+/* A string member without escapes, copied NUL-terminated into buf. */
+static bool
+plain_string(struct json_cursor *cur, char *buf, size_t size)
+{
+	const char *raw;
+	size_t len;
+	bool esc;
+
+	if (json_peek(cur) != JSON_KIND_STRING || !json_scan_string(cur, &raw, &len, &esc) || esc ||
+	    len >= size || memchr(raw, '\0', len) != NULL)
+		return false;
+	memcpy(buf, raw, len);
+	buf[len] = '\0';
+	return true;
+}
+
+/* A non-negative integer no larger than max. */
+static bool
+small_uint(struct json_cursor *cur, uint64_t max, uint64_t *out)
+{
+	const char *p;
+	uint64_t v = 0;
+
+	if (json_peek(cur) != JSON_KIND_NUMBER)
+		return false;
+	p = cur->p;
+	if (!json_skip_value(cur) || cur->p - p > 18)
+		return false;
+	for (; p < cur->p; p++) {
+		if (*p < '0' || *p > '9')
+			return false;	/* a sign, a fraction, an exponent */
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	*out = v;
+	return v <= max;
+}
+
+enum { F_ID = 1, F_OP = 2, F_TOPIC = 4, F_EVENT = 8, F_PAYLOAD = 16, F_AWAIT = 32,
+       F_TIMEOUT = 64, F_CONN = 128 };
+
+/*
+ * The push almost every client sends, {"id":N,"op":"push","topic":..,
+ * "event":..,"payload":..} (and "conn", "await", "timeout_ms"), read in one
+ * pass with the payload kept as the bytes the client sent. Anything else
+ * (another member, an escape in a name, a duplicate, a string id, binary)
+ * is left to the general path, which answers exactly as before.
+ */
+bool
+ipc_push_fast(struct ipc_client *c, const char *line, size_t len)
+{
+	struct ipc_request r = { .d = ipc_client_daemon(c), .c = c };
+	struct sess_push_args a = { 0 };
+	char topic[PHX_MAX_FIELD + 1], event[PHX_MAX_FIELD + 1], conn[256], op[8];
+	struct json_cursor cur;
+	unsigned seen = 0;
+	uint64_t id = 0, timeout = 0;
+
+	json_cursor_init(&cur, line, len);
+	if (!json_expect(&cur, '{'))
+		return false;
+	for (;;) {
+		const char *key;
+		size_t klen;
+		bool esc;
+		unsigned bit;
+		json_skip_ws(&cur);
+		if (!json_scan_string(&cur, &key, &klen, &esc) || esc || !json_expect(&cur, ':'))
+			return false;
+		json_skip_ws(&cur);
+#define KEY(s) (klen == sizeof(s) - 1 && memcmp(key, s, klen) == 0)
+		if (KEY("id")) {
+			bit = F_ID;
+			if (!small_uint(&cur, UINT64_MAX, &id) || id > INT64_MAX)
+				return false;
+		} else if (KEY("op")) {
+			bit = F_OP;
+			if (!plain_string(&cur, op, sizeof(op)) || strcmp(op, "push") != 0)
+				return false;
+		} else if (KEY("topic")) {
+			bit = F_TOPIC;
+			if (!plain_string(&cur, topic, sizeof(topic)) || topic[0] == '\0')
+				return false;
+		} else if (KEY("event")) {
+			bit = F_EVENT;
+			if (!plain_string(&cur, event, sizeof(event)))
+				return false;
+		} else if (KEY("conn")) {
+			bit = F_CONN;
+			if (!plain_string(&cur, conn, sizeof(conn)))
+				return false;
+		} else if (KEY("payload")) {
+			bit = F_PAYLOAD;
+			a.payload = cur.p;
+			if (json_peek(&cur) == JSON_KIND_NULL || !json_skip_value(&cur))
+				return false;
+			a.payload_len = (size_t)(cur.p - a.payload);
+		} else if (KEY("await")) {
+			bit = F_AWAIT;
+			enum json_kind k = json_peek(&cur);
+			if ((k != JSON_KIND_TRUE && k != JSON_KIND_FALSE) || !json_skip_value(&cur))
+				return false;
+			a.await_reply = k == JSON_KIND_TRUE;
+		} else if (KEY("timeout_ms")) {
+			bit = F_TIMEOUT;
+			if (!small_uint(&cur, 86400000, &timeout))
+				return false;
+		} else {
+			return false;
+		}
+#undef KEY
+		if (seen & bit)
+			return false;	/* a duplicate: the general path refuses it */
+		seen |= bit;
+		json_skip_ws(&cur);
+		if (cur.p < cur.end && *cur.p == ',') {
+			cur.p++;
+			continue;
+		}
+		if (!json_expect(&cur, '}'))
+			return false;
+		json_skip_ws(&cur);
+		if (cur.p != cur.end)
+			return false;
+		break;
+	}
+	if ((seen & (F_ID | F_OP | F_TOPIC | F_EVENT)) != (F_ID | F_OP | F_TOPIC | F_EVENT) ||
+	    r.d->stopping)
+		return false;
+	r.pc = ipc_find_conn(r.d, seen & F_CONN ? conn : NULL);
+	if (r.pc == NULL)
+		return false;	/* unknown, or ambiguous: the general path says which */
+	if (!(seen & F_PAYLOAD)) {
+		a.payload = "{}";
+		a.payload_len = 2;
+	}
+	r.id = json_integer((json_int_t)id);
+	r.topic = topic;
+	a.topic = topic;
+	a.event = event;
+	a.timeout_ms = (unsigned)timeout;
+	push_now(&r, &a);
+	json_decref(r.id);
+	phxd_timers_changed(r.d);
+	return true;
 }
 
 const struct ipc_cmd cmd_push = { "push", CMD_CONN | CMD_TOPIC | CMD_TIMERS, exec_push };

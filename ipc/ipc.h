@@ -124,6 +124,14 @@ uint64_t ipc_client_id(const struct ipc_client *c);
 /* Who wants ch joined: {"config":B,"runtime":B,"clients":N} (cmd_status.c). */
 json_t *ipc_wanted_json(const struct channel *ch);
 
+/* cmd_push.c: runs line if it is a plain push; false to take the general
+ * path (nothing was answered). */
+bool ipc_push_fast(struct ipc_client *c, const char *line, size_t len);
+/* The connection of that name, or the only one when name is NULL; NULL
+ * when there is no such connection (or several and no name). */
+struct phxd_conn *ipc_find_conn(struct phxd *d, const char *name);
+struct phxd *ipc_client_daemon(const struct ipc_client *c);
+
 /* An event line's object (cmd_events.c); the caller owns it. */
 json_t *ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev);
 

@@ -611,6 +611,12 @@ ipc_client_destroy(struct ipc_client *c, uint64_t wait_until_ms)
 	client_free(c);
 }
 
+struct phxd *
+ipc_client_daemon(const struct ipc_client *c)
+{
+	return c->srv->d;
+}
+
 uint64_t
 ipc_client_id(const struct ipc_client *c)
 {

@@ -121,6 +121,25 @@ ipc_encode_tag(uint64_t sub, char *buf)
 }
 
 struct ipc_line *
+ipc_encode_status(json_t *id, const char *status)
+{
+	struct ipc_line *l;
+	int n;
+
+	bool plain = json_is_integer(id) && strlen(status) <= 16;
+
+	for (const char *c = status; plain && *c; c++)
+		plain = *c >= 0x20 && *c < 0x7f && *c != '"' && *c != '\\';
+	if (!plain)
+		return ipc_encode_reply(id, true, json_pack("{s:s}", "status", status), NULL, 0);
+	l = ipc_line_new(96);
+	n = snprintf(l->data, 96, "{\"id\":%" JSON_INTEGER_FORMAT ",\"ok\":true,\"result\":"
+		     "{\"status\":\"%s\"}}\n", json_integer_value(id), status);
+	l->len = (size_t)n;
+	return l;
+}
+
+struct ipc_line *
 ipc_encode_reply(json_t *id, bool ok, json_t *body, const char *raw, size_t raw_len)
 {
 	char *idtext = json_dumps(id ? id : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);

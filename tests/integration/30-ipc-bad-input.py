@@ -336,4 +336,60 @@ def many_clients_at_once(w):
     assert d.client().ok("status")["ipc"]["clients"] == 2
 
 
+# Pushes the fast path reads (ipc_push_fast) beside the same request with an
+# unknown member, which the general path reads: the answers must be the same.
+PUSHES = [
+    '{"id":N,"op":"push","topic":"rooms:a","event":"echo","payload":{"a":[1,2.5e3,"x"]},"await":true}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"echo","payload": { "sp" : [ 1 , 2 ] } ,"await":true}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"echo","payload":"\\u00e9\\n","await":true}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"echo","await":true}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"echo","payload":null,"await":true}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"ping"}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"ping","await":false,"timeout_ms":500}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"quicksand","await":true,"timeout_ms":200}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"quicksand","await":true,"timeout_ms":2.5}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"quicksand","await":true,"timeout_ms":86400001}',
+    '{"id":N,"op":"push","topic":"rooms:none","event":"x"}',
+    '{"id":N,"op":"push","topic":"","event":"x"}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":""}',
+    '{"id":N,"op":"push","topic":"rooms:\\u0061","event":"echo","payload":1,"await":true}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"echo","conn":"demo","payload":2,"await":true}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"echo","conn":"nope"}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"x","event":"y"}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":1}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"echo","await":1}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"' + "e" * 300 + '"}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"echo","payload":{"deep":' + "[" * 500 + "]" * 500 + '},"await":true}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"echo","payload":{"bad":tru},"await":true}',
+    '{"id":N,"op":"push","topic":"rooms:a","event":"echo","payload":{}} trailing',
+]
+
+
+@test
+def the_fast_and_the_general_push_paths_answer_alike(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a"))
+    d.wait_joined("rooms:a")
+    c = Client(d.sock)
+    n = 100
+    for text in PUSHES:
+        answers = []
+        for extra in ("", ',"unknown_member":0'):
+            n += 1
+            line = text.replace('"id":N', f'"id":{n}')
+            if extra and line.rstrip().endswith("}"):
+                line = line[:line.rindex("}")] + extra + line[line.rindex("}"):]
+            c.send_raw(line.encode() + b"\n")
+            r = c.line(timeout=10)
+            if r.get("id") is not None:
+                assert r["id"] == n, (line, r)
+                r["id"] = "N"
+            if not r["ok"]:
+                r["error"].pop("message", None)
+            answers.append(r)
+        assert answers[0] == answers[1], (text, answers)
+    # the daemon still serves
+    assert c.ok("status")["connections"][0]["state"] == "open"
+
+
 run()
