@@ -3,7 +3,7 @@
  * bench/peer-libphxd: phxd through libphxd, doing the work of the other
  * peers of bench/run (its own CPU; bench/run adds phxd's). One JSON line.
  *
- *   peer-libphxd SOCKET fire N | await N | receive N | fanout K RATE M
+ *   peer-libphxd SOCKET fire N | notify N | await N | receive N | fanout K RATE M
  *
  * Topics (joined by phxd's config): load:bench, rooms:bench, rooms:fan.
  */
@@ -97,6 +97,23 @@ fire(long n)
 	while (server_count(c) - before < n)
 		;
 	print_result(n, now_ns() - t0, cpu_ns() - c0, NULL, max_rss_kib(), failed);
+	phxd_disconnect(c);
+}
+
+/* Notifications: nothing comes back; the server's count says they went. */
+static void
+notify(long n)
+{
+	struct phxd_client *c = connect_or_die();
+	long before = server_count(c);
+	uint64_t t0 = now_ns(), c0 = cpu_ns();
+
+	for (long i = 0; i < n; i++)
+		if (phxd_notify(c, NULL, "load:bench", "sink", "{\"n\":1}", 0, 0) != PHXD_OK)
+			die(c, "notify");
+	while (server_count(c) - before < n)
+		;
+	print_result(n, now_ns() - t0, cpu_ns() - c0, NULL, max_rss_kib(), 0);
 	phxd_disconnect(c);
 }
 
@@ -233,6 +250,8 @@ main(int argc, char **argv)
 	long n = atol(argv[3]);
 	if (strcmp(argv[2], "fire") == 0)
 		fire(n);
+	else if (strcmp(argv[2], "notify") == 0)
+		notify(n);
 	else if (strcmp(argv[2], "await") == 0)
 		await_trips(n);
 	else if (strcmp(argv[2], "receive") == 0)

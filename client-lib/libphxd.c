@@ -752,6 +752,102 @@ phxd_leave(struct phxd_client *c, const char *conn, const char *topic)
 	return call_json(c, req, NULL);
 }
 
+/* A notification waits for room here: at most this much unsent. */
+#define NOTIFY_BACKLOG (1u << 20)
+
+/* "key":"escaped value", */
+static char *
+put_member(char *p, const char *key, const char *value)
+{
+	size_t klen = strlen(key);
+
+	*p++ = '"';
+	memcpy(p, key, klen);
+	p += klen;
+	*p++ = '"';
+	*p++ = ':';
+	p += json_escape(value, strlen(value), p);
+	*p++ = ',';
+	return p;
+}
+
+int
+phxd_notify(struct phxd_client *c, const char *conn, const char *topic, const char *event,
+	    const char *payload, size_t payload_len, unsigned flags)
+{
+	struct json_cursor cur;
+	char *b64 = NULL, *line, *p;
+	size_t plen;
+	int rc;
+
+	if (c->dead)
+		return lost(c, "the connection is closed");
+	if (topic == NULL || event == NULL || (flags & PHXD_PUSH_AWAIT))
+		return fail(c, PHXD_EINVAL, "invalid", "a notification has a topic and an event, "
+			    "and no answer to await");
+	if (flags & PHXD_PUSH_BINARY) {
+		if ((b64 = malloc(BASE64_ENCODED_SIZE(payload_len))) == NULL)
+			return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
+		base64_encode(payload, payload_len, true, b64);
+		payload = b64;
+		plen = strlen(b64);
+	} else {
+		if (payload == NULL)
+			payload = "{}";
+		plen = strlen(payload);
+		json_cursor_init(&cur, payload, plen);
+		if (!json_skip_value(&cur) || (json_skip_ws(&cur), cur.p != cur.end) ||
+		    memchr(payload, '\n', plen) != NULL)
+			return fail(c, PHXD_EINVAL, "invalid", "the payload is not JSON on one line");
+	}
+	size_t cap = 64 + json_escaped_len(topic, strlen(topic)) +
+		     json_escaped_len(event, strlen(event)) +
+		     (conn ? json_escaped_len(conn, strlen(conn)) : 0) + plen + 4;
+	if ((line = malloc(cap)) == NULL) {
+		free(b64);
+		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
+	}
+	p = line;
+	static const char head[] = "{\"op\":\"push\",";
+	memcpy(p, head, sizeof(head) - 1);
+	p += sizeof(head) - 1;
+	if (conn)
+		p = put_member(p, "conn", conn);
+	p = put_member(p, "topic", topic);
+	p = put_member(p, "event", event);
+	if (b64) {
+		static const char b64key[] = "\"payload_b64\":\"";
+		memcpy(p, b64key, sizeof(b64key) - 1);
+		p += sizeof(b64key) - 1;
+		memcpy(p, b64, plen);
+		p += plen;
+		*p++ = '"';
+	} else {
+		static const char key[] = "\"payload\":";
+		memcpy(p, key, sizeof(key) - 1);
+		p += sizeof(key) - 1;
+		memcpy(p, payload, plen);
+		p += plen;
+	}
+	*p++ = '}';
+	rc = queue_out(c, line, (size_t)(p - line), "", 0);
+	free(line);
+	free(b64);
+	if (rc != PHXD_OK)
+		return rc;
+	/* Bounded: past the backlog, wait for phxd to read (the timeout). */
+	uint64_t deadline = c->timeout_ms < 0 ? 0 : now_ms() + (uint64_t)c->timeout_ms;
+	while ((rc = write_some(c)) == PHXD_OK && c->out_len - c->out_off > NOTIFY_BACKLOG) {
+		int wait = deadline ? (int)(deadline > now_ms() ? deadline - now_ms() : 0) : -1;
+		if (wait == 0)
+			return fail(c, PHXD_ETIMEOUT, "timeout", "phxd read nothing for %d ms",
+				    c->timeout_ms);
+		if ((rc = pump(c, wait)) != PHXD_OK)
+			return rc;
+	}
+	return rc;
+}
+
 int
 phxd_push(struct phxd_client *c, const char *conn, const char *topic, const char *event,
 	  const char *payload, size_t payload_len, unsigned flags, unsigned timeout_ms,

@@ -125,6 +125,15 @@ int phxd_push(struct phxd_client *c, const char *conn, const char *topic, const 
 	      const char *payload, size_t payload_len, unsigned flags, unsigned timeout_ms,
 	      char **response);
 
+/* A push that phxd does not answer (a notification): returns once it is
+ * queued (waiting, within the timeout, only while more than 1 MiB is
+ * unsent). Whether it went out is not told: a failure, whatever it is,
+ * reaches the events streams (phxd_events()) as a "push_failed" line. The
+ * cheapest way to fire many pushes. flags: PHXD_PUSH_BINARY or 0;
+ * PHXD_EINVAL for a payload that is not JSON on one line. */
+int phxd_notify(struct phxd_client *c, const char *conn, const char *topic, const char *event,
+		const char *payload, size_t payload_len, unsigned flags);
+
 /* ---- streams ---- */
 
 /* Called with each stream line: a JSON object without its "sub" (docs/ipc.md

@@ -16,7 +16,10 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* What a connect needs: the connection's settings (a reference: a reload
@@ -697,24 +700,45 @@ run_commands(struct transport *tp)
 	}
 }
 
+/* Frames written in one go leave as few segments as they fill: corked
+ * while the batch is written, flushed as soon as it is (no delay added). */
+static void
+cork(struct tp_link *l, int on)
+{
+	int fd = lws_get_socket_fd(l->wsi);
+
+	if (fd >= 0)
+		(void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+}
+
 static int
 write_some(struct tp_link *l)
 {
+	struct tp_cmd *first = STAILQ_FIRST(&l->out);
+	bool batch = first != NULL && STAILQ_NEXT(first, entry) != NULL;
+	int rc = 0;
+
+	if (batch)
+		cork(l, 1);
 	for (int i = 0; i < WRITES_PER_WRITEABLE && !STAILQ_EMPTY(&l->out); i++) {
 		struct tp_cmd *c = STAILQ_FIRST(&l->out);
 		int n = lws_write(l->wsi, c->buf + LWS_PRE, c->len,
 				  c->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-		if (n < (int)c->len)
-			return -1;
+		if (n < (int)c->len) {
+			rc = -1;
+			break;
+		}
 		STAILQ_REMOVE_HEAD(&l->out, entry);
 		l->out_bytes -= c->len;
 		free(c);
 		if (lws_send_pipe_choked(l->wsi))
 			break;
 	}
-	if (!STAILQ_EMPTY(&l->out) || l->close_code)
+	if (batch)
+		cork(l, 0);
+	if (rc == 0 && (!STAILQ_EMPTY(&l->out) || l->close_code))
 		lws_callback_on_writable(l->wsi);
-	return 0;
+	return rc;
 }
 
 static int

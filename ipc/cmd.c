@@ -36,6 +36,10 @@ ipc_cmd_find(const char *name)
 void
 ipc_reply_ok(struct ipc_request *r, json_t *result)
 {
+	if (r->notification) {
+		json_decref(result);
+		return;
+	}
 	struct ipc_line *l = ipc_encode_reply(r->id, true, result ? result : json_object(), NULL, 0);
 
 	ipc_client_send(r->c, l);
@@ -62,6 +66,15 @@ reply_verror(struct ipc_request *r, const char *code, json_t *extra, const char 
 	json_t *body;
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (r->notification) {
+		const char *conn = json_string_value(json_object_get(r->body, "conn"));
+		const char *topic = json_string_value(json_object_get(r->body, "topic"));
+		const char *event = json_string_value(json_object_get(r->body, "event"));
+		ipc_publish_push_failed(r->d->ipc, r->pc ? r->pc->conf->name : conn, topic, event,
+					code, msg);
+		json_decref(extra);
+		return;
+	}
 	/* msg may quote the request and may be cut anywhere: ipc_jstr makes
 	 * it valid whatever it holds. */
 	body = error_body(code, msg);
@@ -301,13 +314,14 @@ ipc_dispatch_line(struct ipc_client *c, const char *line, size_t len)
 	}
 	if (id != NULL)
 		r.id = id;
+	op = json_object_get(r.body, "op");
+	r.notification = id == NULL && json_is_string(op) && strcmp(json_string_value(op), "push") == 0;
 	/* At exit the sessions are gone: requests that were already on their
 	 * way get this answer rather than a reset connection. */
 	if (r.d->stopping) {
 		ipc_reply_error(&r, PHXD_E_SHUTTING_DOWN, "phxd is stopping; ask again once it is back");
 		goto done;
 	}
-	op = json_object_get(r.body, "op");
 	if (!json_is_string(op)) {
 		ipc_reply_error(&r, PHXD_E_BAD_REQUEST, "\"op\" (a string) is required");
 		goto done;

@@ -10,9 +10,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A notification push on its way: what its failure would say. */
+struct notice {
+	struct phxd *d;
+	const struct phxd_conn *pc;
+	char *event;		/* in text[] */
+	char text[];		/* topic, then event */
+};
+
+static void
+notice_done(void *arg, const struct sess_result *res)
+{
+	struct notice *n = arg;
+
+	if (res->outcome != SESS_OK)
+		ipc_publish_push_failed(n->d->ipc, n->pc->conf->name, n->text, n->event,
+					ipc_outcome_code(res->outcome),
+					res->message ? res->message : session_outcome_name(res->outcome));
+	free(n);
+}
+
 static void
 push_now(struct ipc_request *r, const struct sess_push_args *a)
 {
+	if (r->notification) {
+		size_t tlen = strlen(a->topic) + 1, elen = strlen(a->event) + 1;
+		struct notice *n = xmalloc(sizeof(*n) + tlen + elen);
+		n->d = r->d;
+		n->pc = r->pc;
+		memcpy(n->text, a->topic, tlen);
+		n->event = n->text + tlen;
+		memcpy(n->event, a->event, elen);
+		session_push(r->pc->sess, a, notice_done, n);
+		return;
+	}
 	struct ipc_pending *p = ipc_pending_new(r);
 
 	if (p != NULL) {
@@ -36,6 +67,11 @@ exec_push(struct ipc_request *r)
 	    !ipc_get_string(r, "payload_b64", false, &b64) || !ipc_get_bool(r, "await", &await_reply) ||
 	    !ipc_get_uint(r, "timeout_ms", 86400000, &timeout))
 		return;
+	if (r->notification && await_reply) {
+		r->notification = false;	/* this one is answered: there is nothing to await */
+		ipc_reply_error(r, PHXD_E_BAD_REQUEST, "a push with \"await\" needs an \"id\"");
+		return;
+	}
 	if (b64 != NULL && payload != NULL) {
 		ipc_reply_error(r, PHXD_E_BAD_REQUEST, "give \"payload\" or \"payload_b64\", not both");
 		return;
@@ -189,9 +225,10 @@ ipc_push_fast(struct ipc_client *c, const char *line, size_t len)
 			return false;
 		break;
 	}
-	if ((seen & (F_ID | F_OP | F_TOPIC | F_EVENT)) != (F_ID | F_OP | F_TOPIC | F_EVENT) ||
-	    r.d->stopping)
+	if ((seen & (F_OP | F_TOPIC | F_EVENT)) != (F_OP | F_TOPIC | F_EVENT) || r.d->stopping ||
+	    (!(seen & F_ID) && a.await_reply))
 		return false;
+	r.notification = !(seen & F_ID);
 	r.pc = ipc_find_conn(r.d, seen & F_CONN ? conn : NULL);
 	if (r.pc == NULL)
 		return false;	/* unknown, or ambiguous: the general path says which */
@@ -199,7 +236,7 @@ ipc_push_fast(struct ipc_client *c, const char *line, size_t len)
 		a.payload = "{}";
 		a.payload_len = 2;
 	}
-	r.id = json_integer((json_int_t)id);
+	r.id = r.notification ? NULL : json_integer((json_int_t)id);
 	r.topic = topic;
 	a.topic = topic;
 	a.event = event;

@@ -54,6 +54,9 @@ struct ipc_request {
 	json_t *body;		/* the whole request object */
 	struct phxd_conn *pc;	/* CMD_CONN: the connection; CMD_CONN_FILTER: it or NULL */
 	const char *topic;	/* CMD_TOPIC */
+	/* A push without "id": never answered; a failure, whatever it is,
+	 * goes to the events stream as push_failed. */
+	bool notification;
 };
 
 /* What a command needs resolved before it runs. */
@@ -131,6 +134,11 @@ bool ipc_push_fast(struct ipc_client *c, const char *line, size_t len);
  * when there is no such connection (or several and no name). */
 struct phxd_conn *ipc_find_conn(struct phxd *d, const char *name);
 struct phxd *ipc_client_daemon(const struct ipc_client *c);
+
+/* {"type":"push_failed",...} on the events streams: a notification push
+ * (no "id") that failed. conn, topic, event: as far as they are known. */
+void ipc_publish_push_failed(struct ipc_server *srv, const char *conn, const char *topic,
+			     const char *event, const char *code, const char *message);
 
 /* An event line's object (cmd_events.c); the caller owns it. */
 json_t *ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev);

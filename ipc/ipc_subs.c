@@ -11,6 +11,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 
 void
 ipc_subs_init(struct ipc_server *srv)
@@ -225,6 +226,40 @@ ipc_publish_message(struct ipc_server *srv, const struct phxd_conn *pc, const st
 	for (size_t len = 0; len <= m->topic.len && len <= PHX_MAX_FIELD; len++)
 		if (srv->prefix_lens[len] > 0)
 			fan_out(strmap_get(&srv->prefixes, m->topic.s, len), &f);
+	ipc_line_unref(f.line);
+}
+
+struct push_failed_ctx {
+	const char *conn, *topic, *event, *code, *message;
+};
+
+static struct ipc_line *
+build_push_failed(void *arg)
+{
+	struct push_failed_ctx *pf = arg;
+	struct timeval tv;
+	json_t *o;
+
+	gettimeofday(&tv, NULL);
+	o = json_pack("{s:s, s:o, s:I, s:o, s:o, s:s, s:o}", "type", "push_failed", "conn",
+		      ipc_jstr(pf->conn), "at",
+		      (json_int_t)tv.tv_sec * 1000 + (json_int_t)tv.tv_usec / 1000, "topic",
+		      pf->topic ? ipc_jstr(pf->topic) : json_null(), "event",
+		      pf->event ? ipc_jstr(pf->event) : json_null(), "code", pf->code, "message",
+		      ipc_jstr(pf->message));
+	struct ipc_line *l = ipc_encode_tail(o);
+	json_decref(o);
+	return l;
+}
+
+void
+ipc_publish_push_failed(struct ipc_server *srv, const char *conn, const char *topic,
+			const char *event, const char *code, const char *message)
+{
+	struct push_failed_ctx pf = { conn ? conn : "", topic, event, code, message };
+	struct fanout f = { pf.conn, "push_failed", 11, NULL, build_push_failed, &pf };
+
+	fan_out(&srv->events, &f);
 	ipc_line_unref(f.line);
 }
 

@@ -408,6 +408,49 @@ def phxctl_refuses_options_its_command_does_not_take(w):
         assert p.returncode == 2 and named in p.stderr, (args, p.stderr)
 
 
+@test
+def a_push_without_an_id_is_a_notification(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:lobby", "load:n"))
+    d.wait_joined("rooms:lobby", "load:n")
+    ev = d.client()
+    ev.ok("events")
+    c = d.client()
+    before = c.ok("push", topic="load:n", event="count", **{"await": True})["response"]["received"]
+    # never answered: the status answer is the next line this client reads
+    for i in range(50):
+        c.send_raw(b'{"op":"push","topic":"load:n","event":"sink","payload":{"i":%d}}\n' % i)
+        c.send_raw(b'{"op":"push","topic":"load:n","event":"sink","payload":{},"x":1}\n')
+    c.send_raw(b'{"id":"s","op":"status"}\n')
+    assert c.line()["id"] == "s"
+    wait_until(lambda: c.ok("push", topic="load:n", event="count", **{"await": True})
+               ["response"]["received"] - before == 100, what="the server counted 100 sinks")
+    # failures, whatever they are, reach the events stream
+    c.send_raw(b'{"op":"push","topic":"rooms:none","event":"x"}\n')
+    c.send_raw(b'{"op":"push","topic":"rooms:lobby","event":"x","conn":"nope"}\n')
+    c.send_raw(b'{"op":"push","topic":"rooms:lobby"}\n')
+    c.send_raw(b'{"op":"push","topic":"rooms:lobby","event":"e","payload_b64":"%%%"}\n')
+    got = []
+    while len(got) < 4:
+        m = ev.line()
+        if m.get("type") == "push_failed":
+            got.append((m["conn"], m["topic"], m["event"], m["code"]))
+    assert got == [("demo", "rooms:none", "x", "not_joined"),
+                   ("nope", "rooms:lobby", "x", "unknown_connection"),
+                   ("demo", "rooms:lobby", None, "bad_request"),
+                   ("demo", "rooms:lobby", "e", "bad_request")], got
+    # awaiting needs an id to answer to: that one is answered, id null
+    c.send_raw(b'{"op":"push","topic":"rooms:lobby","event":"ping","await":true}\n')
+    r = c.line()
+    assert r["id"] is None and r["error"]["code"] == "bad_request", r
+    # "id": null is an id: answered
+    c.send_raw(b'{"id":null,"op":"push","topic":"rooms:lobby","event":"ping"}\n')
+    assert c.line() == {"id": None, "ok": True, "result": {"status": "sent"}}
+    # nothing else was written to this client
+    c.send_raw(b'{"id":"end","op":"status"}\n')
+    assert c.line()["id"] == "end"
+
+
 def _complete(d, line):
     """What the bash completion offers for `line` (the cursor at its end)."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client-lib",

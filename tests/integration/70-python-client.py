@@ -246,6 +246,22 @@ def holds_and_leaves(w):
 
 
 @test
+def notifications_are_not_answered_and_their_failures_are_events(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "load:py"))
+    d.wait_joined("load:py")
+    with phxd.Client(d.sock) as c, c.events(timeout=5) as ev:
+        before = c.push("load:py", "count", {}, await_reply=True)["received"]
+        for i in range(200):
+            c.notify("load:py", "sink", {"i": i})
+        c.notify("rooms:none", "x")
+        wait_until(lambda: c.push("load:py", "count", {}, await_reply=True)["received"] - before
+                   == 200, what="200 notifications counted by the server")
+        failed = next(m for m in ev if m["type"] == "push_failed")
+        assert (failed["topic"], failed["code"]) == ("rooms:none", "not_joined"), failed
+
+
+@test
 def a_following_subscription_resumes_after_phxd_is_killed(w):
     import queue
     ts = TestServer(w)

@@ -37,6 +37,12 @@ def awaitable_calls_and_their_errors(w):
             assert {t["topic"] for t in st["connections"][0]["topics"]} >= {"rooms:aio"}
             assert await c.presence("rooms:aio") == {}
             assert await c.leave("rooms:aio") is True
+            async with c.events(timeout=5) as ev:
+                await c.notify("rooms:none", "x", {"n": 1})
+                async for m in ev:
+                    if m["type"] == "push_failed":
+                        assert m["topic"] == "rooms:none" and m["code"] == "not_joined", m
+                        break
             try:
                 await c.push("rooms:lobby", "error_reply", await_reply=True)
                 raise AssertionError("no ReplyError")

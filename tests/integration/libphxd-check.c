@@ -255,6 +255,28 @@ main(int argc, char **argv)
 			      PHXD_EINVAL,
 	      "callbacks are required");
 
+	/* notifications: not answered; a failure arrives on the events stream */
+	lines_seen = 0;
+	last_line[0] = '\0';
+	rc = phxd_events(c, NULL, on_line, NULL, &sub);
+	CHECK(rc == PHXD_OK, "events");
+	CHECK(phxd_notify(c, NULL, "rooms:c", "ping", "{}", 0, 0) == PHXD_OK &&
+		      phxd_notify(c, NULL, "rooms:c", "blob", "\x00\x01", 2, PHXD_PUSH_BINARY) ==
+			      PHXD_OK &&
+		      phxd_notify(c, NULL, "rooms:c", "x", "{bad", 0, 0) == PHXD_EINVAL &&
+		      phxd_notify(c, NULL, "rooms:c", "x", "{}", 0, PHXD_PUSH_AWAIT) == PHXD_EINVAL &&
+		      phxd_notify(c, "demo", "rooms:none\"quoted", "e\n", NULL, 0, 0) == PHXD_OK,
+	      "notify");
+	for (int i = 0; i < 50 && !strstr(last_line, "push_failed"); i++)
+		phxd_wait(c, 100);
+	CHECK(strstr(last_line, "\"type\":\"push_failed\"") &&
+		      strstr(last_line, "\"topic\":\"rooms:none\\\"quoted\"") &&
+		      strstr(last_line, "\"event\":\"e\\n\"") &&
+		      strstr(last_line, "\"code\":\"not_joined\""),
+	      "a failed notification is an event: %s", last_line);
+	rc = phxd_unsubscribe(c, sub);
+	CHECK(rc == PHXD_OK, "unsubscribe the events");
+
 	/* a hold lasts as long as the client: a second client sees it go */
 	struct phxd_client *holder;
 	rc = phxd_connect(argv[1], &holder);

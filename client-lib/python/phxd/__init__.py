@@ -338,6 +338,14 @@ class Client(_Closing):
         result = self.request("push", timeout=wait, **fields)
         return _reply(result) if await_reply else None
 
+    def notify(self, topic: str, event: str, payload: JSON = None, conn: Optional[str] = None,
+               binary: Optional[bytes] = None) -> None:
+        """Pushes event without an answer (a notification): returns once
+        written. A failure, whatever it is, reaches events() streams as a
+        "push_failed" line. The cheapest way to fire many pushes."""
+        self._c.send(dict(op="push", **_push_fields(topic, event, payload, binary, False,
+                                                     self._conn(conn), None)))
+
     def presence(self, topic: str, conn: Optional[str] = None) -> Dict[str, Any]:
         presence: Dict[str, Any] = self.request("presence", conn=self._conn(conn),
                                                 topic=topic)["presence"]

@@ -223,6 +223,14 @@ class Client:
         result = await self.request("push", timeout=wait, **fields)
         return _reply(result) if await_reply else None
 
+    async def notify(self, topic: str, event: str, payload: JSON = None,
+                     conn: Optional[str] = None, binary: Optional[bytes] = None) -> None:
+        """As phxd.Client.notify: no answer; failures on the events streams."""
+        if self._lost is not None or self._c is None:
+            raise self._lost or Unreachable(0, "the client is not connected")
+        await self._c.send(dict(op="push", **_push_fields(topic, event, payload, binary, False,
+                                                          self._conn(conn), None)))
+
     async def presence(self, topic: str, conn: Optional[str] = None) -> Dict[str, Any]:
         result = await self.request("presence", conn=self._conn(conn), topic=topic)
         presence: Dict[str, Any] = result["presence"]
