@@ -635,15 +635,18 @@ send_join(struct channel *ch)
 static struct channel *
 channel_new(struct session *s, const char *topic, const char *payload)
 {
-	struct channel *ch = xcalloc(1, sizeof(*ch) + sizeof(struct channel_waits));
+	size_t tlen = strlen(topic);
+	/* one block: the channel, its waits, its topic */
+	struct channel *ch = xcalloc(1, sizeof(*ch) + sizeof(struct channel_waits) + tlen + 1);
 
 	TAILQ_INIT(&ch->buffer);
 	TAILQ_INIT(&ch->inflight);
 	TAILQ_INIT(&ch->join_waiters);
 	TAILQ_INIT(&ch->leave_waiters);
 	ch->sess = s;
-	ch->topic = xstrdup(topic);
-	ch->topic_len = strlen(topic);
+	ch->topic = (char *)waits_of(ch) + sizeof(struct channel_waits);
+	memcpy(ch->topic, topic, tlen + 1);
+	ch->topic_len = tlen;
 	ch->payload = xstrdup(payload ? payload : "{}");
 	ch->state = CHAN_WAITING;
 	tq_timer_init(&ch->join_timer, join_timeout, ch);
@@ -666,7 +669,6 @@ channel_free(struct channel *ch)
 	settle_waiters_with(ch, true, s->stopping ? SESS_SHUTTING_DOWN : SESS_OK, NULL);
 	presence_free(&ch->presence);
 	free(ch->holders);
-	free(ch->topic);
 	free(ch->payload);
 	free(ch->last_error);
 	free(ch->join_response);
