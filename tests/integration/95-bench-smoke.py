@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""bench/run end to end, quick sizes, one round: every peer runs every
+scenario and every table comes out (no figure is judged: the bench is for
+people, timing assertions have no place in tests)."""
+import os
+import re
+import shutil
+import subprocess
+
+from harness import BUILD, Skip, run, test
+
+BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "run")
+
+
+@test
+def bench_run_quick_prints_every_table(w):
+    if not os.path.exists(os.path.join(BUILD, "bench", "floor")):
+        raise Skip("bench/floor is not built here")
+    p = subprocess.run([BENCH, "--build", BUILD, "--quick", "--rounds", "1", "--no-build"],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    out = p.stdout
+    for title in ("Fire pushes", "Awaited round trips", "Received messages", "Fan-out",
+                  "topics: start to all joined", "phxd itself"):
+        assert f"### {title}" in out or title in out, (title, out)
+    node = shutil.which("node") is not None
+    rows = {"fire": ["floor", "phxd + libphxd", "phxd + libphxd, notifications",
+                     "phxd + Python", "phxd + phxctl push -l"] + (["phoenix.js"] if node else []),
+            }
+    fire = out.split("### Fire pushes")[1].split("###")[0]
+    for peer in rows["fire"]:
+        line = next((l for l in fire.splitlines() if l.startswith(f"| {peer} |")), None)
+        assert line is not None and re.search(r"\| [0-9.]+ µs \|", line), (peer, fire)
+    fan = out.split("### Fan-out")[1].split("###")[0]
+    assert fan.count("| phxd + libphxd |") == 3 and "| 0 |" in fan, fan
+    daemon = out.split("### phxd itself")[1]
+    assert re.search(r"start to READY=1 \| [0-9.]+ ms", daemon), daemon
+
+
+run()
