@@ -625,7 +625,16 @@ main(int argc, char **argv)
 
 	if (evthread_use_pthreads() != 0)
 		fatalx("libevent has no thread support");
-	d.base = event_base_new();
+	/* Timers to the microsecond (timerfd): the write coalescing of wide
+	 * fan-outs waits a fraction of a millisecond. */
+	struct event_config *ecfg = event_config_new();
+	if (ecfg != NULL)
+		event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+	d.base = ecfg ? event_base_new_with_config(ecfg) : NULL;
+	if (ecfg != NULL)
+		event_config_free(ecfg);
+	if (d.base == NULL)
+		d.base = event_base_new();
 	if (d.base == NULL || event_base_priority_init(d.base, 3) != 0)
 		fatalx("cannot create the event loop");
 	tq_init(&d.tq);

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define READ_MIN 4096		/* an idle client's input buffer */
@@ -60,6 +61,25 @@ item_cost(const struct ipc_out_item *it)
 	return it->tag_len + it->line->len + IPC_ITEM_COST;
 }
 
+static uint64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/*
+ * Output is written once a loop pass. Under a wide fan-out a pass often
+ * carries one message, so every subscriber costs a write per message;
+ * when the last pass wrote to COALESCE_CLIENTS or more, the next waits
+ * until COALESCE_US after it (the base's timers are precise), so that the
+ * writes carry what came meanwhile, at most that much later.
+ */
+#define COALESCE_CLIENTS 32
+#define COALESCE_US 250
+
 static void
 mark_dirty(struct ipc_client *c)
 {
@@ -69,8 +89,16 @@ mark_dirty(struct ipc_client *c)
 		return;
 	c->dirty = true;
 	TAILQ_INSERT_TAIL(&srv->dirty, c, dirty_entry);
-	if (!event_pending(srv->flush_ev, EV_TIMEOUT, NULL))
+	if (event_pending(srv->flush_ev, EV_TIMEOUT, NULL))
+		return;
+	uint64_t now = mono_us();
+	if (srv->last_flush_clients >= COALESCE_CLIENTS && now - srv->last_flush_us < COALESCE_US) {
+		uint64_t wait = COALESCE_US - (now - srv->last_flush_us);
+		struct timeval tv = { 0, (suseconds_t)wait };
+		event_add(srv->flush_ev, &tv);
+	} else {
 		event_active(srv->flush_ev, EV_TIMEOUT, 0);
+	}
 }
 
 static void
@@ -297,6 +325,7 @@ void
 ipc_client_flush_all(struct ipc_server *srv)
 {
 	struct ipc_client *c;
+	size_t n = 0;
 
 	while ((c = TAILQ_FIRST(&srv->dirty)) != NULL) {
 		TAILQ_REMOVE(&srv->dirty, c, dirty_entry);
@@ -304,7 +333,10 @@ ipc_client_flush_all(struct ipc_server *srv)
 		c->refs++;
 		client_flush(c);
 		client_unref(c);
+		n++;
 	}
+	srv->last_flush_us = mono_us();
+	srv->last_flush_clients = n;
 }
 
 /* A read of 0 bytes means the client shut its sending side: it may still

@@ -24,7 +24,10 @@ def bench_run_quick_prints_every_table(w):
     for title in ("Fire pushes", "Awaited round trips", "Received messages", "Fan-out",
                   "topics: start to all joined", "phxd itself"):
         assert f"### {title}" in out or title in out, (title, out)
-    node = shutil.which("node") is not None
+    # bench/run measures phoenix.js when node and the npm packages are there
+    modules = os.path.join(os.path.dirname(BENCH), "..", "tests", "conformance", "node_modules")
+    node = shutil.which("node") is not None and os.path.isdir(os.path.join(modules, "phoenix"))
+    assert ("phoenix.js: not measured" in out) == (not node), out[:600]
     rows = {"fire": ["floor", "phxd + libphxd", "phxd + libphxd, notifications",
                      "phxd + Python", "phxd + phxctl push -l"] + (["phoenix.js"] if node else []),
             }
