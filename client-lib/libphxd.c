@@ -314,19 +314,16 @@ scan_response(struct ready_line *l)
 	struct json_cursor cur;
 	bool seen_ok = false;
 
+	const char *key, *val;
+	size_t klen;
+	bool esc;
+	unsigned n = 0;
+	enum json_member m;
+
 	json_cursor_init(&cur, l->raw, l->len);
 	if (!json_expect(&cur, '{'))
 		return false;
-	json_skip_ws(&cur);
-	if (cur.p < cur.end && *cur.p == '}')
-		return false;
-	for (;;) {
-		const char *key, *val;
-		size_t klen;
-		bool esc;
-		if (!json_scan_string(&cur, &key, &klen, &esc) || !json_expect(&cur, ':'))
-			return false;
-		json_skip_ws(&cur);
+	while ((m = json_next_member(&cur, &n, &key, &klen, &esc)) == JSON_MEMBER) {
 		val = cur.p;
 		enum json_kind kind = json_peek(&cur);
 		if (!json_skip_value(&cur))
@@ -342,16 +339,9 @@ scan_response(struct ready_line *l)
 			l->result = val;
 			l->result_len = (size_t)(cur.p - val);
 		}
-		json_skip_ws(&cur);
-		if (cur.p < cur.end && *cur.p == ',') {
-			cur.p++;
-			continue;
-		}
-		if (!json_expect(&cur, '}'))
-			return false;
-		json_skip_ws(&cur);
-		return cur.p == cur.end && seen_ok;
 	}
+	json_skip_ws(&cur);
+	return m == JSON_MEMBERS_END && cur.p == cur.end && seen_ok;
 }
 
 /* Scans one line into the ready queue. */
@@ -369,6 +359,14 @@ queue_line(struct phxd_client *c, const char *line, size_t len)
 	l->len = len;
 	if ((l->sub = stream_tag(line, len, &l->body)) != 0) {
 		l->raw[l->body] = '{';	/* the rest of the object, as its own */
+		/* what phxd sends is checked, not trusted: one valid object */
+		struct json_cursor cur;
+		json_cursor_init(&cur, l->raw + l->body, len - l->body);
+		if (!json_skip_value(&cur) || (json_skip_ws(&cur), cur.p != cur.end)) {
+			line_free(l);
+			return fail(c, PHXD_EPROTOCOL, "protocol", "phxd sent a stream line that is "
+				    "not one JSON object");
+		}
 	} else if (!scan_response(l)) {
 		line_free(l);
 		return fail(c, PHXD_EPROTOCOL, "protocol", "phxd sent a line that is not a response");
@@ -1009,38 +1007,25 @@ queue_text(struct phxd_client *c, const char *request, int *status)
 	bool has_op = false, has_id = false;
 	const char *body;
 
+	const char *key;
+	size_t klen;
+	bool esc;
+	unsigned n = 0;
+	enum json_member m;
+
 	json_cursor_init(&cur, request, len);
 	if (!json_expect(&cur, '{'))
 		goto invalid;
 	body = cur.p;
-	json_skip_ws(&cur);
-	if (cur.p < cur.end && *cur.p == '}') {
-		cur.p++;
-	} else {
-		for (;;) {
-			const char *key;
-			size_t klen;
-			bool esc;
-			if (!json_scan_string(&cur, &key, &klen, &esc) || !json_expect(&cur, ':'))
-				goto invalid;
-			json_skip_ws(&cur);
-			bool string = json_peek(&cur) == JSON_KIND_STRING;
-			if (!json_skip_value(&cur))
-				goto invalid;
-			has_op |= klen == 2 && memcmp(key, "op", 2) == 0 && string;
-			has_id |= klen == 2 && memcmp(key, "id", 2) == 0;
-			json_skip_ws(&cur);
-			if (cur.p < cur.end && *cur.p == ',') {
-				cur.p++;
-				continue;
-			}
-			if (!json_expect(&cur, '}'))
-				goto invalid;
-			break;
-		}
+	while ((m = json_next_member(&cur, &n, &key, &klen, &esc)) == JSON_MEMBER) {
+		bool string = json_peek(&cur) == JSON_KIND_STRING;
+		if (!json_skip_value(&cur))
+			goto invalid;
+		has_op |= klen == 2 && memcmp(key, "op", 2) == 0 && string;
+		has_id |= klen == 2 && memcmp(key, "id", 2) == 0;
 	}
 	json_skip_ws(&cur);
-	if (cur.p != cur.end)
+	if (m != JSON_MEMBERS_END || cur.p != cur.end)
 		goto invalid;
 	if (!has_op) {
 		*status = fail(c, PHXD_EINVAL, "invalid", "a request is an object with \"op\"");

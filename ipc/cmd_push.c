@@ -157,18 +157,19 @@ ipc_push_fast(struct ipc_client *c, const char *line, size_t len)
 	unsigned seen = 0;
 	uint64_t id = 0, timeout = 0;
 
+	const char *key;
+	size_t klen;
+	bool esc;
+	unsigned n = 0;
+	enum json_member m;
+
 	json_cursor_init(&cur, line, len);
 	if (!json_expect(&cur, '{'))
 		return false;
-	for (;;) {
-		const char *key;
-		size_t klen;
-		bool esc;
+	while ((m = json_next_member(&cur, &n, &key, &klen, &esc)) == JSON_MEMBER) {
 		unsigned bit;
-		json_skip_ws(&cur);
-		if (!json_scan_string(&cur, &key, &klen, &esc) || esc || !json_expect(&cur, ':'))
+		if (esc)
 			return false;
-		json_skip_ws(&cur);
 #define KEY(s) (klen == sizeof(s) - 1 && memcmp(key, s, klen) == 0)
 		if (KEY("id")) {
 			bit = F_ID;
@@ -213,18 +214,10 @@ ipc_push_fast(struct ipc_client *c, const char *line, size_t len)
 		if (seen & bit)
 			return false;	/* a duplicate: the general path refuses it */
 		seen |= bit;
-		json_skip_ws(&cur);
-		if (cur.p < cur.end && *cur.p == ',') {
-			cur.p++;
-			continue;
-		}
-		if (!json_expect(&cur, '}'))
-			return false;
-		json_skip_ws(&cur);
-		if (cur.p != cur.end)
-			return false;
-		break;
 	}
+	json_skip_ws(&cur);
+	if (m != JSON_MEMBERS_END || cur.p != cur.end)
+		return false;
 	if ((seen & (F_OP | F_TOPIC | F_EVENT)) != (F_OP | F_TOPIC | F_EVENT) || r.d->stopping ||
 	    (!(seen & F_ID) && a.await_reply))
 		return false;

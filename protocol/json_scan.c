@@ -58,6 +58,24 @@ json_expect(struct json_cursor *c, char ch)
 	return true;
 }
 
+enum json_member
+json_next_member(struct json_cursor *c, unsigned *n, const char **key, size_t *key_len,
+		 bool *has_escapes)
+{
+	json_skip_ws(c);
+	if (c->p < c->end && *c->p == '}') {
+		c->p++;
+		return JSON_MEMBERS_END;
+	}
+	if (*n > 0 && !json_expect(c, ','))
+		return JSON_MEMBERS_BAD;
+	if (!json_scan_string(c, key, key_len, has_escapes) || !json_expect(c, ':'))
+		return JSON_MEMBERS_BAD;
+	json_skip_ws(c);
+	(*n)++;
+	return JSON_MEMBER;
+}
+
 /* Length of the UTF-8 sequence at s (1..4), or 0 when it is not valid. */
 static size_t
 utf8_seq_len(const unsigned char *s, const unsigned char *end)

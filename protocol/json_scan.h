@@ -49,6 +49,17 @@ bool json_skip_value(struct json_cursor *c);
 bool json_expect(struct json_cursor *c, char ch);
 
 /*
+ * Walks the members of an object, one call each, after json_expect(c, '{')
+ * and with *n = 0: JSON_MEMBER with the next key (escaped, as
+ * json_scan_string gives it; the cursor is then at its value, which the
+ * caller must consume), JSON_MEMBERS_END past the closing '}', or
+ * JSON_MEMBERS_BAD (c->error set when the scanner failed).
+ */
+enum json_member { JSON_MEMBER, JSON_MEMBERS_END, JSON_MEMBERS_BAD };
+enum json_member json_next_member(struct json_cursor *c, unsigned *n, const char **key,
+				  size_t *key_len, bool *has_escapes);
+
+/*
  * Parses a string at the cursor. *raw and *raw_len receive the bytes between
  * the quotes (still escaped); *has_escapes tells whether they must be decoded
  * with json_unescape() before use.

@@ -459,6 +459,48 @@ START_TEST(json_unescape_round_trip)
 }
 END_TEST
 
+START_TEST(json_members_walk)
+{
+	static const struct {
+		const char *text;
+		int members;	/* -1: refused */
+	} cases[] = {
+		{ "{}", 0 },
+		{ " { } ", 0 },
+		{ "{\"a\":1}", 1 },
+		{ "{ \"a\" : [1,{\"b\":2}] , \"c\\n\":null }", 2 },
+		{ "{,}", -1 },
+		{ "{\"a\":1,}", -1 },
+		{ "{\"a\":1 \"b\":2}", -1 },
+		{ "{\"a\" 1}", -1 },
+		{ "{1:1}", -1 },
+		{ "{\"a\":1", -1 },
+		{ "{\"a\":}", -1 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct json_cursor c;
+		const char *key;
+		size_t klen;
+		bool esc;
+		unsigned n = 0;
+		enum json_member m;
+		json_cursor_init(&c, cases[i].text, strlen(cases[i].text));
+		ck_assert(json_expect(&c, '{'));
+		while ((m = json_next_member(&c, &n, &key, &klen, &esc)) == JSON_MEMBER)
+			if (!json_skip_value(&c)) {
+				m = JSON_MEMBERS_BAD;
+				break;
+			}
+		if (cases[i].members < 0) {
+			ck_assert_msg(m == JSON_MEMBERS_BAD, "%s", cases[i].text);
+		} else {
+			ck_assert_msg(m == JSON_MEMBERS_END, "%s", cases[i].text);
+			ck_assert_uint_eq(n, (unsigned)cases[i].members);
+		}
+	}
+}
+END_TEST
+
 /* --- the recorded Phoenix 1.7.24 frames ------------------------------------ */
 
 /* The same frame seen by jansson, an independent JSON parser. */
@@ -718,6 +760,7 @@ codec_suite(void)
 	tcase_add_test(tc, reply_parse_rejects_malformed);
 	tcase_add_test(tc, refs_count_up_and_wrap);
 	tcase_add_test(tc, json_unescape_round_trip);
+	tcase_add_test(tc, json_members_walk);
 	suite_add_tcase(s, tc);
 
 	/* The recordings ship with the source: without them this fails,
