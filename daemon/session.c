@@ -632,6 +632,25 @@ send_join(struct channel *ch)
 	emit_channel(ch, NULL, 0);
 }
 
+/* Join payloads and replies are "{}" for most topics: one shared copy
+ * (a topic is a few hundred bytes; a heap copy of "{}" costs 32 more). */
+static char empty_object[] = "{}";
+
+static char *
+text_copy(const char *s, size_t n)
+{
+	if (n == 2 && memcmp(s, "{}", 2) == 0)
+		return empty_object;
+	return xstrndup(s, n);
+}
+
+static void
+text_free(char *s)
+{
+	if (s != empty_object)
+		free(s);
+}
+
 static struct channel *
 channel_new(struct session *s, const char *topic, const char *payload)
 {
@@ -647,7 +666,7 @@ channel_new(struct session *s, const char *topic, const char *payload)
 	ch->topic = (char *)waits_of(ch) + sizeof(struct channel_waits);
 	memcpy(ch->topic, topic, tlen + 1);
 	ch->topic_len = tlen;
-	ch->payload = xstrdup(payload ? payload : "{}");
+	ch->payload = payload ? text_copy(payload, strlen(payload)) : empty_object;
 	ch->state = CHAN_WAITING;
 	tq_timer_init(&ch->join_timer, join_timeout, ch);
 	tq_timer_init(&ch->rejoin_timer, rejoin_due, ch);
@@ -669,9 +688,9 @@ channel_free(struct channel *ch)
 	settle_waiters_with(ch, true, s->stopping ? SESS_SHUTTING_DOWN : SESS_OK, NULL);
 	presence_free(&ch->presence);
 	free(ch->holders);
-	free(ch->payload);
+	text_free(ch->payload);
 	free(ch->last_error);
-	free(ch->join_response);
+	text_free(ch->join_response);
 	free(ch);
 }
 
@@ -763,8 +782,8 @@ session_join(struct session *s, const char *topic, const char *payload, struct s
 		finish(done, arg, SESS_NOT_JOINED, "topic is being left; join again once it is");
 		return NULL;
 	case CHAN_CLOSED:
-		free(ch->payload);
-		ch->payload = xstrdup(payload ? payload : "{}");
+		text_free(ch->payload);
+		ch->payload = payload ? text_copy(payload, strlen(payload)) : empty_object;
 		ch->state = CHAN_WAITING;
 		ch->rejoin_tries = 0;
 		if (done)
@@ -890,8 +909,8 @@ handle_reply(struct session *s, const struct phx_msg *m)
 			ch->joins++;
 			ch->rejoin_tries = 0;
 			set_error(ch, NULL, 0);
-			free(ch->join_response);
-			ch->join_response = xstrndup(r.response, r.response_len);
+			text_free(ch->join_response);
+			ch->join_response = text_copy(r.response, r.response_len);
 			log_info("%s: joined %s", s->conf->name, ch->topic);
 			emit_channel(ch, NULL, 0);
 			settle_waiters(ch, false, &r);
@@ -1223,8 +1242,8 @@ session_reconfigure(struct session *s, const struct conn_conf *conf)
 	for (size_t i = 0; i < conf->njoins; i++) {
 		struct channel *ch = session_channel(s, conf->joins[i].topic);
 		if (ch != NULL && strcmp(ch->payload, conf->joins[i].payload) != 0) {
-			free(ch->payload);
-			ch->payload = xstrdup(conf->joins[i].payload);
+			text_free(ch->payload);
+			ch->payload = text_copy(conf->joins[i].payload, strlen(conf->joins[i].payload));
 		}
 		session_join(s, conf->joins[i].topic, conf->joins[i].payload, WANT_CONFIG, NULL,
 			     NULL);
