@@ -49,7 +49,10 @@ phxd_timers_changed(struct phxd *d)
 		evtimer_del(d->tq_ev);
 		return;
 	}
-	uint64_t delay = next > now ? next - now : 0;
+	/* The clock is in whole milliseconds and the base's timers are
+	 * precise: one more millisecond, so that a timer never fires before
+	 * its delay has passed in real time. */
+	uint64_t delay = (next > now ? next - now : 0) + 1;
 	tv.tv_sec = (time_t)(delay / 1000);
 	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
 	evtimer_add(d->tq_ev, &tv);
