@@ -255,17 +255,10 @@ resolve_conn(struct ipc_request *r, bool required)
 			ipc_reply_error(r, PHXD_E_UNKNOWN_CONNECTION, "no connection named '%s'", name);
 		return r->pc != NULL;
 	}
-	if (!required)
+	if (!required || (r->pc = ipc_find_conn(r->d, NULL)) != NULL)
 		return true;
-	for (size_t i = 0; i < r->d->nconns; i++) {
-		if (r->d->conns[i] != NULL) {
-			live++;
-			r->pc = r->d->conns[i];
-		}
-	}
-	if (live == 1)
-		return true;
-	r->pc = NULL;
+	for (size_t i = 0; i < r->d->nconns; i++)
+		live += r->d->conns[i] != NULL;
 	ipc_reply_error(r, PHXD_E_BAD_REQUEST, "\"conn\" is required: %zu connections are configured",
 			live);
 	return false;

@@ -4,6 +4,7 @@
  * Beyond not crashing, what decodes must re-encode to a frame that decodes
  * to the same fields, and every string helper must give valid output.
  */
+#include "tests/fuzz/fuzz_check.h"
 #include "protocol/json_scan.h"
 #include "protocol/phx_codec.h"
 
@@ -12,16 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                             \
-	do {                                                                    \
-		if (!(cond)) {                                                  \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,  \
-				__LINE__, #cond);                               \
-			abort();                                                \
-		}                                                               \
-	} while (0)
 
 static bool
 same_field(struct phx_field a, struct phx_field b)

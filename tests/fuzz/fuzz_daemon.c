@@ -14,6 +14,7 @@
  * After every step the loop runs and each line phxd wrote must be exactly
  * one JSON object.
  */
+#include "tests/fuzz/fuzz_check.h"
 #include "daemon/config.h"
 #include "daemon/log.h"
 #include "daemon/phxd.h"
@@ -32,15 +33,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                    \
-	do {                                                                           \
-		if (!(cond)) {                                                         \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-			abort();                                                       \
-		}                                                                      \
-	} while (0)
 
 static const char config_text[] =
 	"[phxd]\n"

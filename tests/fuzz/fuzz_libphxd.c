@@ -7,21 +7,12 @@
  * runs at most once and every pending one runs by the end, a stream line
  * reaches its callback as one JSON object, and a result is JSON.
  */
+#include "tests/fuzz/fuzz_check.h"
 #include "client-lib/libphxd.c"
 
 #include <stdint.h>
 #include <sys/socket.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                             \
-	do {                                                                    \
-		if (!(cond)) {                                                  \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__,  \
-				__LINE__, #cond);                               \
-			abort();                                                \
-		}                                                               \
-	} while (0)
 
 static int answers;
 
