@@ -106,6 +106,8 @@ static const struct opt conn_opts[] = {
 	  "largest incoming websocket message" },
 	{ "max_topics", OPT_UINT, C(max_topics), 0, 0, 10000000, "100000",
 	  "topics a connection holds; runtime joins past it are refused (0: no limit)" },
+	{ "max_channels", OPT_UINT, C(max_channels), 0, 0, 10000000, "100",
+	  "topics per websocket; more open more websockets (0: one websocket, no cap)" },
 	{ "jitter", OPT_FRACTION, C(jitter), 0, 0, 1, "0.1", "spread of every delay, 0..1" },
 	{ "reconnect_after_ms", OPT_LIST, C(reconnect_ms), C(nreconnect), 0, 86400000,
 	  "10 50 100 150 200 250 500 1000 2000 5000", NULL },

@@ -64,6 +64,7 @@ struct conn_conf {
 	unsigned auth_retry_ms;	/* after HTTP 401/403 */
 	unsigned outage_log_ms;	/* "still down" every this long; 0: never */
 	unsigned max_message;	/* bytes of one incoming websocket message */
+	unsigned max_channels;	/* topics per websocket (shard); 0: no cap */
 	unsigned max_topics;	/* topics joined at run time stop here; 0: no limit */
 	double jitter;		/* 0..1: each delay is scaled by 1 +- jitter */
 	unsigned *reconnect_ms;

@@ -40,7 +40,22 @@ struct topic_family {
 		*v = (double)(expr);                                        \
 		return true;                                                \
 	}
-#define CONN_STAT(fn, field) CONN_VALUE(fn, pc->sess->stats.field)
+/* A connection's counters: the sum over its websockets. */
+#define CONN_SUM(fn, expr)                                                  \
+	static bool fn(const struct phxd_conn *pc, double *v)              \
+	{                                                                   \
+		uint64_t sum = 0;                                           \
+		for (size_t i = 0; i < pc->nshards; i++) {                  \
+			const struct session *s;                            \
+			if (pc->shards[i] == NULL)                          \
+				continue;                                   \
+			s = pc->shards[i]->sess;                            \
+			sum += (expr);                                      \
+		}                                                           \
+		*v = (double)sum;                                           \
+		return true;                                                \
+	}
+#define CONN_STAT(fn, field) CONN_SUM(fn, s->stats.field)
 CONN_STAT(c_attempts, attempts)
 CONN_STAT(c_connects, connects)
 CONN_STAT(c_frames_in, frames_in)
@@ -53,9 +68,11 @@ CONN_STAT(c_pushes_sent, pushes_sent)
 CONN_STAT(c_pushes_failed, pushes_failed)
 CONN_STAT(c_hb_timeouts, heartbeat_timeouts)
 CONN_STAT(c_hb_acked, heartbeats_acked)
-CONN_VALUE(c_up, pc->sess->state == SESS_OPEN)
-CONN_VALUE(c_buffered, pc->sess->buffered)
-CONN_VALUE(c_buffered_bytes, pc->sess->buffered_bytes)
+CONN_VALUE(c_up, conn_state(pc) == SESS_OPEN)
+CONN_VALUE(c_shards, conn_shard_count(pc))
+CONN_VALUE(c_shards_open, conn_shards_open(pc))
+CONN_SUM(c_buffered, s->buffered)
+CONN_SUM(c_buffered_bytes, s->buffered_bytes)
 CONN_VALUE(c_buffer_max, pc->conf->push_buffer)
 CONN_VALUE(c_buffer_max_bytes, pc->conf->push_buffer_bytes)
 CONN_VALUE(c_outage_attempts, pc->sess->outage ? pc->sess->outage_attempts : 0)
@@ -83,8 +100,8 @@ joined_topics(const struct session *s, size_t *all)
 	size_t joined = 0;
 
 	*all = 0;
-	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
-	     e = strmap_next(&s->channels, &it)) {
+	for (struct strmap_entry *e = strmap_first(s->topics, &it); e;
+	     e = strmap_next(s->topics, &it)) {
 		(*all)++;
 		joined += ((struct channel *)e->value)->state == CHAN_JOINED;
 	}
@@ -111,7 +128,10 @@ c_topics_joined(const struct phxd_conn *pc, double *v)
 }
 
 static const struct conn_family conn_families[] = {
-	{ "phxd_connection_up", GAUGE, "1 while the websocket is open", c_up },
+	{ "phxd_connection_up", GAUGE, "1 while every websocket of the connection is open", c_up },
+	{ "phxd_connection_websockets", GAUGE,
+	  "Websockets the connection has (one per max_channels topics)", c_shards },
+	{ "phxd_connection_websockets_open", GAUGE, "Of those, open", c_shards_open },
 	{ "phxd_connection_attempts", COUNTER, "Websocket connection attempts", c_attempts },
 	{ "phxd_connection_connects", COUNTER, "Websockets opened", c_connects },
 	{ "phxd_connection_outage_seconds", GAUGE,
@@ -303,8 +323,8 @@ render_topic_family(struct phxd *d, struct evbuffer *out, const struct topic_fam
 		struct strmap_iter it;
 		if (pc == NULL)
 			continue;
-		for (struct strmap_entry *e = strmap_first(&pc->sess->channels, &it); e;
-		     e = strmap_next(&pc->sess->channels, &it)) {
+		for (struct strmap_entry *e = strmap_first(pc->sess->topics, &it); e;
+		     e = strmap_next(pc->sess->topics, &it)) {
 			const struct channel *ch = e->value;
 			double v;
 			if (seen++ >= cap)

@@ -95,9 +95,9 @@ send_status(evutil_socket_t fd, short what, void *arg)
 		if (pc == NULL)
 			continue;
 		live++;
-		up += pc->sess->state == SESS_OPEN;
-		for (struct strmap_entry *e = strmap_first(&pc->sess->channels, &it); e;
-		     e = strmap_next(&pc->sess->channels, &it)) {
+		up += conn_state(pc) == SESS_OPEN;
+		for (struct strmap_entry *e = strmap_first(pc->sess->topics, &it); e;
+		     e = strmap_next(pc->sess->topics, &it)) {
 			struct channel *ch = e->value;
 			topics++;
 			joined += ch->state == CHAN_JOINED;
@@ -120,170 +120,29 @@ phxd_notify_status(struct phxd *d)
 		event_active(d->status_ev, EV_TIMEOUT, 0);
 }
 
-/* ---- session host ---------------------------------------------------------- */
-
-static void
-resolved(void *arg, const char *addr, const char *why)
-{
-	struct phxd_conn *pc = arg;
-	struct phxd *d = pc->d;
-
-	pc->lookup = NULL;
-	if (addr != NULL) {
-		transport_connect(d->tp, pc->id, pc->gen, pc->sess->conf, addr);
-		return;
-	}
-	d->tq.now = phxd_now_ms();
-	pc->gen = ++d->next_gen;
-	session_on_close(pc->sess, 1006, why, 0);
-	phxd_timers_changed(d);
-}
-
-static void
-host_connect(void *host, struct session *s)
-{
-	struct phxd_conn *pc = host;
-	struct phxd *d = pc->d;
-
-	pc->gen = ++d->next_gen;
-	if (s->conf->ip_literal) {
-		transport_connect(d->tp, pc->id, pc->gen, s->conf, s->conf->host);
-		return;
-	}
-	/* Retries walk through the addresses a name has. */
-	pc->lookup = resolver_lookup(d->resolver, s->conf->host, (unsigned)s->stats.attempts,
-				     resolved, pc);
-}
-
-static void
-cancel_lookup(struct phxd_conn *pc)
-{
-	if (pc->lookup != NULL) {
-		resolver_cancel(pc->d->resolver, pc->lookup);
-		pc->lookup = NULL;
-	}
-}
-
-static void
-host_close(void *host, struct session *s, int code, const char *reason)
-{
-	struct phxd_conn *pc = host;
-
-	(void)s;
-	cancel_lookup(pc);
-	transport_close(pc->d->tp, pc->id, pc->gen, code, reason);
-	pc->gen = ++pc->d->next_gen;	/* whatever that socket still says is not for us */
-}
-
-static void
-host_send(void *host, struct session *s, const char *frame, size_t len, bool binary)
-{
-	struct phxd_conn *pc = host;
-
-	(void)s;
-	transport_send(pc->d->tp, pc->id, pc->gen, frame, len, binary);
-}
-
-static void
-host_message(void *host, struct session *s, const struct phx_msg *m)
-{
-	struct phxd_conn *pc = host;
-
-	(void)s;
-	ipc_publish_message(pc->d->ipc, pc, m);
-}
-
-static void
-host_event(void *host, struct session *s, const struct sess_event *ev)
-{
-	struct phxd_conn *pc = host;
-
-	(void)s;
-	if (pc->d->ipc)
-		ipc_publish_event(pc->d->ipc, pc, ev);
-	if (ev->kind != SEV_CONNECTING)
-		phxd_notify_status(pc->d);
-}
-
-static double
-host_random(void *host)
-{
-	(void)host;
-	return drand48();
-}
-
-static const struct session_ops host_ops = {
-	.connect = host_connect,
-	.close = host_close,
-	.send = host_send,
-	.message = host_message,
-	.event = host_event,
-	.random = host_random,
-};
-
 static void
 transport_event(void *ud, const struct tp_event *ev)
 {
 	struct phxd *d = ud;
-	struct phxd_conn *pc = ev->id < d->nconns ? d->conns[ev->id] : NULL;
 
-	if (pc == NULL || ev->gen != pc->gen)
-		return;
 	d->tq.now = phxd_now_ms();
-	switch (ev->kind) {
-	case TP_OPEN:
-		if (ev->no_subprotocol && !pc->token_ignored)
-			log_warnx("%s: the server did not take the auth token (it chose no websocket "
-				  "subprotocol: Phoenix before 1.8, or auth_token not enabled there)",
-				  pc->conf->name);
-		pc->token_ignored = ev->no_subprotocol;
-		session_on_open(pc->sess);
-		break;
-	case TP_FRAME:
-		session_on_frame(pc->sess, ev->data, ev->len, ev->binary);
-		break;
-	case TP_CLOSED:
-		pc->gen = ++d->next_gen;
-		session_on_close(pc->sess, ev->code, ev->reason, ev->http_status);
-		break;
-	}
+	conn_transport_event(d, ev);
 	phxd_timers_changed(d);
 }
 
 static struct phxd_conn *
 conn_add(struct phxd *d, struct conn_conf *conf)
 {
-	struct phxd_conn *pc = xcalloc(1, sizeof(*pc));
 	size_t slot = 0;
 
-	/* A slot a reload emptied is taken again: the ids stay few, and
-	 * generations are never reused, so the old socket's events cannot
-	 * reach the new connection. */
+	/* A slot a reload emptied is taken again. */
 	while (slot < d->nconns && d->conns[slot] != NULL)
 		slot++;
 	if (slot == d->nconns) {
 		d->conns = xrealloc(d->conns, (d->nconns + 1) * sizeof(*d->conns));
 		d->nconns++;
 	}
-	if (conf->tls && !conf->tls_verify)
-		log_warnx("%s: tls_verify = no: the server's certificate is not checked, so anyone "
-			  "on the path can pose as %s", conf->name, conf->host);
-	pc->d = d;
-	pc->id = (uint32_t)slot;
-	pc->conf = conf;
-	pc->sess = session_new(conf, &host_ops, pc, &d->tq);
-	d->conns[slot] = pc;
-	return pc;
-}
-
-static void
-conn_remove(struct phxd *d, struct phxd_conn *pc)
-{
-	d->conns[pc->id] = NULL;
-	session_stop(pc->sess);
-	cancel_lookup(pc);
-	session_free(pc->sess);
-	free(pc);
+	return d->conns[slot] = conn_new(d, conf);
 }
 
 /* ---- reload ---------------------------------------------------------------- */
@@ -326,19 +185,20 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 		struct conn_conf *nc = config_find_conn(fresh, pc->conf->name);
 		if (nc == NULL) {
 			log_info("reload: connection %s removed", pc->conf->name);
-			conn_remove(d, pc);
+			d->conns[i] = NULL;
+			conn_stop(pc);
+			conn_free(pc);
 			continue;
 		}
 		if (nc->tls && !nc->tls_verify && pc->conf->tls_verify)
 			log_warnx("%s: tls_verify = no: the server's certificate is not checked, so "
 				  "anyone on the path can pose as %s", nc->name, nc->host);
-		pc->conf = nc;
-		session_reconfigure(pc->sess, nc);
+		conn_reconfigure(pc, nc);
 	}
 	for (size_t i = 0; i < fresh->nconns; i++) {
 		if (phxd_find_conn(d, fresh->conns[i]->name) == NULL) {
 			log_info("reload: connection %s added", fresh->conns[i]->name);
-			session_start(conn_add(d, fresh->conns[i])->sess);
+			conn_start(conn_add(d, fresh->conns[i]));
 		}
 	}
 	if (fresh->receive_queue != old->receive_queue)
@@ -372,7 +232,7 @@ shutdown_now(struct phxd *d, const char *why)
 	ipc_server_close_listener(d->ipc);
 	for (size_t i = 0; i < d->nconns; i++)
 		if (d->conns[i] != NULL)
-			session_stop(d->conns[i]->sess);
+			conn_stop(d->conns[i]);
 	/* Let the websocket thread send the leaves and close frames. */
 	transport_stop(d->tp, STOP_GRACE_MS);
 	event_base_loopbreak(d->base);
@@ -484,16 +344,15 @@ teardown(struct phxd *d)
 	d->stopping = true;	/* requests still arriving are answered so */
 	if (d->tp)
 		transport_stop(d->tp, 0);
-	for (size_t i = 0; i < d->nconns; i++) {
-		if (d->conns[i] == NULL)
-			continue;
-		cancel_lookup(d->conns[i]);
-		session_free(d->conns[i]->sess);
-		free(d->conns[i]);
-	}
+	for (size_t i = 0; i < d->nconns; i++)
+		if (d->conns[i] != NULL)
+			conn_free(d->conns[i]);
 	free(d->conns);
 	d->conns = NULL;
 	d->nconns = 0;
+	free(d->shards);
+	d->shards = NULL;
+	d->nshard_slots = 0;
 	metrics_http_stop(d->metrics);
 	/* clients accepted just before the stop may take 100 ms in all to speak */
 	ipc_server_free(d->ipc, 100);
@@ -690,7 +549,7 @@ main(int argc, char **argv)
 	}
 
 	for (size_t i = 0; i < d.nconns; i++)
-		session_start(d.conns[i]->sess);
+		conn_start(d.conns[i]);
 	phxd_timers_changed(&d);
 	log_info("phxd %s ready: %zu connection%s, socket %s", PACKAGE_VERSION, d.nconns,
 		 d.nconns == 1 ? "" : "s", ipc_server_activated(d.ipc) ? "(activated)" : d.socket_path);

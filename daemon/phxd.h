@@ -7,6 +7,7 @@
 #define PHXD_PHXD_H
 
 #include "config.h"
+#include "conn.h"
 #include "resolve.h"
 #include "session.h"
 #include "timerq.h"
@@ -18,17 +19,6 @@
 
 struct ipc_server;
 struct metrics_http;
-
-/* One configured connection: its session and its websocket identity. */
-struct phxd_conn {
-	struct phxd *d;
-	uint32_t id;		/* index in d->conns */
-	uint32_t gen;		/* of its current websocket attempt */
-	struct conn_conf *conf;
-	struct session *sess;
-	struct resolve_req *lookup;	/* name lookup before the websocket */
-	bool token_ignored;	/* the server took the socket but not the auth token */
-};
 
 struct phxd {
 	struct event_base *base;
@@ -48,6 +38,8 @@ struct phxd {
 	struct metrics_http *metrics;	/* NULL unless metrics_listen */
 	struct phxd_conn **conns;	/* NULL where a reload removed one */
 	size_t nconns;
+	struct phxd_shard **shards;	/* by transport id; NULL where one closed */
+	size_t nshard_slots;
 	uint32_t next_gen;		/* every websocket attempt gets its own */
 	bool stopping;
 	bool log_level_forced;	/* -l given: the config's log_level is ignored */

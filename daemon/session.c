@@ -60,6 +60,8 @@ struct channel_waits {
 	struct sess_wait join, leave;
 };
 
+static const struct session_ops no_ops;
+
 #define BAD_FRAME_LOG_LIMIT 10
 /* What phxd keeps of a server's join refusal or close reason: enough to
  * read, never the server's choice of size. */
@@ -449,6 +451,7 @@ session_push(struct session *s, const struct sess_push_args *a, sess_done_fn don
 							     : "topic is being left");
 		return NULL;
 	}
+	s = ch->sess;
 	p = xcalloc(1, sizeof(*p));
 	p->req.kind = REQ_PUSH;
 	p->ch = ch;
@@ -488,16 +491,18 @@ session_push(struct session *s, const struct sess_push_args *a, sess_done_fn don
 }
 
 void
-session_cancel(struct session *s, struct sess_req *r)
+session_cancel(struct sess_req *r)
 {
+	/* Through the channel: it may have moved to another shard since. */
 	if (r->kind == REQ_WAITER) {
 		struct sess_waiter *w = (struct sess_waiter *)r;
 		TAILQ_REMOVE(waiters_of(w->ch, w->leave), w, entry);
-		tq_cancel(s->tq, &w->timer);
+		tq_cancel(w->ch->sess->tq, &w->timer);
 		free(w);
 		return;
 	}
 	struct sess_push *p = (struct sess_push *)r;
+	struct session *s = p->ch->sess;
 	p->done = NULL;
 	if (p->inflight) {
 		/* Sent already: only its reply is dropped. */
@@ -516,7 +521,7 @@ session_cancel(struct session *s, struct sess_req *r)
 struct channel *
 session_channel(const struct session *s, const char *topic)
 {
-	return strmap_get(&s->channels, topic, strlen(topic));
+	return strmap_get(s->topics, topic, strlen(topic));
 }
 
 /* Keeps the JSON text of a join refusal or close reason; one larger than
@@ -595,7 +600,6 @@ join_timeout(struct tq_timer *t, void *arg)
 		strmap_del(&s->inflight, ch->leave_ref, strlen(ch->leave_ref));
 		fail_inflight(ch, SESS_LEFT, "topic left");
 		settle_waiters(ch, true, &ok);
-		strmap_del(&s->channels, ch->topic, ch->topic_len);
 		channel_free(ch);
 		return;
 	}
@@ -670,15 +674,30 @@ channel_new(struct session *s, const char *topic, const char *payload)
 	ch->state = CHAN_WAITING;
 	tq_timer_init(&ch->join_timer, join_timeout, ch);
 	tq_timer_init(&ch->rejoin_timer, rejoin_due, ch);
-	strmap_put(&s->channels, ch->topic, ch->topic_len, ch);
+	strmap_put(s->topics, ch->topic, ch->topic_len, ch);
+	TAILQ_INSERT_TAIL(&s->chans, ch, link);
+	s->nchans++;
 	return ch;
 }
 
-/* Frees a channel already removed from s->channels, failing what waits. */
+/* Takes ch off its session (not off the topic map). */
+static void
+channel_unlink(struct channel *ch)
+{
+	struct session *s = ch->sess;
+
+	TAILQ_REMOVE(&s->chans, ch, link);
+	s->nchans--;
+}
+
+/* Removes a channel from its session and frees it, failing what waits. */
 static void
 channel_free(struct channel *ch)
 {
 	struct session *s = ch->sess;
+
+	strmap_del(s->topics, ch->topic, ch->topic_len);
+	channel_unlink(ch);
 
 	tq_cancel(s->tq, &ch->join_timer);
 	tq_cancel(s->tq, &ch->rejoin_timer);
@@ -692,6 +711,8 @@ channel_free(struct channel *ch)
 	free(ch->last_error);
 	text_free(ch->join_response);
 	free(ch);
+	if (s->ops->released)
+		s->ops->released(s->host, s);
 }
 
 static void
@@ -751,11 +772,13 @@ session_join(struct session *s, const char *topic, const char *payload, struct s
 	}
 	ch = session_channel(s, topic);
 	if (ch == NULL) {
-		if (!want.config && s->conf->max_topics && s->channels.len >= s->conf->max_topics) {
+		if (!want.config && s->conf->max_topics && s->topics->len >= s->conf->max_topics) {
 			finish(done, arg, SESS_TOO_MANY_TOPICS,
 			       "this connection holds max_topics topics already");
 			return NULL;
 		}
+		if (s->ops->place)
+			s = s->ops->place(s->host, s);
 		ch = channel_new(s, topic, payload);
 		add_want(ch, want);
 		if (done)
@@ -766,6 +789,7 @@ session_join(struct session *s, const char *topic, const char *payload, struct s
 			emit_channel(ch, NULL, 0);
 		return req;
 	}
+	s = ch->sess;
 	/* One join per topic per connection: a second request shares the first. */
 	if (ch->state != CHAN_LEAVING)
 		add_want(ch, want);
@@ -807,6 +831,7 @@ session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg
 		finish(done, arg, SESS_NOT_JOINED, "topic is not joined");
 		return NULL;
 	}
+	s = ch->sess;
 	if (ch->state == CHAN_LEAVING)
 		return done ? add_waiter(ch, true, done, arg) : NULL;
 	ch->from_config = ch->runtime = false;
@@ -831,7 +856,6 @@ session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg
 		return req;
 	}
 	/* Nothing on the server side to undo. */
-	strmap_del(&s->channels, ch->topic, ch->topic_len);
 	ch->state = CHAN_CLOSED;
 	emit_channel(ch, "left", 0);
 	channel_free(ch);
@@ -840,6 +864,34 @@ session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg
 }
 
 /* ---- frames in -------------------------------------------------------- */
+
+/* {"reason":"too many channels joined"}: the server's cap of channels per
+ * socket (Phoenix 1.7.24+), not a verdict on the topic. */
+static bool
+is_cap_refusal(const char *json, size_t len)
+{
+	static const char want[] = "too many channels joined";
+	struct json_cursor c;
+	const char *key, *raw;
+	size_t klen, raw_len;
+	bool escaped, key_escaped;
+	unsigned n = 0;
+
+	json_cursor_init(&c, json, len);
+	if (!json_expect(&c, '{'))
+		return false;
+	for (;;) {
+		enum json_member m = json_next_member(&c, &n, &key, &klen, &key_escaped);
+		if (m != JSON_MEMBER)
+			return false;
+		if (!key_escaped && klen == 6 && memcmp(key, "reason", 6) == 0 &&
+		    json_peek(&c) == JSON_KIND_STRING)
+			return json_scan_string(&c, &raw, &raw_len, &escaped) && !escaped &&
+			       raw_len == sizeof(want) - 1 && memcmp(raw, want, raw_len) == 0;
+		if (!json_skip_value(&c))
+			return false;
+	}
+}
 
 static void
 handle_reply(struct session *s, const struct phx_msg *m)
@@ -917,6 +969,9 @@ handle_reply(struct session *s, const struct phx_msg *m)
 			flush_buffer(ch);
 		} else {
 			set_error(ch, r.response, r.response_len);
+			if (!r.binary && is_cap_refusal(r.response, r.response_len) &&
+			    s->ops->cap_refused && s->ops->cap_refused(s->host, s, ch))
+				return;
 			log_warnx("%s: join of %s refused: %s %.*s", s->conf->name, ch->topic, status,
 				  (int)r.response_len, r.response);
 			settle_waiters(ch, false, &r);
@@ -929,7 +984,6 @@ handle_reply(struct session *s, const struct phx_msg *m)
 		if (!phx_field_eq(m->topic, ch->topic))
 			break;
 		strmap_del(&s->inflight, ref, m->ref.len);
-		strmap_del(&s->channels, ch->topic, ch->topic_len);
 		ch->state = CHAN_CLOSED;
 		emit_channel(ch, "left", 0);
 		settle_waiters(ch, true, &r);
@@ -998,8 +1052,9 @@ session_on_frame(struct session *s, const char *data, size_t len, bool binary)
 	char topic[PHX_MAX_FIELD + 1];
 	memcpy(topic, m.topic.s, m.topic.len);
 	topic[m.topic.len] = '\0';
-	ch = strmap_get(&s->channels, topic, m.topic.len);
-	if (ch == NULL || (ch->state != CHAN_JOINED && ch->state != CHAN_JOINING)) {
+	ch = strmap_get(s->topics, topic, m.topic.len);
+	/* ch->sess: a topic another shard holds is not this socket's */
+	if (ch == NULL || ch->sess != s || (ch->state != CHAN_JOINED && ch->state != CHAN_JOINING)) {
 		s->stats.stale_dropped++;
 		return;
 	}
@@ -1046,7 +1101,7 @@ void
 session_on_open(struct session *s)
 {
 	struct sess_event ev = { .kind = SEV_CONNECTED };
-	struct strmap_iter it;
+	struct channel *ch;
 
 	if (s->state != SESS_CONNECTING)
 		return;
@@ -1071,19 +1126,15 @@ session_on_open(struct session *s)
 	}
 	ev.attempt = s->stats.attempts;
 	emit(s, &ev);
-	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
-	     e = strmap_next(&s->channels, &it)) {
-		struct channel *ch = e->value;
+	TAILQ_FOREACH(ch, &s->chans, link)
 		if (ch->state == CHAN_WAITING || ch->state == CHAN_ERRORED)
 			send_join(ch);
-	}
 }
 
 /* The websocket is gone (closed by either side or never opened). */
 static void
 socket_gone(struct session *s, int code, const char *reason, int http_status)
 {
-	struct strmap_iter it;
 	struct sess_event ev = { .kind = SEV_DISCONNECTED, .code = code, .reason = reason,
 				 .http_status = http_status };
 	bool was_open = s->state == SESS_OPEN;
@@ -1134,9 +1185,8 @@ socket_gone(struct session *s, int code, const char *reason, int http_status)
 	}
 	emit(s, &ev);
 
-	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
-	     e = strmap_next(&s->channels, &it)) {
-		struct channel *ch = e->value;
+	for (struct channel *ch = TAILQ_FIRST(&s->chans), *next; ch != NULL; ch = next) {
+		next = TAILQ_NEXT(ch, link);
 		fail_inflight(ch, s->stopping ? SESS_SHUTTING_DOWN : SESS_DISCONNECTED,
 			      "the connection was lost before the reply");
 		switch (ch->state) {
@@ -1152,7 +1202,6 @@ socket_gone(struct session *s, int code, const char *reason, int http_status)
 		case CHAN_LEAVING:
 			/* The server forgets the channel with the socket. */
 			strmap_del(&s->inflight, ch->leave_ref, strlen(ch->leave_ref));
-			strmap_del(&s->channels, ch->topic, ch->topic_len);
 			ch->state = CHAN_CLOSED;
 			channel_free(ch);
 			break;
@@ -1191,7 +1240,7 @@ session_reconnect(struct session *s, const char *reason)
 void
 session_stop(struct session *s)
 {
-	struct strmap_iter it;
+	struct channel *ch;
 	char ref[PHX_REF_BUFSZ];
 	bool open = s->state == SESS_OPEN;
 
@@ -1199,9 +1248,7 @@ session_stop(struct session *s)
 		return;
 	s->stopping = true;
 	tq_cancel(s->tq, &s->reconnect_timer);
-	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
-	     e = strmap_next(&s->channels, &it)) {
-		struct channel *ch = e->value;
+	TAILQ_FOREACH(ch, &s->chans, link) {
 		fail_buffered(ch, SESS_SHUTTING_DOWN, "phxd is stopping");
 		fail_inflight(ch, SESS_SHUTTING_DOWN, "phxd is stopping");
 		settle_waiters_with(ch, false, SESS_SHUTTING_DOWN, "phxd is stopping");
@@ -1224,13 +1271,11 @@ session_reconfigure(struct session *s, const struct conn_conf *conf)
 	const struct conn_conf *old = s->conf;
 	bool reconnect = config_conn_needs_reconnect(old, conf);
 	unsigned old_heartbeat = old->heartbeat_ms;
-	struct strmap_iter it;
 
 	s->conf = conf;
 	/* Topics the old config joined and the new one does not: leave. */
-	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
-	     e = strmap_next(&s->channels, &it)) {
-		struct channel *ch = e->value;
+	for (struct channel *ch = TAILQ_FIRST(&s->chans), *next; ch != NULL; ch = next) {
+		next = TAILQ_NEXT(ch, link);
 		bool kept = false;
 		if (!ch->from_config)
 			continue;
@@ -1239,7 +1284,8 @@ session_reconfigure(struct session *s, const struct conn_conf *conf)
 		if (!kept && session_unwant(s, ch, WANT_CONFIG) && ch->state != CHAN_LEAVING)
 			session_leave(s, ch->topic, NULL, NULL);
 	}
-	for (size_t i = 0; i < conf->njoins; i++) {
+	/* The config's topics, once per connection, in config order. */
+	for (size_t i = 0; s->topics == &s->own_topics && i < conf->njoins; i++) {
 		struct channel *ch = session_channel(s, conf->joins[i].topic);
 		if (ch != NULL && strcmp(ch->payload, conf->joins[i].payload) != 0) {
 			text_free(ch->payload);
@@ -1265,9 +1311,9 @@ session_reconfigure(struct session *s, const struct conn_conf *conf)
 	}
 }
 
-struct session *
-session_new(const struct conn_conf *conf, const struct session_ops *ops, void *host,
-	    struct timerq *tq)
+static struct session *
+session_alloc(const struct conn_conf *conf, const struct session_ops *ops, void *host,
+	      struct timerq *tq)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
 
@@ -1277,32 +1323,81 @@ session_new(const struct conn_conf *conf, const struct session_ops *ops, void *h
 	s->tq = tq;
 	s->state = SESS_IDLE;
 	s->heartbeat_rtt_ms = -1;
-	strmap_init(&s->channels);
+	s->topics = &s->own_topics;
+	strmap_init(&s->own_topics);
+	TAILQ_INIT(&s->chans);
 	strmap_init(&s->inflight);
 	tq_timer_init(&s->reconnect_timer, reconnect_due, s);
 	tq_timer_init(&s->heartbeat_timer, heartbeat_due, s);
-	for (size_t i = 0; i < conf->njoins; i++)
-		channel_new(s, conf->joins[i].topic, conf->joins[i].payload)->from_config = true;
 	return s;
+}
+
+struct session *
+session_new(const struct conn_conf *conf, const struct session_ops *ops, void *host,
+	    struct timerq *tq)
+{
+	struct session *s = session_alloc(conf, ops, host, tq);
+
+	/* In config order; ops->place() may open shards for them. */
+	for (size_t i = 0; i < conf->njoins; i++)
+		session_join(s, conf->joins[i].topic, conf->joins[i].payload, WANT_CONFIG, NULL,
+			     NULL);
+	return s;
+}
+
+struct session *
+session_new_shard(struct session *first, void *host)
+{
+	struct session *s = session_alloc(first->conf, first->ops, host, first->tq);
+
+	s->topics = first->topics;
+	return s;
+}
+
+void
+session_move(struct channel *ch, struct session *to)
+{
+	struct session *from = ch->sess;
+	struct sess_push *p;
+
+	drop_join_wait(ch);
+	tq_cancel(from->tq, &ch->rejoin_timer);
+	fail_inflight(ch, SESS_DISCONNECTED, "the topic moved to another websocket");
+	channel_unlink(ch);
+	TAILQ_FOREACH(p, &ch->buffer, entry) {
+		from->buffered--;
+		from->buffered_bytes -= p->payload_len;
+		to->buffered++;
+		to->buffered_bytes += p->payload_len;
+	}
+	ch->sess = to;
+	TAILQ_INSERT_TAIL(&to->chans, ch, link);
+	to->nchans++;
+	ch->state = CHAN_WAITING;
+	ch->rejoin_tries = 0;
+	if (to->state == SESS_OPEN)
+		send_join(ch);
+	else
+		emit_channel(ch, NULL, 0);
+	if (from->ops->released)
+		from->ops->released(from->host, from);
 }
 
 void
 session_free(struct session *s)
 {
-	struct strmap_iter it;
+	struct channel *ch;
 
 	if (s == NULL)
 		return;
 	s->stopping = true;
 	tq_cancel(s->tq, &s->reconnect_timer);
 	tq_cancel(s->tq, &s->heartbeat_timer);
-	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
-	     e = strmap_next(&s->channels, &it)) {
-		struct channel *ch = e->value;
-		strmap_del(&s->channels, ch->topic, ch->topic_len);
+	/* Its host is going: nothing more is reported as released. */
+	s->ops = &no_ops;
+	while ((ch = TAILQ_FIRST(&s->chans)) != NULL)
 		channel_free(ch);
-	}
-	strmap_free(&s->channels);
+	strmap_free(&s->own_topics);
 	strmap_free(&s->inflight);
 	free(s->scratch);
 	free(s);

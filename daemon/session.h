@@ -8,6 +8,12 @@
  *
  * The host promises: after ops->close() (or after it reports a close) no
  * event of that websocket reaches the session again.
+ *
+ * Shards: the sessions of one logical connection (one websocket each,
+ * for servers that cap the channels of a socket) share one topic map.
+ * Any of them answers for every topic of the connection: a join, leave,
+ * push or lookup goes to the session that holds the topic, and a new
+ * topic goes where ops->place() says.
  */
 #ifndef PHXD_SESSION_H
 #define PHXD_SESSION_H
@@ -101,15 +107,25 @@ struct session_ops {
 	void (*event)(void *host, struct session *s, const struct sess_event *ev);
 	/* Uniform random in [0, 1) for jitter. */
 	double (*random)(void *host);
+	/* Optional (shards). Which session takes a new topic; NULL: s. */
+	struct session *(*place)(void *host, struct session *s);
+	/* Optional. The server refused ch on s with "too many channels
+	 * joined": true when the host moved ch elsewhere (session_move),
+	 * false to retry it here with the rejoin back-off. */
+	bool (*cap_refused)(void *host, struct session *s, struct channel *ch);
+	/* Optional. s holds one channel fewer (left, or moved away). */
+	void (*released)(void *host, struct session *s);
 };
 
 struct sess_push;
 struct sess_waiter;
 TAILQ_HEAD(sess_push_list, sess_push);
 TAILQ_HEAD(sess_waiter_list, sess_waiter);
+TAILQ_HEAD(channel_list, channel);
 
 struct channel {
 	struct session *sess;
+	TAILQ_ENTRY(channel) link;	/* on sess->chans */
 	char *topic;
 	size_t topic_len;
 	char *payload;			/* join payload, JSON text */
@@ -164,7 +180,12 @@ struct session {
 	enum sess_state state;
 	bool stopping;
 	struct phx_refgen refs;
-	struct strmap channels;		/* topic -> struct channel */
+	/* topic -> struct channel, of every shard of the connection: the
+	 * first session's own_topics */
+	struct strmap *topics;
+	struct strmap own_topics;
+	struct channel_list chans;	/* the channels this websocket holds */
+	unsigned nchans;
 	struct strmap inflight;		/* ref -> struct sess_wait */
 	unsigned buffered;		/* pushes waiting in channel buffers */
 	size_t buffered_bytes;		/* and their payload bytes */
@@ -197,14 +218,23 @@ struct session {
 
 struct session *session_new(const struct conn_conf *conf, const struct session_ops *ops,
 			    void *host, struct timerq *tq);
-void session_free(struct session *s);	/* fails whatever is pending */
+/* Another websocket of first's connection: same settings and host ops,
+ * the same topic map, no topic of its own yet. */
+struct session *session_new_shard(struct session *first, void *host);
+/* Fails whatever is pending. A first session is freed after its shards. */
+void session_free(struct session *s);
+/* Moves ch, with its wants, waiters and buffered pushes, to session `to`
+ * (a shard of the same connection) and joins it there. */
+void session_move(struct channel *ch, struct session *to);
 
 void session_start(struct session *s);
 /* Leaves every topic, closes with 1000, answers pending requests with
  * SESS_SHUTTING_DOWN. Final. */
 void session_stop(struct session *s);
 /* New settings for the same connection. Reconnects when the websocket
- * settings changed; joins topics added to the config and leaves removed. */
+ * settings changed; leaves its topics the config no longer lists; the
+ * first session of a connection also joins the topics it added. The
+ * host reconfigures the first session last. */
 void session_reconfigure(struct session *s, const struct conn_conf *conf);
 /* Drops the websocket and connects again now (also used by the heartbeat). */
 void session_reconnect(struct session *s, const char *reason);
@@ -258,7 +288,7 @@ struct sess_req *session_push(struct session *s, const struct sess_push_args *a,
 			      sess_done_fn done, void *arg);
 /* The caller went away: `done` will not run. A join or leave stays wanted;
  * a push not sent yet is still sent, one sent already forgets its reply. */
-void session_cancel(struct session *s, struct sess_req *r);
+void session_cancel(struct sess_req *r);
 
 struct channel *session_channel(const struct session *s, const char *topic);
 const char *session_state_name(enum sess_state st);

@@ -14,11 +14,15 @@ wall_ms(void)
 }
 
 json_t *
-ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev)
+ipc_event_json(const struct phxd_shard *sh, const struct sess_event *ev)
 {
 	json_t *o = json_pack("{s:s, s:o, s:I}", "type",
 			      ev->kind == SEV_CHANNEL ? "channel" : "connection", "conn",
-			      ipc_jstr(pc->conf->name), "at", wall_ms());
+			      ipc_jstr(sh->pc->conf->name), "at", wall_ms());
+
+	/* Which websocket, for a connection with several */
+	if (ev->kind != SEV_CHANNEL)
+		json_object_set_new(o, "shard", json_integer(sh->index));
 
 	switch (ev->kind) {
 	case SEV_CONNECTING:

@@ -41,7 +41,7 @@ exec_join(struct ipc_request *r)
 	struct sess_req *h = session_join(r->pc->sess, r->topic, text, want,
 					  ipc_pending_session_done, p);
 	if (h != NULL)
-		ipc_pending_track(p, r->pc->sess, h);
+		ipc_pending_track(p, h);
 	free(text);
 }
 

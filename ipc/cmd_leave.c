@@ -35,7 +35,7 @@ exec_leave(struct ipc_request *r)
 	}
 	struct sess_req *h = session_leave(s, r->topic, left, p);
 	if (h != NULL)
-		ipc_pending_track(p, s, h);
+		ipc_pending_track(p, h);
 }
 
 const struct ipc_cmd cmd_leave = { "leave", CMD_CONN | CMD_TOPIC | CMD_TIMERS, exec_leave };

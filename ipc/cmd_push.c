@@ -49,7 +49,7 @@ push_now(struct ipc_request *r, const struct sess_push_args *a)
 	if (p != NULL) {
 		struct sess_req *h = session_push(r->pc->sess, a, ipc_pending_session_done, p);
 		if (h != NULL)
-			ipc_pending_track(p, r->pc->sess, h);
+			ipc_pending_track(p, h);
 	}
 }
 

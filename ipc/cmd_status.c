@@ -49,25 +49,10 @@ channel_json(const struct channel *ch)
 	return o;
 }
 
-static json_t *
-conn_json(const struct phxd_conn *pc)
+/* The websocket's own view; the connection's fields are the first's. */
+static void
+add_socket_fields(json_t *o, const struct session *s)
 {
-	const struct session *s = pc->sess;
-	const struct sess_stats *st = &s->stats;
-	json_t *topics = json_array(), *o;
-	struct strmap_iter it;
-
-	for (struct strmap_entry *e = strmap_first(&s->channels, &it); e;
-	     e = strmap_next(&s->channels, &it))
-		json_array_append_new(topics, channel_json(e->value));
-	o = json_pack("{s:o, s:o, s:s, s:I, s:I, s:I, s:i, s:o, s:I, s:o}", "name",
-		      ipc_jstr(pc->conf->name), "url", ipc_jstr(pc->conf->url_shown), "state",
-		      session_state_name(s->state), "connects", (json_int_t)st->connects,
-		      "reconnects", (json_int_t)st->reconnects, "attempts", (json_int_t)st->attempts,
-		      "last_close_code", s->last_close_code, "last_error", ipc_jstr(s->last_error),
-		      "buffered_pushes", (json_int_t)s->buffered, "topics", topics);
-	if (pc->conf->auth_token != NULL)
-		json_object_set_new(o, "auth_token_ignored", json_boolean(pc->token_ignored));
 	if (s->last_http_status)
 		json_object_set_new(o, "last_http_status", json_integer(s->last_http_status));
 	if (s->state == SESS_WAITING)
@@ -78,17 +63,92 @@ conn_json(const struct phxd_conn *pc)
 	if (s->state == SESS_OPEN)
 		json_object_set_new(o, "connected_for_ms",
 				    json_integer((json_int_t)(s->tq->now - s->opened_at)));
+	if (s->heartbeat_rtt_ms >= 0)
+		json_object_set_new(o, "heartbeat_rtt_ms", json_integer(s->heartbeat_rtt_ms));
+}
+
+static json_t *
+shard_json(const struct phxd_shard *sh)
+{
+	const struct session *s = sh->sess;
+	const struct channel *ch;
+	unsigned joined = 0;
+	json_t *o;
+
+	TAILQ_FOREACH(ch, &s->chans, link)
+		joined += ch->state == CHAN_JOINED;
+	o = json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:i, s:o}", "shard", (json_int_t)sh->index,
+		      "state", session_state_name(s->state), "topics", (json_int_t)s->nchans,
+		      "joined", (json_int_t)joined, "connects", (json_int_t)s->stats.connects,
+		      "reconnects", (json_int_t)s->stats.reconnects, "last_close_code",
+		      s->last_close_code, "last_error", ipc_jstr(s->last_error));
+	add_socket_fields(o, s);
+	return o;
+}
+
+static void
+sum_stats(struct sess_stats *sum, const struct sess_stats *st)
+{
+	sum->connects += st->connects;
+	sum->reconnects += st->reconnects;
+	sum->attempts += st->attempts;
+	sum->frames_in += st->frames_in;
+	sum->frames_out += st->frames_out;
+	sum->bad_frames += st->bad_frames;
+	sum->stale_dropped += st->stale_dropped;
+	sum->unmatched_replies += st->unmatched_replies;
+	sum->delivered += st->delivered;
+	sum->pushes_sent += st->pushes_sent;
+	sum->pushes_failed += st->pushes_failed;
+	sum->heartbeat_timeouts += st->heartbeat_timeouts;
+	sum->heartbeats_acked += st->heartbeats_acked;
+}
+
+static json_t *
+conn_json(const struct phxd_conn *pc)
+{
+	const struct session *s = pc->sess;
+	const struct phxd_shard *first = pc->shards[0];
+	struct sess_stats total = { 0 }, *st = &total;
+	json_t *topics = json_array(), *shards = json_array(), *o;
+	struct strmap_iter it;
+	size_t buffered = 0, buffered_bytes = 0;
+
+	for (struct strmap_entry *e = strmap_first(s->topics, &it); e;
+	     e = strmap_next(s->topics, &it)) {
+		const struct channel *ch = e->value;
+		json_t *t = channel_json(ch);
+		json_object_set_new(t, "shard", json_integer(conn_shard_of(ch)->index));
+		json_array_append_new(topics, t);
+	}
+	for (size_t i = 0; i < pc->nshards; i++) {
+		if (pc->shards[i] == NULL)
+			continue;
+		sum_stats(&total, &pc->shards[i]->sess->stats);
+		buffered += pc->shards[i]->sess->buffered;
+		buffered_bytes += pc->shards[i]->sess->buffered_bytes;
+		json_array_append_new(shards, shard_json(pc->shards[i]));
+	}
+	o = json_pack("{s:o, s:o, s:s, s:I, s:I, s:I, s:i, s:o, s:I, s:o}", "name",
+		      ipc_jstr(pc->conf->name), "url", ipc_jstr(pc->conf->url_shown), "state",
+		      session_state_name(conn_state(pc)), "connects", (json_int_t)st->connects,
+		      "reconnects", (json_int_t)st->reconnects, "attempts", (json_int_t)st->attempts,
+		      "last_close_code", s->last_close_code, "last_error", ipc_jstr(s->last_error),
+		      "buffered_pushes", (json_int_t)buffered, "topics", topics);
+	if (pc->conf->auth_token != NULL)
+		json_object_set_new(o, "auth_token_ignored", json_boolean(first->token_ignored));
+	add_socket_fields(o, s);
 	if (s->outage)
 		json_object_set_new(o, "outage",
 				    json_pack("{s:I, s:I}", "down_for_ms",
 					      (json_int_t)(s->tq->now - s->outage_since),
 					      "failed_attempts", (json_int_t)s->outage_attempts));
-	if (s->heartbeat_rtt_ms >= 0)
-		json_object_set_new(o, "heartbeat_rtt_ms", json_integer(s->heartbeat_rtt_ms));
+	json_object_set_new(o, "max_channels", json_integer(pc->cap));
+	json_object_set_new(o, "shards", shards);
 	json_object_set_new(o, "push_buffer",
-			    json_pack("{s:I, s:I, s:I, s:I}", "pushes", (json_int_t)s->buffered,
+			    json_pack("{s:I, s:I, s:I, s:I}", "pushes", (json_int_t)buffered,
 				      "max_pushes", (json_int_t)pc->conf->push_buffer, "bytes",
-				      (json_int_t)s->buffered_bytes, "max_bytes",
+				      (json_int_t)buffered_bytes, "max_bytes",
 				      (json_int_t)pc->conf->push_buffer_bytes));
 	json_object_set_new(o, "stats",
 			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "frames_in",

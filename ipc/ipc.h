@@ -40,7 +40,7 @@ bool ipc_server_activated(const struct ipc_server *srv);
 /* Fan-out from sessions. */
 void ipc_publish_message(struct ipc_server *srv, const struct phxd_conn *pc,
 			 const struct phx_msg *m);
-void ipc_publish_event(struct ipc_server *srv, const struct phxd_conn *pc,
+void ipc_publish_event(struct ipc_server *srv, const struct phxd_shard *sh,
 		       const struct sess_event *ev);
 
 /* ---- for the commands (ipc/cmd_*.c) ---- */
@@ -90,7 +90,7 @@ struct ipc_pending;
 struct ipc_pending *ipc_pending_new(struct ipc_request *r);
 /* Hands the session's request handle to the pending answer, so that it can
  * be cancelled when its client goes away. */
-void ipc_pending_track(struct ipc_pending *p, struct session *sess, struct sess_req *h);
+void ipc_pending_track(struct ipc_pending *p, struct sess_req *h);
 /* Answers a pending request from a session result (join, leave, push) and
  * frees it: the session's done callback. */
 void ipc_pending_session_done(void *pending, const struct sess_result *res);
@@ -141,6 +141,6 @@ void ipc_publish_push_failed(struct ipc_server *srv, const char *conn, const cha
 			     const char *event, const char *code, const char *message);
 
 /* An event line's object (cmd_events.c); the caller owns it. */
-json_t *ipc_event_json(const struct phxd_conn *pc, const struct sess_event *ev);
+json_t *ipc_event_json(const struct phxd_shard *sh, const struct sess_event *ev);
 
 #endif

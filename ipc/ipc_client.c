@@ -532,7 +532,7 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&c->pendings, p, entry);
 		c->npending--;
 		if (p->req)
-			session_cancel(p->sess, p->req);
+			session_cancel(p->req);
 		json_decref(p->id);
 		free(p);
 		c->refs--;
@@ -678,9 +678,8 @@ ipc_pending_new(struct ipc_request *r)
 }
 
 void
-ipc_pending_track(struct ipc_pending *p, struct session *sess, struct sess_req *h)
+ipc_pending_track(struct ipc_pending *p, struct sess_req *h)
 {
-	p->sess = sess;
 	p->req = h;
 }
 

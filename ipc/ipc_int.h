@@ -60,7 +60,6 @@ struct ipc_pending {
 	TAILQ_ENTRY(ipc_pending) entry;
 	struct ipc_client *client;
 	json_t *id;
-	struct session *sess;	/* with req: what to cancel if the client goes */
 	struct sess_req *req;
 };
 TAILQ_HEAD(ipc_pending_list, ipc_pending);

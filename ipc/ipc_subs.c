@@ -264,7 +264,7 @@ ipc_publish_push_failed(struct ipc_server *srv, const char *conn, const char *to
 }
 
 struct event_ctx {
-	const struct phxd_conn *pc;
+	const struct phxd_shard *sh;
 	const struct sess_event *ev;
 };
 
@@ -272,7 +272,7 @@ static struct ipc_line *
 build_event(void *arg)
 {
 	struct event_ctx *ec = arg;
-	json_t *body = ipc_event_json(ec->pc, ec->ev);
+	json_t *body = ipc_event_json(ec->sh, ec->ev);
 	struct ipc_line *l = ipc_encode_tail(body);
 
 	json_decref(body);
@@ -280,11 +280,11 @@ build_event(void *arg)
 }
 
 void
-ipc_publish_event(struct ipc_server *srv, const struct phxd_conn *pc, const struct sess_event *ev)
+ipc_publish_event(struct ipc_server *srv, const struct phxd_shard *sh, const struct sess_event *ev)
 {
-	struct event_ctx ec = { pc, ev };
+	struct event_ctx ec = { sh, ev };
 	const char *kind = ev->kind == SEV_CHANNEL ? "channel" : "connection";
-	struct fanout f = { pc->conf->name, kind, strlen(kind), NULL, build_event, &ec };
+	struct fanout f = { sh->pc->conf->name, kind, strlen(kind), NULL, build_event, &ec };
 
 	fan_out(&srv->events, &f);
 	ipc_line_unref(f.line);

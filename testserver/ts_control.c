@@ -286,10 +286,14 @@ cmd_stats(struct control_ctx *cc)
 {
 	struct ts_server *s = cc->srv;
 	unsigned channels = 0;
+	json_t *per_socket = json_array();
 
-	for (struct ts_conn *c = s->conns; c != NULL; c = c->next)
+	for (struct ts_conn *c = s->conns; c != NULL; c = c->next) {
 		channels += c->channel_count;
+		json_array_append_new(per_socket, json_integer(c->channel_count));
+	}
 	json_object_set_new(cc->result, "connections", json_integer(s->conn_count));
+	json_object_set_new(cc->result, "channels_per_socket", per_socket);
 	json_object_set_new(cc->result, "channels", json_integer(channels));
 	json_object_set_new(cc->result, "connects_total", json_integer((json_int_t)s->connects_total));
 	json_object_set_new(cc->result, "refused_total", json_integer((json_int_t)s->refused_total));

@@ -49,6 +49,32 @@ print_topic(json_t *t)
 	putchar('\n');
 }
 
+/* Only when there are several: one websocket is the usual case. */
+static void
+print_shards(json_t *c)
+{
+	json_t *shards = json_object_get(c, "shards"), *sh;
+	size_t i, open = 0;
+
+	if (json_array_size(shards) < 2)
+		return;
+	json_array_foreach (shards, i, sh)
+		open += strcmp(jstr(sh, "state"), "open") == 0;
+	printf("    Websockets: %zu (%zu open), at most %lld topics each\n", json_array_size(shards),
+	       open, jint(c, "max_channels"));
+	json_array_foreach (shards, i, sh) {
+		if (strcmp(jstr(sh, "state"), "open") == 0)
+			continue;
+		printf("      #%lld %s, %lld/%lld topics joined", jint(sh, "shard"), jstr(sh, "state"),
+		       jint(sh, "joined"), jint(sh, "topics"));
+		if (*jstr(sh, "last_error")) {
+			printf(": ");
+			put_safe(jstr(sh, "last_error"), 0);
+		}
+		putchar('\n');
+	}
+}
+
 static void
 print_connection(json_t *c)
 {
@@ -84,6 +110,7 @@ print_connection(json_t *c)
 			printf(" (HTTP %lld)", jint(c, "last_http_status"));
 		putchar('\n');
 	}
+	print_shards(c);
 	printf("    Frames: %lld in, %lld out; %lld delivered, %lld pushes sent, %lld failed\n",
 	       jint(st, "frames_in"), jint(st, "frames_out"), jint(st, "delivered"),
 	       jint(st, "pushes_sent"), jint(st, "pushes_failed"));

@@ -26,6 +26,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,11 +60,19 @@ static uint64_t fake_now;
 struct fuzz_host {
 	struct phxd d;
 	struct phxd_conn pc;
+	struct phxd_shard shard, *shards[1];
 	char last_sent[1024];
 	size_t last_len;
 	bool last_binary;
 	bool connecting;
 };
+
+/* The sessions' host is the shard, as in conn.c. */
+static struct fuzz_host *
+host_of(void *shard)
+{
+	return (struct fuzz_host *)((char *)shard - offsetof(struct fuzz_host, shard));
+}
 
 uint64_t
 phxd_now_ms(void)
@@ -104,7 +113,7 @@ static void
 fake_connect(void *host, struct session *s)
 {
 	(void)s;
-	((struct fuzz_host *)host)->connecting = true;
+	host_of(host)->connecting = true;
 }
 
 static void
@@ -113,13 +122,13 @@ fake_close(void *host, struct session *s, int code, const char *reason)
 	(void)s;
 	(void)code;
 	(void)reason;
-	((struct fuzz_host *)host)->connecting = false;
+	host_of(host)->connecting = false;
 }
 
 static void
 fake_send(void *host, struct session *s, const char *frame, size_t len, bool binary)
 {
-	struct fuzz_host *h = host;
+	struct fuzz_host *h = host_of(host);
 
 	(void)s;
 	if (len > sizeof(h->last_sent))
@@ -132,7 +141,7 @@ fake_send(void *host, struct session *s, const char *frame, size_t len, bool bin
 static void
 fake_message(void *host, struct session *s, const struct phx_msg *m)
 {
-	struct fuzz_host *h = host;
+	struct fuzz_host *h = host_of(host);
 
 	(void)s;
 	ipc_publish_message(h->d.ipc, &h->pc, m);
@@ -141,11 +150,11 @@ fake_message(void *host, struct session *s, const struct phx_msg *m)
 static void
 fake_event(void *host, struct session *s, const struct sess_event *ev)
 {
-	struct fuzz_host *h = host;
+	struct fuzz_host *h = host_of(host);
 
 	(void)s;
 	if (h->d.ipc)
-		ipc_publish_event(h->d.ipc, &h->pc, ev);
+		ipc_publish_event(h->d.ipc, &h->shard, ev);
 }
 
 static const struct session_ops fake_ops = {
@@ -264,7 +273,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	h->d.tq.now = fake_now;
 	h->pc.d = &h->d;
 	h->pc.conf = h->d.conf->conns[0];
-	h->pc.sess = session_new(h->pc.conf, &fake_ops, h, &h->d.tq);
+	h->pc.sess = session_new(h->pc.conf, &fake_ops, &h->shard, &h->d.tq);
+	h->pc.cap = h->pc.conf->max_channels;
+	/* one websocket: conn.c's shards need the real transport */
+	h->shard = (struct phxd_shard){ .pc = &h->pc, .sess = h->pc.sess };
+	h->shards[0] = &h->shard;
+	h->pc.shards = h->shards;
+	h->pc.nshards = 1;
 	conns[0] = &h->pc;
 	h->d.conns = conns;
 	h->d.nconns = 1;

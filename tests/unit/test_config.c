@@ -142,6 +142,9 @@ static const struct {
 	{ "[phxd]\nallow_groups = root no-such-group-phxd\n", "allow_groups: no group named 'no-such-group-phxd'" },
 	{ "[phxd]\nclient_max_pending = 0\n", ":2: client_max_pending: '0' is not an integer from 1" },
 	{ "[connection a]\nurl = ws://h/s\nmax_topics = -1\n", ":3: max_topics: '-1' is not an integer" },
+	{ "[connection a]\nurl = ws://h/s\nmax_channels = -1\n", ":3: max_channels: '-1' is not an integer" },
+	{ "[connection a]\nurl = ws://h/s\nmax_channels = 10000001\n", ":3: max_channels:" },
+	{ "[connection a]\nurl = ws://h/s\nmax_channels = many\n", ":3: max_channels: 'many' is not an integer" },
 };
 
 START_TEST(bad_input_gives_file_line_key)

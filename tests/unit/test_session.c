@@ -35,6 +35,9 @@ struct fake {
 	json_t *messages;	/* delivered: [topic, event, payload] */
 	json_t *events;
 	double random;
+	struct fake *shard;	/* the second websocket of a sharded fake */
+	bool is_shard;
+	unsigned released;
 };
 
 static void
@@ -108,7 +111,44 @@ fk_random(void *host)
 }
 
 static const struct session_ops fk_ops = {
-	fk_connect, fk_close, fk_send, fk_message, fk_event, fk_random,
+	.connect = fk_connect,
+	.close = fk_close,
+	.send = fk_send,
+	.message = fk_message,
+	.event = fk_event,
+	.random = fk_random,
+};
+
+/* A host of two websockets: new topics on the first, a refused one moves
+ * to the second. */
+static bool
+fk_cap_refused(void *host, struct session *s, struct channel *ch)
+{
+	struct fake *f = host;
+
+	(void)s;
+	if (f->is_shard || f->shard == NULL)
+		return false;
+	session_move(ch, f->shard->s);
+	return true;
+}
+
+static void
+fk_released(void *host, struct session *s)
+{
+	(void)s;
+	((struct fake *)host)->released++;
+}
+
+static const struct session_ops fk_shard_ops = {
+	.connect = fk_connect,
+	.close = fk_close,
+	.send = fk_send,
+	.message = fk_message,
+	.event = fk_event,
+	.random = fk_random,
+	.cap_refused = fk_cap_refused,
+	.released = fk_released,
 };
 
 static void
@@ -290,6 +330,35 @@ static struct channel *
 chan(struct fake *f, const char *topic)
 {
 	return session_channel(f->s, topic);
+}
+
+/* A second websocket for f, sharing its topic map. */
+static struct fake *
+fake_shard(struct fake *f)
+{
+	struct fake *g = calloc(1, sizeof(*g));
+
+	g->conf = f->conf;
+	g->sent = json_array();
+	g->messages = json_array();
+	g->events = json_array();
+	g->random = 0.5;
+	g->is_shard = true;
+	g->s = session_new_shard(f->s, g);
+	f->shard = g;
+	return g;
+}
+
+static void
+fake_shard_free(struct fake *g)
+{
+	session_free(g->s);
+	for (size_t i = 0; i < json_array_size(g->sent); i++)
+		free(g->sent_raw[i]);
+	json_decref(g->sent);
+	json_decref(g->messages);
+	json_decref(g->events);
+	free(g);
 }
 
 /* ---- connection and joins ------------------------------------------------ */
@@ -515,6 +584,82 @@ START_TEST(join_error_surfaced_and_retried_with_backoff)
 	reply_join(f, "rejected:x", "ok", "{}");
 	ck_assert_uint_eq(chan(f, "rejected:x")->rejoin_tries, 0);
 	ck_assert_ptr_null(chan(f, "rejected:x")->last_error);
+	fake_free(f);
+}
+END_TEST
+
+START_TEST(a_topic_refused_for_the_cap_moves_with_its_waiters_and_pushes)
+{
+	struct fake *f = fake_new(NULL);
+	struct result_rec ra = { 0 }, rb = { 0 }, rp = { 0 };
+	struct sess_push_args p = { "rooms:b", "ev", "{\"n\":1}", 7, false, true, 0 };
+
+	f->s->ops = &fk_shard_ops;
+	struct fake *g = fake_shard(f);
+	ck_assert_ptr_eq(g->s->topics, f->s->topics);
+	open_socket(f);
+	session_join(f->s, "rooms:a", NULL, WANT_RUNTIME, record, &ra);
+	session_join(f->s, "rooms:b", "{\"k\":2}", WANT_CLIENT(7), record, &rb);
+	reply_join(f, "rooms:a", "ok", "{}");
+	session_push(f->s, &p, record, &rp);	/* waits for the join of rooms:b */
+	ck_assert_uint_eq(f->s->buffered, 1);
+	reply_join(f, "rooms:b", "error", "{\"reason\":\"too many channels joined\"}");
+	/* not an answer: the join goes on on the other websocket */
+	ck_assert_int_eq(rb.calls, 0);
+	ck_assert_int_eq(rp.calls, 0);
+	struct channel *b = chan(f, "rooms:b");
+	ck_assert_ptr_eq(b->sess, g->s);
+	ck_assert_uint_eq(f->s->nchans, 1);
+	ck_assert_uint_eq(g->s->nchans, 1);
+	ck_assert_uint_eq(f->released, 1);
+	ck_assert_uint_eq(f->s->buffered, 0);
+	ck_assert_uint_eq(g->s->buffered, 1);
+	ck_assert_uint_eq(g->s->buffered_bytes, 7);
+	ck_assert_uint_eq(b->nholders, 1);
+	ck_assert_int_eq(b->state, CHAN_WAITING);
+	/* the second websocket opens and joins it, with its payload */
+	session_start(g->s);
+	session_on_open(g->s);
+	json_t *j = find_sent(g, 0, "rooms:b", "phx_join");
+	ck_assert_ptr_nonnull(j);
+	ck_assert(jeq(json_array_get(j, 4), "{\"k\":2}"));
+	ck_assert_ptr_null(find_sent(g, 0, "rooms:a", "phx_join"));
+	reply_join(g, "rooms:b", "ok", "{}");
+	ck_assert_int_eq(rb.calls, 1);
+	ck_assert_int_eq(rb.outcome, SESS_OK);
+	/* the buffered push goes out there, and its reply comes back there */
+	json_t *pf = find_sent(g, 0, "rooms:b", "ev");
+	ck_assert_ptr_nonnull(pf);
+	ck_assert_ptr_null(find_sent(f, 0, "rooms:b", "ev"));
+	char reply[256];
+	snprintf(reply, sizeof(reply), "[\"%s\",\"%s\",\"rooms:b\",\"phx_reply\",{\"status\":\"ok\",\"response\":{\"r\":1}}]",
+		 fs(pf, 0), fs(pf, 1));
+	session_on_frame(g->s, reply, strlen(reply), false);
+	ck_assert_int_eq(rp.calls, 1);
+	ck_assert_str_eq(rp.response, "{\"r\":1}");
+	/* a request through the first session reaches the topic's websocket */
+	struct sess_push_args q = { "rooms:b", "again", "{}", 2, false, false, 0 };
+	session_push(f->s, &q, NULL, NULL);
+	ck_assert_ptr_nonnull(find_sent(g, 0, "rooms:b", "again"));
+	ck_assert_ptr_null(find_sent(f, 0, "rooms:b", "again"));
+	/* a message for rooms:b on the first socket is not the topic's */
+	snprintf(reply, sizeof(reply), "[\"%s\",null,\"rooms:b\",\"news\",{}]", b->join_ref);
+	uint64_t stale = f->s->stats.stale_dropped;
+	server(f, reply);
+	ck_assert_uint_eq(f->s->stats.stale_dropped, stale + 1);
+	ck_assert_uint_eq(json_array_size(f->messages), 0);
+	session_on_frame(g->s, reply, strlen(reply), false);
+	ck_assert_uint_eq(json_array_size(g->messages), 1);
+	/* a leave through the first session goes out on the second */
+	session_leave(f->s, "rooms:b", NULL, NULL);
+	ck_assert_ptr_nonnull(find_sent(g, 0, "rooms:b", "phx_leave"));
+	/* a refusal the host does not take is retried in place */
+	session_join(f->s, "rooms:c", NULL, WANT_RUNTIME, NULL, NULL);
+	ck_assert_ptr_eq(chan(f, "rooms:c")->sess, f->s);
+	f->shard = NULL;
+	reply_join(f, "rooms:c", "error", "{\"reason\":\"too many channels joined\"}");
+	ck_assert_int_eq(chan(f, "rooms:c")->state, CHAN_ERRORED);
+	fake_shard_free(g);
 	fake_free(f);
 }
 END_TEST
@@ -909,7 +1054,7 @@ START_TEST(cancelled_requests_never_call_back)
 	/* a join waiter, cancelled: the join itself stays wanted */
 	struct sess_req *h = session_join(f->s, "rooms:c", NULL, WANT_RUNTIME, record, &j);
 	ck_assert_ptr_nonnull(h);
-	session_cancel(f->s, h);
+	session_cancel(h);
 	reply_join(f, "rooms:c", "ok", "{}");
 	ck_assert_int_eq(j.calls, 0);
 	ck_assert_int_eq(chan(f, "rooms:c")->state, CHAN_JOINED);
@@ -918,7 +1063,7 @@ START_TEST(cancelled_requests_never_call_back)
 	h = session_push(f->s, &a, record, &sent_p);
 	ck_assert_ptr_nonnull(h);
 	json_t *pf = find_sent(f, 0, "rooms:c", "ping");
-	session_cancel(f->s, h);
+	session_cancel(h);
 	ck_assert_uint_eq(f->s->inflight.len, 0);
 	serverf(f, "[\"%s\",\"%s\",\"rooms:c\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]",
 		fs(pf, 0), fs(pf, 1));
@@ -929,7 +1074,7 @@ START_TEST(cancelled_requests_never_call_back)
 	struct sess_push_args b = { "rooms:w", "later", "{}", 2, false, true, 0 };
 	h = session_push(f->s, &b, record, &buffered);
 	ck_assert_ptr_nonnull(h);
-	session_cancel(f->s, h);
+	session_cancel(h);
 	size_t mark = nsent(f);
 	reply_join(f, "rooms:w", "ok", "{}");
 	ck_assert_ptr_nonnull(find_sent(f, mark, "rooms:w", "later"));
@@ -1116,7 +1261,7 @@ START_TEST(a_topic_is_left_only_when_nobody_wants_it)
 
 	/* A runtime join of a new topic counts against max_topics; the config
 	 * does not. */
-	n->max_topics = f->s->channels.len;
+	n->max_topics = f->s->topics->len;
 	struct result_rec r = { 0 };
 	session_join(f->s, "one-too-many", NULL, WANT_CLIENT(3), record, &r);
 	ck_assert_int_eq(r.outcome, SESS_TOO_MANY_TOPICS);
@@ -1186,6 +1331,7 @@ session_suite(void)
 	tcase_add_test(tc, auth_failure_retries_slowly);
 	tcase_add_test(tc, rejoins_every_topic_after_reconnect);
 	tcase_add_test(tc, join_error_surfaced_and_retried_with_backoff);
+	tcase_add_test(tc, a_topic_refused_for_the_cap_moves_with_its_waiters_and_pushes);
 	tcase_add_test(tc, join_timeout_leaves_and_rejoins);
 	tcase_add_test(tc, phx_error_rejoins_and_fails_inflight);
 	tcase_add_test(tc, phx_close_is_final);
