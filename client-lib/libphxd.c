@@ -702,6 +702,31 @@ take_response(struct phxd_client *c, int rc, char *result, char **response)
 	return PHXD_OK;
 }
 
+/* {"status":"stored","id":N}: *response = "N" */
+static int
+take_stored_id(struct phxd_client *c, int rc, char *result, char **response)
+{
+	if (response)
+		*response = NULL;
+	if (rc != PHXD_OK || result == NULL || response == NULL) {
+		free(result);
+		return rc;
+	}
+	json_t *r = json_loads(result, 0, NULL);
+	json_t *id = json_object_get(r, "id");
+	free(result);
+	if (!json_is_integer(id)) {
+		json_decref(r);
+		return fail(c, PHXD_EPROTOCOL, "protocol", "no id in the answer to a durable push");
+	}
+	char num[24];
+	snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(id));
+	json_decref(r);
+	if ((*response = strdup(num)) == NULL)
+		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
+	return PHXD_OK;
+}
+
 static int
 join(struct phxd_client *c, const char *conn, const char *topic, const char *payload,
      const char *hold, char **response)
@@ -800,7 +825,7 @@ phxd_notify(struct phxd_client *c, const char *conn, const char *topic, const ch
 	}
 	size_t cap = 64 + json_escaped_len(topic, strlen(topic)) +
 		     json_escaped_len(event, strlen(event)) +
-		     (conn ? json_escaped_len(conn, strlen(conn)) : 0) + plen + 4;
+		     (conn ? json_escaped_len(conn, strlen(conn)) : 0) + plen + 32;
 	if ((line = malloc(cap)) == NULL) {
 		free(b64);
 		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
@@ -826,6 +851,11 @@ phxd_notify(struct phxd_client *c, const char *conn, const char *topic, const ch
 		p += sizeof(key) - 1;
 		memcpy(p, payload, plen);
 		p += plen;
+	}
+	if (flags & PHXD_PUSH_DURABLE) {
+		static const char durable[] = ",\"durable\":true";
+		memcpy(p, durable, sizeof(durable) - 1);
+		p += sizeof(durable) - 1;
 	}
 	*p++ = '}';
 	rc = queue_out(c, line, (size_t)(p - line), "", 0);
@@ -875,6 +905,11 @@ phxd_push(struct phxd_client *c, const char *conn, const char *topic, const char
 	}
 	if (flags & PHXD_PUSH_AWAIT)
 		json_object_set_new(req, "await", json_true());
+	if (flags & PHXD_PUSH_DURABLE) {
+		json_object_set_new(req, "durable", json_true());
+		rc = call_json(c, req, &result);
+		return take_stored_id(c, rc, result, response);
+	}
 	if (timeout_ms) {
 		json_object_set_new(req, "timeout_ms", json_integer(timeout_ms));
 		/* phxd answers at the push's timeout; wait a little longer for

@@ -114,6 +114,11 @@ int phxd_leave(struct phxd_client *c, const char *conn, const char *topic);
 
 #define PHXD_PUSH_AWAIT 1u	/* wait for the server's reply */
 #define PHXD_PUSH_BINARY 2u	/* payload is bytes (payload_len) for a binary frame */
+/* Stored by phxd's outbox before the answer, and delivered (again after
+ * outages and restarts of phxd) until the server replies; not with
+ * PHXD_PUSH_AWAIT or a timeout. *response gets the stored push's id
+ * (decimal); deliveries are "outbox" lines on phxd_events() streams. */
+#define PHXD_PUSH_DURABLE 4u
 /* Pushes event to topic. payload: JSON text (NULL: {}), or payload_len
  * bytes with PHXD_PUSH_BINARY (copied; the caller keeps its buffer).
  * timeout_ms 0: the connection's push_timeout_ms. Without PHXD_PUSH_AWAIT

@@ -80,6 +80,14 @@ static const struct opt global_opts[] = {
 	  "ADDRESS:PORT of the HTTP metrics endpoint (off when unset)" },
 	{ "metrics_max_topics", OPT_UINT, G(metrics_max_topics), 0, 0, 10000000, "1000",
 	  "topics with their own series in the metrics; the rest are counted" },
+	{ "outbox", OPT_STRING, G(outbox), 0, 0, 0, NULL,
+	  "SQLite file of durable pushes (default $STATE_DIRECTORY/outbox.db; \"off\": none)" },
+	{ "outbox_sync", OPT_STRING, G(outbox_sync), 0, 0, 0, "full",
+	  "full: a stored push survives power loss; normal: a crash of phxd" },
+	{ "outbox_max_messages", OPT_UINT, G(outbox_max_messages), 0, 1, 100000000, "100000",
+	  "durable pushes stored at once; more are refused" },
+	{ "outbox_max_bytes", OPT_UINT, G(outbox_max_bytes), 0, 4096, 1u << 31, "67108864",
+	  "payload bytes of those" },
 };
 
 static const struct opt conn_opts[] = {
@@ -917,6 +925,14 @@ config_load(const char *path, char *err, size_t errlen)
 				 "%s: metrics_listen: '%s' is not ADDRESS:PORT (127.0.0.1:9464, "
 				 "[::1]:9464)", path, conf->metrics_listen);
 	}
+	if (ps.err[0] == '\0' && conf->outbox != NULL && conf->outbox[0] != '/' &&
+	    strcmp(conf->outbox, "off") != 0)
+		snprintf(ps.err, sizeof(ps.err), "%s: outbox: '%s' is not an absolute path or off",
+			 path, conf->outbox);
+	if (ps.err[0] == '\0' && strcmp(conf->outbox_sync, "full") != 0 &&
+	    strcmp(conf->outbox_sync, "normal") != 0)
+		snprintf(ps.err, sizeof(ps.err), "%s: outbox_sync: '%s' is not full or normal", path,
+			 conf->outbox_sync);
 	if (ps.err[0] == '\0')
 		resolve_access(conf, ps.err, sizeof(ps.err));
 	if (ps.err[0] != '\0') {
@@ -991,6 +1007,8 @@ config_free(struct phxd_conf *c)
 	free(c->allow_users);
 	free(c->allow_groups);
 	free(c->metrics_listen);
+	free(c->outbox);
+	free(c->outbox_sync);
 	free(c->allow_uids);
 	free(c->allow_gids);
 	free(c);

@@ -93,6 +93,10 @@ struct phxd_conf {
 	char *allow_groups;
 	char *metrics_listen;		/* ADDRESS:PORT; NULL: no metrics endpoint */
 	unsigned metrics_max_topics;
+	char *outbox;			/* path; NULL: $STATE_DIRECTORY/outbox.db or none */
+	char *outbox_sync;		/* "full" or "normal" */
+	unsigned outbox_max_messages;
+	unsigned outbox_max_bytes;
 	uid_t *allow_uids;		/* resolved when the file is read */
 	size_t nallow_uids;
 	gid_t *allow_gids;

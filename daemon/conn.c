@@ -3,6 +3,7 @@
 
 #include "ipc/ipc.h"
 #include "log.h"
+#include "outbox.h"
 #include "phxd.h"
 #include "xmalloc.h"
 
@@ -195,6 +196,8 @@ host_event(void *host, struct session *s, const struct sess_event *ev)
 	(void)s;
 	if (d->ipc)
 		ipc_publish_event(d->ipc, sh, ev);
+	if (ev->kind == SEV_CHANNEL && ev->chan_state == CHAN_JOINED && d->outbox != NULL)
+		outbox_topic_joined(d->outbox, sh->pc, ev->topic);
 	if (ev->kind != SEV_CONNECTING)
 		phxd_notify_status(d);
 }

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
+#include "outbox.h"
 #include "xmalloc.h"
 
 #include <errno.h>
@@ -145,6 +146,53 @@ conn_add(struct phxd *d, struct conn_conf *conf)
 	return d->conns[slot] = conn_new(d, conf);
 }
 
+/* ---- the outbox ---------------------------------------------------------------- */
+
+const char *
+phxd_outbox_path(const struct phxd_conf *conf, char *buf, size_t size)
+{
+	const char *state_dir = getenv("STATE_DIRECTORY");
+
+	if (conf->outbox != NULL)
+		return strcmp(conf->outbox, "off") == 0 ? NULL : conf->outbox;
+	/* systemd's StateDirectory=; the first one when it lists several */
+	if (state_dir == NULL || state_dir[0] != '/')
+		return NULL;
+	snprintf(buf, size, "%.*s/outbox.db", (int)strcspn(state_dir, ":"), state_dir);
+	return buf;
+}
+
+/* Opens the outbox the config names, when none is open: a broken one is
+ * reported and phxd goes on without it (durable pushes are refused with
+ * the reason) until a reload finds it fixed. */
+static void
+open_outbox(struct phxd *d)
+{
+	char buf[4096];
+	const char *path = phxd_outbox_path(d->conf, buf, sizeof(buf));
+
+	if (d->outbox != NULL) {
+		if (path == NULL || strcmp(path, outbox_path(d->outbox)) != 0)
+			log_warnx("reload: a new outbox takes a restart; keeping %s",
+				  outbox_path(d->outbox));
+		outbox_set_limits(d->outbox, d->conf->outbox_max_messages,
+				  d->conf->outbox_max_bytes);
+		return;
+	}
+	d->outbox_error[0] = '\0';
+	if (path == NULL)
+		return;
+	d->outbox = outbox_open(d, path, strcmp(d->conf->outbox_sync, "full") == 0,
+				d->outbox_error, sizeof(d->outbox_error));
+	if (d->outbox == NULL) {
+		log_warnx("%s; durable pushes are refused until a reload finds it fixed",
+			  d->outbox_error);
+		return;
+	}
+	outbox_set_limits(d->outbox, d->conf->outbox_max_messages, d->conf->outbox_max_bytes);
+	outbox_start(d->outbox);
+}
+
 /* ---- reload ---------------------------------------------------------------- */
 
 bool
@@ -203,12 +251,13 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 	}
 	if (fresh->receive_queue != old->receive_queue)
 		transport_set_receive_cap(d->tp, fresh->receive_queue);
+	d->conf = fresh;
+	open_outbox(d);
 	if (!d->log_level_forced && fresh->log_level != old->log_level) {
 		log_set_level(fresh->log_level);
 		log_route_libraries();
 		log_info("reload: log level now %s", log_level_name(fresh->log_level));
 	}
-	d->conf = fresh;
 	config_free(old);
 	d->reloads++;
 	phxd_timers_changed(d);
@@ -344,6 +393,9 @@ teardown(struct phxd *d)
 	d->stopping = true;	/* requests still arriving are answered so */
 	if (d->tp)
 		transport_stop(d->tp, 0);
+	/* before the sessions: what it has in flight is theirs */
+	outbox_close(d->outbox);
+	d->outbox = NULL;
 	for (size_t i = 0; i < d->nconns; i++)
 		if (d->conns[i] != NULL)
 			conn_free(d->conns[i]);
@@ -515,6 +567,7 @@ main(int argc, char **argv)
 	d.resolver = resolver_new(d.base);
 	for (size_t i = 0; i < d.conf->nconns; i++)
 		conn_add(&d, d.conf->conns[i]);
+	open_outbox(&d);
 
 	/* Signals first: a client may see the socket, and a supervisor may
 	 * signal, the moment it exists. */

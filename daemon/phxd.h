@@ -19,6 +19,7 @@
 
 struct ipc_server;
 struct metrics_http;
+struct outbox;
 
 struct phxd {
 	struct event_base *base;
@@ -36,6 +37,8 @@ struct phxd {
 	bool watchdog_withheld;
 	struct ipc_server *ipc;
 	struct metrics_http *metrics;	/* NULL unless metrics_listen */
+	struct outbox *outbox;		/* NULL: none, or it failed to open */
+	char outbox_error[512];		/* why it is NULL; "" when none is configured */
 	struct phxd_conn **conns;	/* NULL where a reload removed one */
 	size_t nconns;
 	struct phxd_shard **shards;	/* by transport id; NULL where one closed */
@@ -55,6 +58,9 @@ uint64_t phxd_now_ms(void);
 /* Re-arms the libevent timer after anything changed the timer queue. */
 void phxd_timers_changed(struct phxd *d);
 struct phxd_conn *phxd_find_conn(struct phxd *d, const char *name);
+/* The outbox file the config names (or $STATE_DIRECTORY/outbox.db);
+ * NULL for none. */
+const char *phxd_outbox_path(const struct phxd_conf *conf, char *buf, size_t size);
 /* Reloads the config file; false with err set when it did not parse. */
 bool phxd_reload(struct phxd *d, char *err, size_t errlen);
 /* Pushes the one-line summary to systemd (STATUS=) when it changed:

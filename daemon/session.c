@@ -720,6 +720,7 @@ add_want(struct channel *ch, struct sess_want want)
 {
 	ch->from_config |= want.config;
 	ch->runtime |= want.runtime;
+	ch->from_outbox |= want.outbox;
 	if (want.client == 0)
 		return;
 	for (uint32_t i = 0; i < ch->nholders; i++)
@@ -735,7 +736,7 @@ add_want(struct channel *ch, struct sess_want want)
 bool
 session_wanted(const struct channel *ch)
 {
-	return ch->from_config || ch->runtime || ch->nholders > 0;
+	return ch->from_config || ch->runtime || ch->from_outbox || ch->nholders > 0;
 }
 
 bool
@@ -746,6 +747,8 @@ session_unwant(struct session *s, struct channel *ch, struct sess_want want)
 		ch->from_config = false;
 	if (want.runtime)
 		ch->runtime = false;
+	if (want.outbox)
+		ch->from_outbox = false;
 	for (uint32_t i = 0; want.client && i < ch->nholders; i++) {
 		if (ch->holders[i] == want.client) {
 			ch->holders[i] = ch->holders[--ch->nholders];
@@ -834,7 +837,7 @@ session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg
 	s = ch->sess;
 	if (ch->state == CHAN_LEAVING)
 		return done ? add_waiter(ch, true, done, arg) : NULL;
-	ch->from_config = ch->runtime = false;
+	ch->from_config = ch->runtime = ch->from_outbox = false;
 	ch->nholders = 0;
 	fail_buffered(ch, SESS_LEFT, "topic left before the push could be sent");
 	settle_waiters_with(ch, false, SESS_LEFT, "topic left");

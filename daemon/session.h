@@ -132,6 +132,7 @@ struct channel {
 	enum chan_state state;
 	bool from_config;		/* wanted: the config lists it */
 	bool runtime;			/* wanted: a join request, until a leave */
+	bool from_outbox;		/* wanted: durable pushes wait for it */
 	uint32_t nholders, holders_cap;	/* wanted: IPC clients, while connected */
 	uint64_t *holders;		/* their ids */
 	char join_ref[PHX_REF_BUFSZ];	/* current join; "" before the first */
@@ -257,11 +258,13 @@ struct sess_req;
 struct sess_want {
 	bool config;		/* the config lists it */
 	bool runtime;		/* a join request; until a leave */
+	bool outbox;		/* durable pushes wait for it; until they are sent */
 	uint64_t client;	/* an IPC client, while it is connected; 0: none */
 };
 #define WANT_CONFIG ((struct sess_want){ .config = true })
 #define WANT_RUNTIME ((struct sess_want){ .runtime = true })
 #define WANT_CLIENT(id) ((struct sess_want){ .client = (id) })
+#define WANT_OUTBOX ((struct sess_want){ .outbox = true })
 
 /* Adds `want` to topic and joins it if it was not. Sharing: there is one
  * join per topic per connection; a second request shares the first. */

@@ -15,11 +15,11 @@
 #include <string.h>
 
 extern const struct ipc_cmd cmd_hello, cmd_status, cmd_join, cmd_leave, cmd_push, cmd_subscribe,
-	cmd_unsubscribe, cmd_events, cmd_presence, cmd_reload, cmd_metrics;
+	cmd_unsubscribe, cmd_events, cmd_presence, cmd_reload, cmd_metrics, cmd_outbox;
 
 static const struct ipc_cmd *const cmd_table[] = {
 	&cmd_hello, &cmd_status, &cmd_join, &cmd_leave, &cmd_push, &cmd_subscribe,
-	&cmd_unsubscribe, &cmd_events, &cmd_presence, &cmd_reload, &cmd_metrics,
+	&cmd_unsubscribe, &cmd_events, &cmd_presence, &cmd_reload, &cmd_metrics, &cmd_outbox,
 };
 
 const struct ipc_cmd *
@@ -180,6 +180,12 @@ ipc_pending_session_done(void *arg, const struct sess_result *res)
 	}
 	ipc_pending_answer(p, ipc_encode_reply(p->id, ok, body, raw, raw_len));
 	free(owned);
+}
+
+void
+ipc_pending_answer_error(struct ipc_pending *p, const char *code, const char *message)
+{
+	ipc_pending_answer(p, ipc_encode_reply(p->id, false, error_body(code, message), NULL, 0));
 }
 
 void

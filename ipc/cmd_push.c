@@ -30,18 +30,88 @@ notice_done(void *arg, const struct sess_result *res)
 	free(n);
 }
 
+static struct notice *
+notice_new(struct ipc_request *r, const struct sess_push_args *a)
+{
+	size_t tlen = strlen(a->topic) + 1, elen = strlen(a->event) + 1;
+	struct notice *n = xmalloc(sizeof(*n) + tlen + elen);
+
+	n->d = r->d;
+	n->pc = r->pc;
+	memcpy(n->text, a->topic, tlen);
+	n->event = n->text + tlen;
+	memcpy(n->event, a->event, elen);
+	return n;
+}
+
+static void
+notice_stored(void *arg, const struct outbox_result *res)
+{
+	struct notice *n = arg;
+
+	if (res->code != NULL)
+		ipc_publish_push_failed(n->d->ipc, n->pc->conf->name, n->text, n->event, res->code,
+					res->message);
+	free(n);
+}
+
+static void
+answer_stored(void *arg, const struct outbox_result *res)
+{
+	struct ipc_pending *p = arg;
+
+	if (res->code != NULL)
+		ipc_pending_answer_error(p, res->code, res->message);
+	else
+		ipc_pending_answer_ok(p, json_pack("{s:s, s:I}", "status", "stored", "id",
+						   (json_int_t)res->id));
+}
+
+/* A durable push: answered once stored; delivered by the outbox. */
+static void
+store(struct ipc_request *r, const struct sess_push_args *a)
+{
+	struct channel *ch = session_channel(r->pc->sess, a->topic);
+	struct ipc_pending *p;
+
+	if (strlen(a->event) > PHX_MAX_FIELD) {
+		/* a push session_push() would refuse, every time it was sent */
+		ipc_reply_error(r, PHXD_E_TOO_LARGE, "topic and event are at most 255 bytes");
+		return;
+	}
+	if (r->d->outbox == NULL) {
+		ipc_reply_error(r, PHXD_E_OUTBOX, "%s",
+				r->d->outbox_error[0] ? r->d->outbox_error
+						      : "no outbox is configured (outbox in [phxd])");
+		return;
+	}
+	/* As a push: to a topic somebody wants. The outbox then holds it
+	 * until its pushes are delivered, across restarts too. */
+	if (ch == NULL || ch->state == CHAN_CLOSED || ch->state == CHAN_LEAVING) {
+		ipc_reply_error(r, PHXD_E_NOT_JOINED, "%s",
+				ch == NULL ? "topic is not joined; join it first"
+					   : ch->state == CHAN_CLOSED ? "the server closed this channel"
+								      : "topic is being left");
+		return;
+	}
+	struct outbox_push op = { r->pc, a->topic, ch->payload, a->event, a->payload,
+				  a->payload_len, a->binary };
+	if (r->notification) {
+		outbox_store(r->d->outbox, &op, notice_stored, notice_new(r, a));
+		return;
+	}
+	if ((p = ipc_pending_new(r)) == NULL)
+		return;
+	struct outbox_msg *m = outbox_store(r->d->outbox, &op, answer_stored, p);
+	if (m != NULL)
+		ipc_pending_track_store(p, m);
+}
+
 static void
 push_now(struct ipc_request *r, const struct sess_push_args *a)
 {
 	if (r->notification) {
-		size_t tlen = strlen(a->topic) + 1, elen = strlen(a->event) + 1;
-		struct notice *n = xmalloc(sizeof(*n) + tlen + elen);
-		n->d = r->d;
-		n->pc = r->pc;
-		memcpy(n->text, a->topic, tlen);
-		n->event = n->text + tlen;
-		memcpy(n->event, a->event, elen);
-		session_push(r->pc->sess, a, notice_done, n);
+		session_push(r->pc->sess, a, notice_done, notice_new(r, a));
 		return;
 	}
 	struct ipc_pending *p = ipc_pending_new(r);
@@ -60,13 +130,22 @@ exec_push(struct ipc_request *r)
 	json_t *payload = json_object_get(r->body, "payload");
 	const char *b64;
 	json_int_t timeout = 0;
-	bool await_reply = false;
+	bool await_reply = false, durable = false;
 	char *text;
 
 	if (!ipc_get_string(r, "event", true, &a.event) ||
 	    !ipc_get_string(r, "payload_b64", false, &b64) || !ipc_get_bool(r, "await", &await_reply) ||
-	    !ipc_get_uint(r, "timeout_ms", 86400000, &timeout))
+	    !ipc_get_uint(r, "timeout_ms", 86400000, &timeout) ||
+	    !ipc_get_bool(r, "durable", &durable))
 		return;
+	if (durable && (await_reply || json_object_get(r->body, "timeout_ms") != NULL)) {
+		r->notification = false;
+		ipc_reply_error(r, PHXD_E_BAD_REQUEST,
+				"a durable push is answered once stored and delivered later: "
+				"\"await\" and \"timeout_ms\" do not apply (deliveries are on the "
+				"events stream)");
+		return;
+	}
 	if (r->notification && await_reply) {
 		r->notification = false;	/* this one is answered: there is nothing to await */
 		ipc_reply_error(r, PHXD_E_BAD_REQUEST, "a push with \"await\" needs an \"id\"");
@@ -94,7 +173,10 @@ exec_push(struct ipc_request *r)
 	a.payload = text;
 	a.await_reply = await_reply;
 	a.timeout_ms = (unsigned)timeout;
-	push_now(r, &a);
+	if (durable)
+		store(r, &a);
+	else
+		push_now(r, &a);
 	free(text);
 }
 

@@ -19,8 +19,8 @@ error_json(const char *text)
 json_t *
 ipc_wanted_json(const struct channel *ch)
 {
-	return json_pack("{s:b, s:b, s:I}", "config", ch->from_config, "runtime", ch->runtime,
-			 "clients", (json_int_t)ch->nholders);
+	return json_pack("{s:b, s:b, s:I, s:b}", "config", ch->from_config, "runtime", ch->runtime,
+			 "clients", (json_int_t)ch->nholders, "outbox", ch->from_outbox);
 }
 
 static json_t *
@@ -179,12 +179,15 @@ exec_status(struct ipc_request *r)
 		json_array_append_new(conns, conn_json(pc));
 	}
 	gettimeofday(&tv, NULL);
-	ipc_reply_ok(r, json_pack("{s:s, s:I, s:I, s:o, s:o}", "daemon", "phxd " PACKAGE_VERSION,
+	json_t *outbox = d->outbox ? outbox_summary(d->outbox)
+		       : d->outbox_error[0] ? json_pack("{s:o}", "error", ipc_jstr(d->outbox_error))
+					    : json_null();
+	ipc_reply_ok(r, json_pack("{s:s, s:I, s:I, s:o, s:o, s:o}", "daemon", "phxd " PACKAGE_VERSION,
 				  "uptime_ms",
 				  (json_int_t)((uint64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000 -
 					       d->started_at_ms),
 				  "reloads", (json_int_t)d->reloads, "ipc", ipc_server_stats(d->ipc),
-				  "connections", conns));
+				  "outbox", outbox, "connections", conns));
 }
 
 const struct ipc_cmd cmd_status = { "status", CMD_CONN_FILTER, exec_status };

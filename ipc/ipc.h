@@ -14,6 +14,7 @@
 #ifndef PHXD_IPC_SERVER_H
 #define PHXD_IPC_SERVER_H
 
+#include "daemon/outbox.h"
 #include "daemon/phxd.h"
 #include "phxd-ipc.h"
 
@@ -42,6 +43,10 @@ void ipc_publish_message(struct ipc_server *srv, const struct phxd_conn *pc,
 			 const struct phx_msg *m);
 void ipc_publish_event(struct ipc_server *srv, const struct phxd_shard *sh,
 		       const struct sess_event *ev);
+/* An event line of `kind` for conn's event streams; build() makes its
+ * object (returned, then owned by the caller) only if somebody listens. */
+void ipc_publish_built(struct ipc_server *srv, const char *conn, const char *kind,
+		       json_t *(*build)(void *arg), void *arg);
 
 /* ---- for the commands (ipc/cmd_*.c) ---- */
 
@@ -91,6 +96,10 @@ struct ipc_pending *ipc_pending_new(struct ipc_request *r);
 /* Hands the session's request handle to the pending answer, so that it can
  * be cancelled when its client goes away. */
 void ipc_pending_track(struct ipc_pending *p, struct sess_req *h);
+/* The same for a durable push being stored. */
+void ipc_pending_track_store(struct ipc_pending *p, struct outbox_msg *m);
+/* Answers a pending request with an error and frees it. */
+void ipc_pending_answer_error(struct ipc_pending *p, const char *code, const char *message);
 /* Answers a pending request from a session result (join, leave, push) and
  * frees it: the session's done callback. */
 void ipc_pending_session_done(void *pending, const struct sess_result *res);

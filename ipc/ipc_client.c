@@ -533,6 +533,8 @@ reap_cb(evutil_socket_t fd, short what, void *arg)
 		c->npending--;
 		if (p->req)
 			session_cancel(p->req);
+		if (p->storing)
+			outbox_forget(p->storing);
 		json_decref(p->id);
 		free(p);
 		c->refs--;
@@ -681,6 +683,12 @@ void
 ipc_pending_track(struct ipc_pending *p, struct sess_req *h)
 {
 	p->req = h;
+}
+
+void
+ipc_pending_track_store(struct ipc_pending *p, struct outbox_msg *m)
+{
+	p->storing = m;
 }
 
 /* Sends the answer of p and frees it. */

@@ -60,7 +60,9 @@ struct ipc_pending {
 	TAILQ_ENTRY(ipc_pending) entry;
 	struct ipc_client *client;
 	json_t *id;
+	/* what to call off if the client goes: one or neither */
 	struct sess_req *req;
+	struct outbox_msg *storing;
 };
 TAILQ_HEAD(ipc_pending_list, ipc_pending);
 

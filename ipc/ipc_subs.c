@@ -263,6 +263,33 @@ ipc_publish_push_failed(struct ipc_server *srv, const char *conn, const char *to
 	ipc_line_unref(f.line);
 }
 
+struct built_ctx {
+	json_t *(*build)(void *arg);
+	void *arg;
+};
+
+static struct ipc_line *
+build_built(void *arg)
+{
+	struct built_ctx *bc = arg;
+	json_t *o = bc->build(bc->arg);
+	struct ipc_line *l = ipc_encode_tail(o);
+
+	json_decref(o);
+	return l;
+}
+
+void
+ipc_publish_built(struct ipc_server *srv, const char *conn, const char *kind,
+		  json_t *(*build)(void *arg), void *arg)
+{
+	struct built_ctx bc = { build, arg };
+	struct fanout f = { conn, kind, strlen(kind), NULL, build_built, &bc };
+
+	fan_out(&srv->events, &f);
+	ipc_line_unref(f.line);
+}
+
 struct event_ctx {
 	const struct phxd_shard *sh;
 	const struct sess_event *ev;

@@ -43,6 +43,9 @@
 #define PHXD_E_TOO_MANY_TOPICS "too_many_topics"	/* max_topics of the connection */
 #define PHXD_E_BUSY "busy"				/* max_clients, max_clients_per_uid */
 #define PHXD_E_FORBIDDEN "forbidden"			/* allow_users / allow_groups */
+#define PHXD_E_OUTBOX "outbox_unavailable"	/* no outbox, or its database fails */
+#define PHXD_E_OUTBOX_FULL "outbox_full"	/* outbox_max_messages / _bytes */
+#define PHXD_E_NOT_FOUND "not_found"		/* no stored push has that id */
 #define PHXD_E_INTERNAL "internal"
 
 #endif

@@ -40,6 +40,7 @@ struct ts_options {
 	bool verbose;
 	const char *tls_cert, *tls_key;	/* both set: wss:// */
 	const char *tls_client_ca;	/* set: clients need a certificate from this CA */
+	int tally_fd;			/* --tally: "tally" pushes are appended here; -1: none */
 	struct ts_quirks quirks;
 };
 

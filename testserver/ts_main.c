@@ -4,6 +4,7 @@
 #include "ts.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <limits.h>
@@ -179,6 +180,8 @@ usage(FILE *out)
 	      "      --tls-cert FILE      serve wss:// with this certificate (PEM)...\n"
 	      "      --tls-key FILE       ...and this key\n"
 	      "      --tls-client-ca FILE require client certificates from this CA\n"
+	      "      --tally FILE         append the payload of each \"tally\" push to FILE,\n"
+	      "                           one line each, before replying (survives restarts)\n"
 	      "  -v, --verbose            log connections, bad frames and controls\n"
 	      "  -h, --help               this text\n"
 	      "  -V, --version            print the version\n",
@@ -277,6 +280,7 @@ main(int argc, char **argv)
 		{ "tls-cert", required_argument, NULL, 'C' },
 		{ "tls-key", required_argument, NULL, 'K' },
 		{ "tls-client-ca", required_argument, NULL, 'A' },
+		{ "tally", required_argument, NULL, 'T' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -289,6 +293,7 @@ main(int argc, char **argv)
 	int ch;
 
 	srv.opt.host = "127.0.0.1";
+	srv.opt.tally_fd = -1;
 	srv.opt.idle_timeout_ms = 60000;
 	emulate(&srv.opt.quirks, "1.7.24");
 
@@ -331,6 +336,16 @@ main(int argc, char **argv)
 			break;
 		case 's':
 			srv.opt.quirks.drop_stale_join_ref = true;
+			break;
+		case 'T':
+			/* O_APPEND: what was written before a kill -9 of the
+			 * server stays, and restarts add to it */
+			srv.opt.tally_fd = open(optarg, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+			if (srv.opt.tally_fd < 0) {
+				fprintf(stderr, "phxd-testserver: --tally: %s: %s\n", optarg,
+					strerror(errno));
+				return 2;
+			}
 			break;
 		case 'n':
 			srv.opt.quirks.drop_null_join_ref = true;

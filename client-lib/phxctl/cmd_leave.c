@@ -21,6 +21,8 @@ say_kept(const char *topic, json_t *result)
 		fputs(" a join", stderr);
 	if (clients > 0)
 		fprintf(stderr, " %lld client%s holding it", clients, clients == 1 ? "" : "s");
+	if (json_is_true(json_object_get(w, "outbox")))
+		fputs(" durable pushes waiting for it", stderr);
 	fputc('\n', stderr);
 }
 

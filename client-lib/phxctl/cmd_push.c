@@ -71,7 +71,8 @@ push_one(struct ctl *ctl, char **args, int nargs)
 	char *payload = nargs == 3 ? payload_arg(ctl, args[2], &len) : NULL;
 	char *response = NULL;
 	unsigned flags = (ctl->await_reply ? PHXD_PUSH_AWAIT : 0) |
-			 (ctl->binary ? PHXD_PUSH_BINARY : 0);
+			 (ctl->binary ? PHXD_PUSH_BINARY : 0) |
+			 (ctl->durable ? PHXD_PUSH_DURABLE : 0);
 	int rc;
 
 	if ((rc = ctl_connect(ctl, false)) != EXIT_OK) {
@@ -87,6 +88,8 @@ push_one(struct ctl *ctl, char **args, int nargs)
 		print_member(phxd_last_response(ctl->c), "result");
 	else if (ctl->quiet)
 		;
+	else if (ctl->durable)
+		printf("stored %s\n", response);
 	else if (!ctl->await_reply)
 		puts("sent");
 	else
@@ -168,6 +171,8 @@ push_lines(struct ctl *ctl, const char *topic, const char *event)
 		json_object_set_new(req, "payload", payload);
 		if (ctl->await_reply)
 			json_object_set_new(req, "await", json_true());
+		if (ctl->durable)
+			json_object_set_new(req, "durable", json_true());
 		char *text = json_dumps(req, JSON_COMPACT);
 		json_decref(req);
 		rc = phxd_send(ctl->c, text, on_pushed, &st);
@@ -199,6 +204,9 @@ push_lines(struct ctl *ctl, const char *topic, const char *event)
 static int
 run_push(struct ctl *ctl, char **args, int nargs)
 {
+	if (ctl->durable && (ctl->await_reply || ctl->timeout_ms > 0))
+		die_usage("--durable is answered once stored; its delivery is on the events stream "
+			  "(no --await, no -t)");
 	if (!ctl->lines)
 		return push_one(ctl, args, nargs);
 	if (nargs != 2)
@@ -210,5 +218,5 @@ run_push(struct ctl *ctl, char **args, int nargs)
 
 const struct ctl_cmd cmd_push = {
 	"push", "TOPIC EVENT [PAYLOAD|-]", "push an event (PAYLOAD: JSON; -: stdin)", 2, 3,
-	OPT_AWAIT | OPT_BINARY | OPT_LINES, run_push,
+	OPT_AWAIT | OPT_BINARY | OPT_LINES | OPT_DURABLE, run_push,
 };

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* "config", "join", "2 clients", "config+join+1 client" */
+/* "config", "join", "2 clients", "config+join+1 client+outbox" */
 static const char *
 wanted_by(json_t *t, char *buf, size_t size)
 {
@@ -20,8 +20,10 @@ wanted_by(json_t *t, char *buf, size_t size)
 	if (json_is_true(json_object_get(w, "runtime")) && n < size)
 		n += (size_t)snprintf(buf + n, size - n, "%sjoin", n ? "+" : "");
 	if (clients > 0 && n < size)
-		snprintf(buf + n, size - n, "%s%lld client%s", n ? "+" : "", clients,
-			 clients == 1 ? "" : "s");
+		n += (size_t)snprintf(buf + n, size - n, "%s%lld client%s", n ? "+" : "", clients,
+				      clients == 1 ? "" : "s");
+	if (json_is_true(json_object_get(w, "outbox")) && n < size)
+		snprintf(buf + n, size - n, "%soutbox", n ? "+" : "");
 	return buf[0] ? buf : "-";
 }
 

@@ -14,7 +14,7 @@
 
 static const struct ctl_cmd *const commands[] = {
 	&cmd_status, &cmd_check, &cmd_join, &cmd_leave, &cmd_push, &cmd_subscribe,
-	&cmd_events, &cmd_presence, &cmd_reload, &cmd_metrics,
+	&cmd_events, &cmd_presence, &cmd_reload, &cmd_metrics, &cmd_outbox,
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -26,6 +26,7 @@ static const struct {
 } command_options[] = {
 	{ "--await", OPT_AWAIT, "push: wait for the server's reply and print it" },
 	{ "--binary", OPT_BINARY, "push: PAYLOAD is bytes, sent as a binary frame" },
+	{ "--durable", OPT_DURABLE, "push: stored by phxd first, delivered until the server replies" },
 	{ "-l, --lines", OPT_LINES, "push: each stdin line (JSON) is one push, pipelined" },
 	{ "-n, --count N", OPT_COUNT, "streams: stop after N lines" },
 	{ "-e, --event E", OPT_EVENT, "subscribe: only event E (repeatable)" },
@@ -196,6 +197,7 @@ main(int argc, char **argv)
 		{ "follow", no_argument, NULL, 'f' },
 		{ "join", no_argument, NULL, 'J' },
 		{ "openmetrics", no_argument, NULL, 'O' },
+		{ "durable", no_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ctl ctl = { .timeout_ms = -1, .count = -1 };
@@ -231,6 +233,7 @@ main(int argc, char **argv)
 		case 'f': ctl.follow = true; given |= OPT_FOLLOW; break;
 		case 'J': ctl.join = true; given |= OPT_JOIN; break;
 		case 'O': ctl.openmetrics = true; given |= OPT_OPENMETRICS; break;
+		case 'D': ctl.durable = true; given |= OPT_DURABLE; break;
 		case ':': die_usage("option %s needs a value", argv[optind - 1]);
 		default: die_usage("unknown option %s", argv[optind - 1]);
 		}

@@ -35,6 +35,7 @@ enum exit_code {
 #define OPT_FOLLOW	0x040
 #define OPT_JOIN	0x080
 #define OPT_OPENMETRICS	0x100
+#define OPT_DURABLE	0x200
 
 #define MAX_EVENTS 64
 
@@ -46,7 +47,7 @@ struct ctl {
 	bool quiet;		/* -q: nothing on stdout when it worked */
 	long timeout_ms;	/* -1: not given */
 	/* command options */
-	bool await_reply, binary, lines, raw, follow, join, openmetrics;
+	bool await_reply, binary, lines, raw, follow, join, openmetrics, durable;
 	long count;		/* streams: stop after N lines; -1: forever */
 	const char *events[MAX_EVENTS + 1];	/* NULL-terminated */
 	size_t nevents;
@@ -65,7 +66,7 @@ struct ctl_cmd {
 };
 
 extern const struct ctl_cmd cmd_status, cmd_check, cmd_join, cmd_leave, cmd_push, cmd_subscribe,
-	cmd_events, cmd_presence, cmd_reload, cmd_metrics;
+	cmd_events, cmd_presence, cmd_reload, cmd_metrics, cmd_outbox;
 
 /* phxctl.c */
 noreturn void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -43,7 +43,7 @@ def a_hold_ends_when_its_client_is_killed(w):
         assert '"ok":true' in answer, answer
         t = topic(d, "rooms:held")
         assert t["state"] == "joined", t
-        assert t["wanted_by"] == {"config": False, "runtime": False, "clients": 1}, t
+        assert t["wanted_by"] == {"config": False, "runtime": False, "clients": 1, "outbox": False}, t
         assert server_channels(ts) == 1
     finally:
         holder.send_signal(signal.SIGKILL)
@@ -81,7 +81,7 @@ def leave_drops_only_what_the_caller_wanted(w):
     a.ok("join", topic="rooms:cfg", hold="client")
     r = a.ok("leave", topic="rooms:cfg")
     assert r == {"status": "ok", "left": False,
-                 "wanted_by": {"config": True, "runtime": False, "clients": 0}}, r
+                 "wanted_by": {"config": True, "runtime": False, "clients": 0, "outbox": False}}, r
     assert topic(d, "rooms:cfg")["state"] == "joined"
     # Another client's hold outlives a leave: a runtime join is anybody's
     # to end (phxctl join and phxctl leave are different clients), a hold
@@ -90,7 +90,7 @@ def leave_drops_only_what_the_caller_wanted(w):
     b.ok("join", topic="rooms:rt")
     r = b.ok("leave", topic="rooms:rt")
     assert r == {"status": "ok", "left": False,
-                 "wanted_by": {"config": False, "runtime": False, "clients": 1}}, r
+                 "wanted_by": {"config": False, "runtime": False, "clients": 1, "outbox": False}}, r
     # A hold plus the runtime join: the holder's leave drops both and leaves.
     b.ok("join", topic="rooms:rt")
     r = a.ok("leave", topic="rooms:rt")
@@ -153,7 +153,7 @@ def hold_bad_input_and_limits(w):
     c.ok("join", topic="rooms:d", hold="daemon")
     c.close()
     wait_until(lambda: topic(d, "rooms:a") is None, what="rooms:a released")
-    assert topic(d, "rooms:d")["wanted_by"] == {"config": False, "runtime": True, "clients": 0}
+    assert topic(d, "rooms:d")["wanted_by"] == {"config": False, "runtime": True, "clients": 0, "outbox": False}
 
 
 @test

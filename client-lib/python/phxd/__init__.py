@@ -95,6 +95,9 @@ class LimitReached(Error): """A per-client limit (limit_reached)."""
 class TooManyTopics(Error): """The connection holds max_topics (too_many_topics)."""
 class Busy(Error): """Too many clients (busy)."""
 class Forbidden(Error): """This user may not use the socket (forbidden)."""
+class OutboxUnavailable(Error): """No outbox, or its database fails (outbox_unavailable)."""
+class OutboxFull(Error): """outbox_max_messages or _bytes reached (outbox_full)."""
+class NotFound(Error): """No stored push has that id (not_found)."""
 class Internal(Error): """phxd failed in a way it did not expect (internal)."""
 
 
@@ -116,6 +119,7 @@ _ERRORS = {
     "shutting_down": ShuttingDown, "too_large": TooLarge, "config_error": ConfigError,
     "no_such_subscription": NoSuchSubscription, "limit_reached": LimitReached,
     "too_many_topics": TooManyTopics, "busy": Busy, "forbidden": Forbidden,
+    "outbox_unavailable": OutboxUnavailable, "outbox_full": OutboxFull, "not_found": NotFound,
     "internal": Internal,
 }
 
@@ -197,8 +201,10 @@ def _fields(**fields: Any) -> Dict[str, Any]:
 
 def _push_fields(topic: str, event: str, payload: JSON, binary: Optional[bytes],
                  await_reply: bool, conn: Optional[str],
-                 timeout_ms: Optional[int]) -> Dict[str, Any]:
+                 timeout_ms: Optional[int], durable: bool = False) -> Dict[str, Any]:
     fields = _fields(conn=conn, topic=topic, event=event, timeout_ms=timeout_ms)
+    if durable:
+        fields["durable"] = True
     if binary is not None:
         fields["payload_b64"] = base64.b64encode(binary).decode()
     else:
@@ -326,12 +332,17 @@ class Client(_Closing):
 
     def push(self, topic: str, event: str, payload: JSON = None, conn: Optional[str] = None,
              await_reply: bool = False, timeout_ms: Optional[int] = None,
-             binary: Optional[bytes] = None) -> JSON:
+             binary: Optional[bytes] = None, durable: bool = False) -> JSON:
         """Pushes event. With await_reply, returns the server's reply
         response (raises ReplyError for an error reply); else None once sent.
-        binary (bytes) sends a Phoenix binary frame instead of JSON."""
+        binary (bytes) sends a Phoenix binary frame instead of JSON.
+        durable: phxd stores it first (returns the stored push's id) and
+        delivers it until the server replies, across outages and restarts;
+        deliveries are "outbox" lines on events() streams."""
         fields = _push_fields(topic, event, payload, binary, await_reply, self._conn(conn),
-                              timeout_ms)
+                              timeout_ms, durable)
+        if durable:
+            return self.request("push", **fields)["id"]
         wait = _DEFAULT
         if timeout_ms is not None:  # phxd answers at timeout_ms: a little longer
             wait = timeout_ms / 1000 + 5
@@ -345,6 +356,18 @@ class Client(_Closing):
         "push_failed" line. The cheapest way to fire many pushes."""
         self._c.send(dict(op="push", **_push_fields(topic, event, payload, binary, False,
                                                      self._conn(conn), None)))
+
+    def outbox(self, limit: Optional[int] = None) -> Dict[str, Any]:
+        """The durable pushes phxd holds: counts, and "messages" oldest first."""
+        return self.request("outbox", **_fields(limit=limit))
+
+    def outbox_retry(self, push_id: int) -> None:
+        """Sends a failed stored push again (NotFound for an unknown id)."""
+        self.request("outbox", action="retry", push_id=push_id)
+
+    def outbox_drop(self, push_id: int) -> None:
+        """Forgets a stored push, pending or failed."""
+        self.request("outbox", action="drop", push_id=push_id)
 
     def presence(self, topic: str, conn: Optional[str] = None) -> Dict[str, Any]:
         presence: Dict[str, Any] = self.request("presence", conn=self._conn(conn),

@@ -215,10 +215,13 @@ class Client:
 
     async def push(self, topic: str, event: str, payload: JSON = None,
                    conn: Optional[str] = None, await_reply: bool = False,
-                   timeout_ms: Optional[int] = None, binary: Optional[bytes] = None) -> JSON:
+                   timeout_ms: Optional[int] = None, binary: Optional[bytes] = None,
+                   durable: bool = False) -> JSON:
         """As phxd.Client.push."""
         fields = _push_fields(topic, event, payload, binary, await_reply, self._conn(conn),
-                              timeout_ms)
+                              timeout_ms, durable)
+        if durable:
+            return (await self.request("push", **fields))["id"]
         wait = _DEFAULT if timeout_ms is None else timeout_ms / 1000 + 5
         result = await self.request("push", timeout=wait, **fields)
         return _reply(result) if await_reply else None
@@ -230,6 +233,16 @@ class Client:
             raise self._lost or Unreachable(0, "the client is not connected")
         await self._c.send(dict(op="push", **_push_fields(topic, event, payload, binary, False,
                                                           self._conn(conn), None)))
+
+    async def outbox(self, limit: Optional[int] = None) -> Dict[str, Any]:
+        """As phxd.Client.outbox."""
+        return await self.request("outbox", **_fields(limit=limit))
+
+    async def outbox_retry(self, push_id: int) -> None:
+        await self.request("outbox", action="retry", push_id=push_id)
+
+    async def outbox_drop(self, push_id: int) -> None:
+        await self.request("outbox", action="drop", push_id=push_id)
 
     async def presence(self, topic: str, conn: Optional[str] = None) -> Dict[str, Any]:
         result = await self.request("presence", conn=self._conn(conn), topic=topic)

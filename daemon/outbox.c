@@ -1,0 +1,938 @@
+/* SPDX-License-Identifier: MIT */
+#include "outbox.h"
+
+#include "ipc/ipc.h"
+#include "log.h"
+#include "phxd.h"
+#include "strmap.h"
+#include "xmalloc.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/time.h>
+
+/* Pushes of one topic in flight at once: enough to fill a round trip,
+ * few enough that a lost socket sends little twice. */
+#define WINDOW 32
+/* Stored pushes whose send failed (timeout, lost socket) go again this
+ * often while their topic is joined; a join sends at once. */
+#define RETRY_MS 1000
+#define SCHEMA_VERSION 1
+
+enum msg_state { MSG_STORING, MSG_PENDING, MSG_INFLIGHT, MSG_FAILED };
+static const char *const state_names[] = { "storing", "pending", "in_flight", "failed" };
+
+struct ob_topic;
+
+struct outbox_msg {
+	TAILQ_ENTRY(outbox_msg) entry;	/* on ob->storing, its topic's queue, or ob->failed */
+	struct outbox *ob;
+	struct ob_topic *t;		/* while queued */
+	int64_t id;
+	enum msg_state state;
+	bool binary;
+	unsigned attempts;
+	int64_t created_ms;		/* wall clock */
+	char *last_error;		/* JSON text */
+	struct sess_req *req;		/* in flight */
+	outbox_stored_fn stored;	/* while storing */
+	void *arg;
+	char *conn, *topic, *join_payload, *event;	/* in text[] */
+	char *payload;
+	size_t payload_len;
+	char text[];
+};
+TAILQ_HEAD(msg_list, outbox_msg);
+
+/* The stored pushes of one topic, in order. */
+struct ob_topic {
+	TAILQ_ENTRY(ob_topic) dirty_entry;
+	bool dirty;
+	struct msg_list queue;		/* pending and in flight */
+	unsigned inflight;
+	char *conn, *topic, *join_payload;
+	size_t key_len;
+	char key[];			/* conn NUL topic */
+};
+TAILQ_HEAD(topic_list, ob_topic);
+
+struct outbox {
+	struct phxd *d;
+	sqlite3 *db;
+	char *path;
+	bool sync_full;
+	sqlite3_stmt *insert, *remove, *fail, *unfail;
+	struct strmap topics;		/* key -> ob_topic */
+	struct strmap by_id;		/* 8 bytes of id -> outbox_msg */
+	struct msg_list storing, failed;
+	struct topic_list dirty;	/* to send from, or to let go, after this pass */
+	size_t count, bytes;		/* every stored push */
+	size_t max_messages, max_bytes;
+	bool in_txn;
+	struct event *settle_ev, *retry_ev;
+	uint64_t stored_total, delivered_total, failed_total, resent_total;
+};
+
+static int64_t
+wall_ms(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* ---- the database ------------------------------------------------------------- */
+
+static void
+db_error(struct outbox *ob, const char *what)
+{
+	log_warnx("outbox %s: %s: %s", ob->path, what, sqlite3_errmsg(ob->db));
+}
+
+static void
+settle_soon(struct outbox *ob)
+{
+	if (!event_pending(ob->settle_ev, EV_TIMEOUT, NULL))
+		event_active(ob->settle_ev, EV_TIMEOUT, 0);
+}
+
+/* The writes of one loop pass go in one transaction: one sync for all. */
+static bool
+begin(struct outbox *ob)
+{
+	if (ob->in_txn)
+		return true;
+	if (sqlite3_exec(ob->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		db_error(ob, "cannot begin a transaction");
+		return false;
+	}
+	ob->in_txn = true;
+	settle_soon(ob);
+	return true;
+}
+
+static bool
+run_stmt(struct outbox *ob, sqlite3_stmt *st, const char *what)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		db_error(ob, what);
+		return false;
+	}
+	return true;
+}
+
+static void
+db_remove(struct outbox *ob, int64_t id)
+{
+	if (!begin(ob))
+		return;
+	sqlite3_bind_int64(ob->remove, 1, id);
+	run_stmt(ob, ob->remove, "cannot remove a delivered push");
+}
+
+static void
+db_set_failed(struct outbox *ob, const struct outbox_msg *m, bool failed)
+{
+	sqlite3_stmt *st = failed ? ob->fail : ob->unfail;
+
+	if (!begin(ob))
+		return;
+	sqlite3_bind_int(st, 1, (int)m->attempts);
+	sqlite3_bind_int64(st, 2, m->id);
+	if (failed)
+		sqlite3_bind_text(st, 3, m->last_error, -1, SQLITE_STATIC);
+	run_stmt(ob, st, "cannot record a failed push");
+}
+
+/* ---- messages and topics ----------------------------------------------------------- */
+
+static struct outbox_msg *
+msg_new(struct outbox *ob, const char *conn, const char *topic, const char *join_payload,
+	const char *event, const void *payload, size_t payload_len)
+{
+	size_t cl = strlen(conn) + 1, tl = strlen(topic) + 1, jl = strlen(join_payload) + 1,
+	       el = strlen(event) + 1;
+	struct outbox_msg *m = xcalloc(1, sizeof(*m) + cl + tl + jl + el + payload_len + 1);
+
+	m->ob = ob;
+	m->conn = memcpy(m->text, conn, cl);
+	m->topic = memcpy(m->conn + cl, topic, tl);
+	m->join_payload = memcpy(m->topic + tl, join_payload, jl);
+	m->event = memcpy(m->join_payload + jl, event, el);
+	m->payload = m->event + el;
+	memcpy(m->payload, payload, payload_len);
+	m->payload_len = payload_len;
+	return m;
+}
+
+static void
+msg_index(struct outbox *ob, struct outbox_msg *m)
+{
+	strmap_put(&ob->by_id, (const char *)&m->id, sizeof(m->id), m);
+	ob->count++;
+	ob->bytes += m->payload_len;
+}
+
+static void
+msg_free(struct outbox *ob, struct outbox_msg *m)
+{
+	strmap_del(&ob->by_id, (const char *)&m->id, sizeof(m->id));
+	ob->count--;
+	ob->bytes -= m->payload_len;
+	free(m->last_error);
+	free(m);
+}
+
+static void
+mark_dirty(struct outbox *ob, struct ob_topic *t)
+{
+	if (!t->dirty) {
+		t->dirty = true;
+		TAILQ_INSERT_TAIL(&ob->dirty, t, dirty_entry);
+	}
+	settle_soon(ob);
+}
+
+static struct ob_topic *
+topic_of(struct outbox *ob, const char *conn, const char *topic, const char *join_payload)
+{
+	size_t cl = strlen(conn), tl = strlen(topic), klen = cl + 1 + tl;
+	char stack_key[512], *key = klen <= sizeof(stack_key) ? stack_key : xmalloc(klen);
+	struct ob_topic *t;
+
+	memcpy(key, conn, cl + 1);
+	memcpy(key + cl + 1, topic, tl);
+	t = strmap_get(&ob->topics, key, klen);
+	if (t == NULL) {
+		t = xcalloc(1, sizeof(*t) + klen + 1);
+		TAILQ_INIT(&t->queue);
+		memcpy(t->key, key, klen);
+		t->key_len = klen;
+		t->conn = t->key;
+		t->topic = t->key + cl + 1;
+		t->join_payload = xstrdup(join_payload);
+		strmap_put(&ob->topics, t->key, klen, t);
+	} else if (strcmp(t->join_payload, join_payload) != 0) {
+		/* the newest push's: the payload the topic is joined with now */
+		free(t->join_payload);
+		t->join_payload = xstrdup(join_payload);
+	}
+	if (key != stack_key)
+		free(key);
+	return t;
+}
+
+static void
+enqueue(struct outbox *ob, struct outbox_msg *m)
+{
+	struct ob_topic *t = topic_of(ob, m->conn, m->topic, m->join_payload);
+
+	m->t = t;
+	m->state = MSG_PENDING;
+	TAILQ_INSERT_TAIL(&t->queue, m, entry);
+	mark_dirty(ob, t);
+}
+
+static void
+dequeue(struct outbox_msg *m)
+{
+	TAILQ_REMOVE(&m->t->queue, m, entry);
+	mark_dirty(m->ob, m->t);
+	m->t = NULL;
+}
+
+/* Nothing of t is stored any more: the outbox no longer wants the topic. */
+static void
+release(struct outbox *ob, struct ob_topic *t)
+{
+	struct phxd_conn *pc = phxd_find_conn(ob->d, t->conn);
+	struct channel *ch = pc ? session_channel(pc->sess, t->topic) : NULL;
+
+	if (ch != NULL && ch->from_outbox && session_unwant(pc->sess, ch, WANT_OUTBOX) &&
+	    ch->state != CHAN_LEAVING)
+		session_leave(pc->sess, t->topic, NULL, NULL);
+	strmap_del(&ob->topics, t->key, t->key_len);
+	free(t->join_payload);
+	free(t);
+}
+
+/* ---- events -------------------------------------------------------------------------- */
+
+struct report {
+	const struct outbox_msg *m;
+	const char *state;
+	const struct sess_result *r;
+};
+
+static json_t *
+response_json(const struct sess_result *r)
+{
+	json_t *j;
+
+	if (r == NULL || r->response == NULL)
+		return json_null();
+	if (r->binary)
+		return json_pack("{s:o}", "binary_bytes", json_integer((json_int_t)r->response_len));
+	j = json_loadb(r->response, r->response_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+	return j ? j : ipc_jstrn(r->response, r->response_len);
+}
+
+static json_t *
+build_report(void *arg)
+{
+	const struct report *rep = arg;
+	const struct outbox_msg *m = rep->m;
+	json_t *o = json_pack("{s:s, s:o, s:I, s:o, s:o, s:I, s:s, s:i}", "type", "outbox", "conn",
+			      ipc_jstr(m->conn), "at", (json_int_t)wall_ms(), "topic",
+			      ipc_jstr(m->topic), "event", ipc_jstr(m->event), "id",
+			      (json_int_t)m->id, "state", rep->state, "attempts", (int)m->attempts);
+
+	if (rep->r != NULL && rep->r->status != NULL) {
+		json_object_set_new(o, "status", ipc_jstr(rep->r->status));
+		json_object_set_new(o, "response", response_json(rep->r));
+	}
+	return o;
+}
+
+static void
+report(struct outbox *ob, const struct outbox_msg *m, const char *state,
+       const struct sess_result *r)
+{
+	struct report rep = { m, state, r };
+
+	if (ob->d->ipc != NULL)
+		ipc_publish_built(ob->d->ipc, m->conn, "outbox", build_report, &rep);
+}
+
+/* ---- delivery ---------------------------------------------------------------------------- */
+
+static void
+sent(void *arg, const struct sess_result *r)
+{
+	struct outbox_msg *m = arg;
+	struct outbox *ob = m->ob;
+
+	m->req = NULL;
+	m->t->inflight--;
+	switch (r->outcome) {
+	case SESS_OK:
+		ob->delivered_total++;
+		report(ob, m, "delivered", r);
+		db_remove(ob, m->id);
+		dequeue(m);
+		msg_free(ob, m);
+		return;
+	case SESS_REPLY_ERROR: {
+		/* Done: the server answered. Kept, visible, until retried. */
+		json_t *e = json_pack("{s:o, s:o}", "status", ipc_jstr(r->status), "response",
+				      response_json(r));
+		free(m->last_error);
+		m->last_error = json_dumps(e, JSON_COMPACT | JSON_ENCODE_ANY);
+		json_decref(e);
+		ob->failed_total++;
+		report(ob, m, "failed", r);
+		dequeue(m);
+		m->state = MSG_FAILED;
+		TAILQ_INSERT_TAIL(&ob->failed, m, entry);
+		db_set_failed(ob, m, true);
+		return;
+	}
+	default: {
+		/* Not sent, or sent without an answer: again, in order, after the
+		 * next join or RETRY_MS. Shutting down: stays stored. */
+		json_t *e = ipc_jstr(r->message ? r->message : session_outcome_name(r->outcome));
+		free(m->last_error);
+		m->last_error = json_dumps(e, JSON_ENCODE_ANY);
+		json_decref(e);
+		m->state = MSG_PENDING;
+		return;
+	}
+	}
+}
+
+/* Sends what t may have in flight, joining the topic first if needed. */
+static void
+kick(struct outbox *ob, struct ob_topic *t)
+{
+	struct phxd_conn *pc = phxd_find_conn(ob->d, t->conn);
+	struct channel *ch;
+	struct outbox_msg *m, *next;
+
+	if (pc == NULL || ob->d->stopping)
+		return;	/* a connection the config no longer has: kept for when it is back */
+	ch = session_channel(pc->sess, t->topic);
+	if (ch == NULL || ch->state == CHAN_CLOSED || !ch->from_outbox) {
+		session_join(pc->sess, t->topic, t->join_payload, WANT_OUTBOX, NULL, NULL);
+		ch = session_channel(pc->sess, t->topic);
+	}
+	if (ch == NULL || ch->state != CHAN_JOINED || ch->sess->state != SESS_OPEN)
+		return;	/* its join event kicks again */
+	for (m = TAILQ_FIRST(&t->queue); m != NULL && t->inflight < WINDOW; m = next) {
+		next = TAILQ_NEXT(m, entry);
+		if (m->state != MSG_PENDING)
+			continue;
+		struct sess_push_args a = { .topic = m->topic, .event = m->event,
+					    .payload = m->payload, .payload_len = m->payload_len,
+					    .binary = m->binary, .await_reply = true };
+		m->state = MSG_INFLIGHT;
+		t->inflight++;
+		if (m->attempts++ > 0)
+			ob->resent_total++;
+		m->req = session_push(pc->sess, &a, sent, m);
+		if (m->state != MSG_INFLIGHT)
+			break;	/* refused at once (a full buffer): later */
+	}
+}
+
+/* Commits the pass's writes and answers what was stored. */
+static void
+commit(struct outbox *ob)
+{
+	struct outbox_msg *m;
+
+	if (ob->in_txn) {
+		ob->in_txn = false;
+		if (sqlite3_exec(ob->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+			/* Nothing of this pass is stored: say so to each caller.
+			 * Removals are lost too; those pushes go again later. */
+			char why[256];
+			snprintf(why, sizeof(why), "the outbox could not store it: %s",
+				 sqlite3_errmsg(ob->db));
+			db_error(ob, "commit failed");
+			sqlite3_exec(ob->db, "ROLLBACK", NULL, NULL, NULL);
+			while ((m = TAILQ_FIRST(&ob->storing)) != NULL) {
+				struct outbox_result res = { 0, PHXD_E_OUTBOX, why };
+				TAILQ_REMOVE(&ob->storing, m, entry);
+				if (m->stored)
+					m->stored(m->arg, &res);
+				msg_free(ob, m);
+			}
+		}
+	}
+	while ((m = TAILQ_FIRST(&ob->storing)) != NULL) {
+		struct outbox_result res = { m->id, NULL, NULL };
+		TAILQ_REMOVE(&ob->storing, m, entry);
+		ob->stored_total++;
+		enqueue(ob, m);
+		if (m->stored)
+			m->stored(m->arg, &res);
+		m->stored = NULL;
+	}
+}
+
+/* End of a loop pass: commit, answer what was stored, send, let go. */
+static void
+settle(struct outbox *ob)
+{
+	struct ob_topic *t;
+
+	commit(ob);
+	while ((t = TAILQ_FIRST(&ob->dirty)) != NULL) {
+		TAILQ_REMOVE(&ob->dirty, t, dirty_entry);
+		t->dirty = false;
+		if (TAILQ_EMPTY(&t->queue))
+			release(ob, t);
+		else
+			kick(ob, t);
+	}
+	phxd_timers_changed(ob->d);
+	/* kick() may have written (none today), or a pass of sends failed */
+	if (ob->in_txn || !TAILQ_EMPTY(&ob->dirty))
+		settle_soon(ob);
+}
+
+static void
+settle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	settle(arg);
+}
+
+static void
+retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct outbox *ob = arg;
+	struct strmap_iter it;
+
+	(void)fd;
+	(void)what;
+	for (struct strmap_entry *e = strmap_first(&ob->topics, &it); e;
+	     e = strmap_next(&ob->topics, &it)) {
+		struct ob_topic *t = e->value;
+		if (t->inflight < WINDOW && !TAILQ_EMPTY(&t->queue))
+			mark_dirty(ob, t);
+	}
+}
+
+void
+outbox_topic_joined(struct outbox *ob, const struct phxd_conn *pc, const char *topic)
+{
+	size_t cl = strlen(pc->conf->name), tl = strlen(topic);
+	char key[512];
+	struct ob_topic *t;
+
+	if (ob == NULL || cl + 1 + tl > sizeof(key))
+		return;	/* a name that long waits for the retry tick */
+	memcpy(key, pc->conf->name, cl + 1);
+	memcpy(key + cl + 1, topic, tl);
+	if ((t = strmap_get(&ob->topics, key, cl + 1 + tl)) != NULL)
+		mark_dirty(ob, t);
+}
+
+/* ---- storing ----------------------------------------------------------------------------- */
+
+static void
+refuse(outbox_stored_fn stored, void *arg, const char *code, const char *message)
+{
+	struct outbox_result res = { 0, code, message };
+
+	if (stored)
+		stored(arg, &res);
+}
+
+struct outbox_msg *
+outbox_store(struct outbox *ob, const struct outbox_push *p, outbox_stored_fn stored, void *arg)
+{
+	char why[256];
+	struct outbox_msg *m;
+
+	if (ob->count + 1 > ob->max_messages || ob->bytes + p->payload_len > ob->max_bytes) {
+		snprintf(why, sizeof(why),
+			 "the outbox is full: %zu pushes, %zu bytes stored (outbox_max_messages = %zu, "
+			 "outbox_max_bytes = %zu)", ob->count, ob->bytes, ob->max_messages,
+			 ob->max_bytes);
+		refuse(stored, arg, PHXD_E_OUTBOX_FULL, why);
+		return NULL;
+	}
+	if (!begin(ob)) {
+		snprintf(why, sizeof(why), "the outbox could not store it: %s", sqlite3_errmsg(ob->db));
+		refuse(stored, arg, PHXD_E_OUTBOX, why);
+		return NULL;
+	}
+	int64_t now = wall_ms();
+	sqlite3_stmt *st = ob->insert;
+	sqlite3_bind_text(st, 1, p->pc->conf->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, p->topic, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, p->join_payload, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, p->event, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 5, p->payload, (int)p->payload_len, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, p->binary);
+	sqlite3_bind_int64(st, 7, now);
+	if (!run_stmt(ob, st, "cannot store a push")) {
+		snprintf(why, sizeof(why), "the outbox could not store it: %s", sqlite3_errmsg(ob->db));
+		refuse(stored, arg, PHXD_E_OUTBOX, why);
+		return NULL;
+	}
+	m = msg_new(ob, p->pc->conf->name, p->topic, p->join_payload, p->event, p->payload,
+		    p->payload_len);
+	m->id = sqlite3_last_insert_rowid(ob->db);
+	m->binary = p->binary;
+	m->created_ms = now;
+	m->state = MSG_STORING;
+	m->stored = stored;
+	m->arg = arg;
+	TAILQ_INSERT_TAIL(&ob->storing, m, entry);
+	msg_index(ob, m);
+	return m;
+}
+
+void
+outbox_forget(struct outbox_msg *m)
+{
+	m->stored = NULL;
+}
+
+/* ---- operator actions ----------------------------------------------------------------------- */
+
+static struct outbox_msg *
+find(const struct outbox *ob, int64_t id)
+{
+	return strmap_get(&ob->by_id, (const char *)&id, sizeof(id));
+}
+
+bool
+outbox_retry(struct outbox *ob, int64_t id)
+{
+	struct outbox_msg *m = find(ob, id);
+
+	if (m == NULL || m->state == MSG_STORING)
+		return m != NULL;
+	if (m->state == MSG_FAILED) {
+		TAILQ_REMOVE(&ob->failed, m, entry);
+		free(m->last_error);
+		m->last_error = NULL;
+		db_set_failed(ob, m, false);
+		enqueue(ob, m);	/* after what its topic has waiting */
+	} else {
+		mark_dirty(ob, m->t);
+	}
+	return true;
+}
+
+bool
+outbox_drop(struct outbox *ob, int64_t id)
+{
+	struct outbox_msg *m = find(ob, id);
+
+	if (m == NULL)
+		return false;
+	switch (m->state) {
+	case MSG_STORING:
+		return false;	/* not stored yet: its id is not known to anyone */
+	case MSG_FAILED:
+		TAILQ_REMOVE(&ob->failed, m, entry);
+		break;
+	case MSG_INFLIGHT:
+		/* sent already: its reply is forgotten */
+		session_cancel(m->req);
+		m->t->inflight--;
+		/* fall through */
+	case MSG_PENDING:
+		dequeue(m);
+		break;
+	}
+	db_remove(ob, m->id);
+	msg_free(ob, m);
+	return true;
+}
+
+/* ---- views ---------------------------------------------------------------------------------- */
+
+json_t *
+outbox_summary(const struct outbox *ob)
+{
+	int64_t oldest = 0, now = wall_ms();
+	size_t failed = 0;
+	struct strmap_iter it;
+	const struct outbox_msg *m;
+
+	TAILQ_FOREACH(m, &ob->failed, entry)
+		failed++;
+	for (struct strmap_entry *e = strmap_first(&ob->topics, &it); e;
+	     e = strmap_next(&ob->topics, &it)) {
+		TAILQ_FOREACH(m, &((struct ob_topic *)e->value)->queue, entry)
+			if (oldest == 0 || m->created_ms < oldest)
+				oldest = m->created_ms;
+	}
+	json_t *o = json_pack("{s:o, s:s, s:I, s:I, s:I, s:I, s:I}", "path", ipc_jstr(ob->path),
+			      "sync", ob->sync_full ? "full" : "normal", "pending",
+			      (json_int_t)(ob->count - failed), "failed", (json_int_t)failed, "bytes",
+			      (json_int_t)ob->bytes, "max_messages", (json_int_t)ob->max_messages,
+			      "max_bytes", (json_int_t)ob->max_bytes);
+	json_object_set_new(o, "oldest_pending_age_ms",
+			    oldest ? json_integer((json_int_t)(now > oldest ? now - oldest : 0))
+				   : json_null());
+	json_object_set_new(o, "totals",
+			    json_pack("{s:I, s:I, s:I, s:I}", "stored",
+				      (json_int_t)ob->stored_total, "delivered",
+				      (json_int_t)ob->delivered_total, "failed",
+				      (json_int_t)ob->failed_total, "resent",
+				      (json_int_t)ob->resent_total));
+	return o;
+}
+
+static int
+by_id(const void *a, const void *b)
+{
+	const struct outbox_msg *x = *(const struct outbox_msg *const *)a,
+				*y = *(const struct outbox_msg *const *)b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+json_t *
+outbox_list(const struct outbox *ob, size_t limit)
+{
+	struct outbox_msg **all = xmalloc((ob->count + 1) * sizeof(*all));
+	json_t *list = json_array();
+	struct strmap_iter it;
+	size_t n = 0;
+
+	for (struct strmap_entry *e = strmap_first(&ob->by_id, &it); e;
+	     e = strmap_next(&ob->by_id, &it))
+		all[n++] = e->value;
+	qsort(all, n, sizeof(*all), by_id);
+	for (size_t i = 0; i < n && i < limit; i++) {
+		const struct outbox_msg *m = all[i];
+		json_t *o = json_pack("{s:I, s:o, s:o, s:o, s:s, s:i, s:I, s:I}", "id",
+				      (json_int_t)m->id, "conn", ipc_jstr(m->conn), "topic",
+				      ipc_jstr(m->topic), "event", ipc_jstr(m->event), "state",
+				      state_names[m->state], "attempts", (int)m->attempts, "bytes",
+				      (json_int_t)m->payload_len, "created_at",
+				      (json_int_t)m->created_ms);
+		if (m->last_error != NULL) {
+			json_t *e = json_loads(m->last_error, JSON_DECODE_ANY, NULL);
+			json_object_set_new(o, "last_error", e ? e : ipc_jstr(m->last_error));
+		}
+		json_array_append_new(list, o);
+	}
+	free(all);
+	return list;
+}
+
+const char *
+outbox_path(const struct outbox *ob)
+{
+	return ob->path;
+}
+
+void
+outbox_set_limits(struct outbox *ob, size_t max_messages, size_t max_bytes)
+{
+	ob->max_messages = max_messages;
+	ob->max_bytes = max_bytes;
+}
+
+/* ---- open and close --------------------------------------------------------------------------- */
+
+static const char schema[] =
+	"CREATE TABLE IF NOT EXISTS outbox ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" conn TEXT NOT NULL, topic TEXT NOT NULL, join_payload TEXT NOT NULL,"
+	" event TEXT NOT NULL, payload BLOB NOT NULL, is_binary INTEGER NOT NULL,"
+	" created_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+	" failed INTEGER NOT NULL DEFAULT 0, last_error TEXT);";
+
+static bool
+load(struct outbox *ob, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(ob->db,
+			       "SELECT id, conn, topic, join_payload, event, payload, is_binary, "
+			       "created_ms, attempts, failed, last_error FROM outbox ORDER BY id",
+			       -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(ob->db));
+		return false;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		const char *txt[4];
+		for (int i = 0; i < 4; i++) {
+			txt[i] = (const char *)sqlite3_column_text(st, 1 + i);
+			if (txt[i] == NULL)
+				txt[i] = "";
+		}
+		const void *payload = sqlite3_column_blob(st, 5);
+		size_t plen = (size_t)sqlite3_column_bytes(st, 5);
+		struct outbox_msg *m = msg_new(ob, txt[0], txt[1], txt[2], txt[3],
+					       payload ? payload : "", plen);
+		m->id = sqlite3_column_int64(st, 0);
+		m->binary = sqlite3_column_int(st, 6) != 0;
+		m->created_ms = sqlite3_column_int64(st, 7);
+		m->attempts = (unsigned)sqlite3_column_int(st, 8);
+		if (sqlite3_column_text(st, 10) != NULL)
+			m->last_error = xstrdup((const char *)sqlite3_column_text(st, 10));
+		msg_index(ob, m);
+		if (sqlite3_column_int(st, 9) != 0) {
+			m->state = MSG_FAILED;
+			TAILQ_INSERT_TAIL(&ob->failed, m, entry);
+		} else {
+			enqueue(ob, m);
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(ob->db));
+		return false;
+	}
+	return true;
+}
+
+/* The text of a one-row PRAGMA; false with err set when it failed. */
+static bool
+pragma(sqlite3 *db, const char *sql, char *out, size_t outlen, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	out[0] = '\0';
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return false;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (out[0] == '\0' && sqlite3_column_text(st, 0) != NULL)
+			snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
+		return false;
+	}
+	return true;
+}
+
+static bool
+prepare(struct outbox *ob, char *err, size_t errlen)
+{
+	static const struct {
+		size_t offset;
+		const char *sql;
+	} stmts[] = {
+		{ offsetof(struct outbox, insert),
+		  "INSERT INTO outbox (conn, topic, join_payload, event, payload, is_binary, "
+		  "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)" },
+		{ offsetof(struct outbox, remove), "DELETE FROM outbox WHERE id = ?1" },
+		{ offsetof(struct outbox, fail),
+		  "UPDATE outbox SET attempts = ?1, failed = 1, last_error = ?3 WHERE id = ?2" },
+		{ offsetof(struct outbox, unfail),
+		  "UPDATE outbox SET attempts = ?1, failed = 0, last_error = NULL WHERE id = ?2" },
+	};
+
+	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+		sqlite3_stmt **st = (sqlite3_stmt **)((char *)ob + stmts[i].offset);
+		if (sqlite3_prepare_v3(ob->db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, st,
+				       NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "%s", sqlite3_errmsg(ob->db));
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool
+setup(struct outbox *ob, char *err, size_t errlen)
+{
+	char mode[32], check[256], version[32];
+	char sync[64];
+
+	/* One phxd per database: a second one is told at once. */
+	if (!pragma(ob->db, "PRAGMA locking_mode = EXCLUSIVE", mode, sizeof(mode), err, errlen) ||
+	    !pragma(ob->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode), err, errlen))
+		return false;
+	if (strcmp(mode, "wal") != 0) {
+		snprintf(err, errlen, "cannot use write-ahead logging (journal mode %s)", mode);
+		return false;
+	}
+	snprintf(sync, sizeof(sync), "PRAGMA synchronous = %s", ob->sync_full ? "FULL" : "NORMAL");
+	if (!pragma(ob->db, sync, mode, sizeof(mode), err, errlen) ||
+	    !pragma(ob->db, "PRAGMA quick_check", check, sizeof(check), err, errlen))
+		return false;
+	if (strcmp(check, "ok") != 0) {
+		snprintf(err, errlen, "the database is damaged: %.160s", check);
+		return false;
+	}
+	if (!pragma(ob->db, "PRAGMA user_version", version, sizeof(version), err, errlen))
+		return false;
+	if (atoi(version) > SCHEMA_VERSION) {
+		snprintf(err, errlen, "written by a newer phxd (schema %s, this one knows %d)",
+			 version, SCHEMA_VERSION);
+		return false;
+	}
+	if (sqlite3_exec(ob->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(ob->db, "PRAGMA user_version = 1", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "%s", sqlite3_errmsg(ob->db));
+		return false;
+	}
+	return prepare(ob, err, errlen) && load(ob, err, errlen);
+}
+
+struct outbox *
+outbox_open(struct phxd *d, const char *path, bool sync_full, char *err, size_t errlen)
+{
+	struct outbox *ob = xcalloc(1, sizeof(*ob));
+	char why[256] = "";
+	int rc;
+
+	ob->d = d;
+	ob->path = xstrdup(path);
+	ob->sync_full = sync_full;
+	ob->max_messages = ob->max_bytes = SIZE_MAX;
+	strmap_init(&ob->topics);
+	strmap_init(&ob->by_id);
+	TAILQ_INIT(&ob->storing);
+	TAILQ_INIT(&ob->failed);
+	TAILQ_INIT(&ob->dirty);
+	ob->settle_ev = event_new(d->base, -1, 0, settle_cb, ob);
+	ob->retry_ev = event_new(d->base, -1, EV_PERSIST, retry_cb, ob);
+	/* after the pass's requests, with the frames they made */
+	event_priority_set(ob->settle_ev, 2);
+	rc = sqlite3_open_v2(path, &ob->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+					     SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_extended_result_codes(ob->db, 1);
+		if (setup(ob, why, sizeof(why))) {
+			struct timeval tv = { RETRY_MS / 1000, (RETRY_MS % 1000) * 1000 };
+			evtimer_add(ob->retry_ev, &tv);
+			log_info("outbox %s: %zu stored push%s", path, ob->count,
+				 ob->count == 1 ? "" : "es");
+			return ob;
+		}
+	} else {
+		int e = ob->db ? sqlite3_system_errno(ob->db) : 0;
+		snprintf(why, sizeof(why), "%s%s%s%s", ob->db ? sqlite3_errmsg(ob->db) : "no memory",
+			 e ? " (" : "", e ? strerror(e) : "", e ? ")" : "");
+	}
+	snprintf(err, errlen, "outbox %s: %s", path, why);
+	/* nothing is delivered from a database that did not open */
+	TAILQ_INIT(&ob->dirty);
+	TAILQ_INIT(&ob->storing);
+	outbox_close(ob);
+	return NULL;
+}
+
+void
+outbox_start(struct outbox *ob)
+{
+	struct strmap_iter it;
+
+	for (struct strmap_entry *e = strmap_first(&ob->topics, &it); e;
+	     e = strmap_next(&ob->topics, &it))
+		mark_dirty(ob, e->value);
+}
+
+void
+outbox_flush(struct outbox *ob)
+{
+	if (ob != NULL)
+		settle(ob);
+}
+
+void
+outbox_close(struct outbox *ob)
+{
+	struct strmap_iter it;
+
+	if (ob == NULL)
+		return;
+	commit(ob);
+	for (struct strmap_entry *e = strmap_first(&ob->by_id, &it); e;
+	     e = strmap_next(&ob->by_id, &it)) {
+		struct outbox_msg *m = e->value;
+		if (m->req != NULL)
+			session_cancel(m->req);
+		free(m->last_error);
+		free(m);
+	}
+	for (struct strmap_entry *e = strmap_first(&ob->topics, &it); e;
+	     e = strmap_next(&ob->topics, &it)) {
+		struct ob_topic *t = e->value;
+		free(t->join_payload);
+		free(t);
+	}
+	strmap_free(&ob->by_id);
+	strmap_free(&ob->topics);
+	sqlite3_finalize(ob->insert);
+	sqlite3_finalize(ob->remove);
+	sqlite3_finalize(ob->fail);
+	sqlite3_finalize(ob->unfail);
+	if (ob->db != NULL)
+		sqlite3_close(ob->db);
+	if (ob->settle_ev)
+		event_free(ob->settle_ev);
+	if (ob->retry_ev)
+		event_free(ob->retry_ev);
+	free(ob->path);
+	free(ob);
+}
