@@ -3,7 +3,8 @@
  * bench/peer-libphxd: phxd through libphxd, doing the work of the other
  * peers of bench/run (its own CPU; bench/run adds phxd's). One JSON line.
  *
- *   peer-libphxd SOCKET fire N | notify N | await N | receive N | fanout K RATE M
+ *   peer-libphxd SOCKET fire N | notify N | durable N | durable-delivered N | await N |
+ *                       receive N | fanout K RATE M
  *
  * Topics (joined by phxd's config): load:bench, rooms:bench, rooms:fan.
  */
@@ -96,6 +97,50 @@ fire(long n)
 		pump(c, 10000);
 	while (server_count(c) - before < n)
 		;
+	print_result(n, now_ns() - t0, cpu_ns() - c0, NULL, max_rss_kib(), failed);
+	phxd_disconnect(c);
+}
+
+/* The outbox's count of delivered pushes (status.outbox.totals.delivered). */
+static long
+outbox_delivered(struct phxd_client *c)
+{
+	char *out = NULL;
+	long n = -1;
+
+	if (phxd_status(c, NULL, &out) != PHXD_OK)
+		die(c, "status");
+	const char *p = strstr(out, "\"delivered\":");
+	if (p != NULL)
+		n = strtol(p + 12, NULL, 10);
+	free(out);
+	if (n < 0)
+		die(NULL, "no outbox in phxd's status");
+	return n;
+}
+
+/* Durable pushes, pipelined: until every one is answered "stored", and
+ * (delivered) until the server has replied to each. */
+static void
+durable(long n, bool delivered)
+{
+	struct phxd_client *c = connect_or_die();
+	static const char req[] = "{\"op\":\"push\",\"topic\":\"rooms:bench\",\"event\":"
+				  "\"empty_ok\",\"payload\":{\"n\":1},\"durable\":true}";
+	long before = outbox_delivered(c), sent = 0;
+	uint64_t t0 = now_ns(), c0 = cpu_ns();
+
+	while (sent < n) {
+		if (phxd_send(c, req, on_answer, NULL) != PHXD_OK)
+			die(c, "send");
+		sent++;
+		while (sent - answered >= WINDOW)
+			pump(c, 10000);
+	}
+	while (answered < sent)
+		pump(c, 10000);
+	while (delivered && outbox_delivered(c) - before < n)
+		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);	/* status costs phxd */
 	print_result(n, now_ns() - t0, cpu_ns() - c0, NULL, max_rss_kib(), failed);
 	phxd_disconnect(c);
 }
@@ -252,6 +297,8 @@ main(int argc, char **argv)
 		fire(n);
 	else if (strcmp(argv[2], "notify") == 0)
 		notify(n);
+	else if (strcmp(argv[2], "durable") == 0 || strcmp(argv[2], "durable-delivered") == 0)
+		durable(n, strcmp(argv[2], "durable-delivered") == 0);
 	else if (strcmp(argv[2], "await") == 0)
 		await_trips(n);
 	else if (strcmp(argv[2], "receive") == 0)

@@ -18,11 +18,15 @@
 
 /* Pushes of one topic in flight at once: enough to fill a round trip,
  * few enough that a lost socket sends little twice. */
-#define WINDOW 32
+#define WINDOW 128
 /* Stored pushes whose send failed (timeout, lost socket) go again this
  * often while their topic is joined; a join sends at once. */
 #define RETRY_MS 1000
 #define SCHEMA_VERSION 1
+/* Removals and failures only (nobody waits for them) commit this late,
+ * with whatever comes meanwhile: one sync for many deliveries. Lost in a
+ * crash, they only mean a push sent again. */
+#define LAZY_COMMIT_MS 20
 
 enum msg_state { MSG_STORING, MSG_PENDING, MSG_INFLIGHT, MSG_FAILED };
 static const char *const state_names[] = { "storing", "pending", "in_flight", "failed" };
@@ -70,11 +74,12 @@ struct outbox {
 	struct strmap topics;		/* key -> ob_topic */
 	struct strmap by_id;		/* 8 bytes of id -> outbox_msg */
 	struct msg_list storing, failed;
+	size_t nfailed;
 	struct topic_list dirty;	/* to send from, or to let go, after this pass */
 	size_t count, bytes;		/* every stored push */
 	size_t max_messages, max_bytes;
 	bool in_txn;
-	struct event *settle_ev, *retry_ev;
+	struct event *settle_ev, *retry_ev, *commit_ev;
 	uint64_t stored_total, delivered_total, failed_total, resent_total;
 };
 
@@ -344,6 +349,7 @@ sent(void *arg, const struct sess_result *r)
 		dequeue(m);
 		m->state = MSG_FAILED;
 		TAILQ_INSERT_TAIL(&ob->failed, m, entry);
+		ob->nfailed++;
 		db_set_failed(ob, m, true);
 		return;
 	}
@@ -394,12 +400,13 @@ kick(struct outbox *ob, struct ob_topic *t)
 	}
 }
 
-/* Commits the pass's writes and answers what was stored. */
+/* Commits the writes so far and answers what was stored. */
 static void
 commit(struct outbox *ob)
 {
 	struct outbox_msg *m;
 
+	evtimer_del(ob->commit_ev);
 	if (ob->in_txn) {
 		ob->in_txn = false;
 		if (sqlite3_exec(ob->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
@@ -436,7 +443,12 @@ settle(struct outbox *ob)
 {
 	struct ob_topic *t;
 
-	commit(ob);
+	if (!TAILQ_EMPTY(&ob->storing)) {
+		commit(ob);
+	} else if (ob->in_txn && !evtimer_pending(ob->commit_ev, NULL)) {
+		struct timeval tv = { 0, LAZY_COMMIT_MS * 1000 };
+		evtimer_add(ob->commit_ev, &tv);
+	}
 	while ((t = TAILQ_FIRST(&ob->dirty)) != NULL) {
 		TAILQ_REMOVE(&ob->dirty, t, dirty_entry);
 		t->dirty = false;
@@ -446,9 +458,16 @@ settle(struct outbox *ob)
 			kick(ob, t);
 	}
 	phxd_timers_changed(ob->d);
-	/* kick() may have written (none today), or a pass of sends failed */
-	if (ob->in_txn || !TAILQ_EMPTY(&ob->dirty))
+	if (!TAILQ_EMPTY(&ob->storing) || !TAILQ_EMPTY(&ob->dirty))
 		settle_soon(ob);
+}
+
+static void
+commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	commit(arg);
 }
 
 static void
@@ -570,6 +589,7 @@ outbox_retry(struct outbox *ob, int64_t id)
 		return m != NULL;
 	if (m->state == MSG_FAILED) {
 		TAILQ_REMOVE(&ob->failed, m, entry);
+		ob->nfailed--;
 		free(m->last_error);
 		m->last_error = NULL;
 		db_set_failed(ob, m, false);
@@ -592,6 +612,7 @@ outbox_drop(struct outbox *ob, int64_t id)
 		return false;	/* not stored yet: its id is not known to anyone */
 	case MSG_FAILED:
 		TAILQ_REMOVE(&ob->failed, m, entry);
+		ob->nfailed--;
 		break;
 	case MSG_INFLIGHT:
 		/* sent already: its reply is forgotten */
@@ -613,17 +634,17 @@ json_t *
 outbox_summary(const struct outbox *ob)
 {
 	int64_t oldest = 0, now = wall_ms();
-	size_t failed = 0;
+	size_t failed = ob->nfailed;
 	struct strmap_iter it;
 	const struct outbox_msg *m;
 
-	TAILQ_FOREACH(m, &ob->failed, entry)
-		failed++;
+	/* a queue is in the order its pushes were stored (a retried one
+	 * excepted): its head is its oldest */
 	for (struct strmap_entry *e = strmap_first(&ob->topics, &it); e;
 	     e = strmap_next(&ob->topics, &it)) {
-		TAILQ_FOREACH(m, &((struct ob_topic *)e->value)->queue, entry)
-			if (oldest == 0 || m->created_ms < oldest)
-				oldest = m->created_ms;
+		m = TAILQ_FIRST(&((struct ob_topic *)e->value)->queue);
+		if (m != NULL && (oldest == 0 || m->created_ms < oldest))
+			oldest = m->created_ms;
 	}
 	json_t *o = json_pack("{s:o, s:s, s:I, s:I, s:I, s:I, s:I}", "path", ipc_jstr(ob->path),
 			      "sync", ob->sync_full ? "full" : "normal", "pending",
@@ -738,6 +759,7 @@ load(struct outbox *ob, char *err, size_t errlen)
 		if (sqlite3_column_int(st, 9) != 0) {
 			m->state = MSG_FAILED;
 			TAILQ_INSERT_TAIL(&ob->failed, m, entry);
+			ob->nfailed++;
 		} else {
 			enqueue(ob, m);
 		}
@@ -856,6 +878,7 @@ outbox_open(struct phxd *d, const char *path, bool sync_full, char *err, size_t 
 	TAILQ_INIT(&ob->dirty);
 	ob->settle_ev = event_new(d->base, -1, 0, settle_cb, ob);
 	ob->retry_ev = event_new(d->base, -1, EV_PERSIST, retry_cb, ob);
+	ob->commit_ev = evtimer_new(d->base, commit_cb, ob);
 	/* after the pass's requests, with the frames they made */
 	event_priority_set(ob->settle_ev, 2);
 	rc = sqlite3_open_v2(path, &ob->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -933,6 +956,8 @@ outbox_close(struct outbox *ob)
 		event_free(ob->settle_ev);
 	if (ob->retry_ev)
 		event_free(ob->retry_ev);
+	if (ob->commit_ev)
+		event_free(ob->commit_ev);
 	free(ob->path);
 	free(ob);
 }

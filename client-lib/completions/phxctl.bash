@@ -11,7 +11,7 @@ _phxctl_status_field() {
 
 _phxctl() {
 	local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
-	local commands="status join leave push subscribe events presence reload check metrics"
+	local commands="status join leave push subscribe events presence reload check metrics outbox"
 	local global="-s --socket -C --conn -j --json -q --quiet -t --timeout -V --version -h --help"
 	local i cmd="" cmdpos=0 sock="" nargs=0
 
@@ -38,7 +38,7 @@ _phxctl() {
 	fi
 	local opts=""
 	case $cmd in
-	push) opts="--await --binary -l --lines --timeout" ;;
+	push) opts="--await --binary --durable -l --lines --timeout" ;;
 	subscribe) opts="-e --event -n --count -r --raw -f --follow --join --timeout" ;;
 	events) opts="-n --count -f --follow --timeout" ;;
 	metrics) opts="--openmetrics" ;;
@@ -51,6 +51,11 @@ _phxctl() {
 	join | leave | push | subscribe | presence)
 		if [ "$nargs" -eq 0 ]; then
 			COMPREPLY=($(compgen -W "$(_phxctl_status_field topic "$sock")" -- "$cur"))
+		fi
+		;;
+	outbox)
+		if [ "$nargs" -eq 0 ]; then
+			COMPREPLY=($(compgen -W "list retry drop" -- "$cur"))
 		fi
 		;;
 	esac

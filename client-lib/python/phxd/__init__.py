@@ -31,7 +31,7 @@ __all__ = ["Client", "Subscription", "Hold", "Error", "Unreachable", "PROTOCOL_V
            "UnknownConnection", "VersionMismatch", "LineTooLong", "NotJoined", "BufferFull",
            "Disconnected", "ChannelError", "ChannelClosed", "Left", "ShuttingDown", "TooLarge",
            "ConfigError", "NoSuchSubscription", "LimitReached", "TooManyTopics", "Busy",
-           "Forbidden", "Internal"]
+           "Forbidden", "OutboxUnavailable", "OutboxFull", "NotFound", "Internal"]
 
 PROTOCOL_VERSION = 1
 DEFAULT_SOCKET = "/run/phxd/phxd.sock"
