@@ -195,6 +195,27 @@ def load_credential_reaches_the_server_as_a_connect_param():
 
 
 @check
+def durable_pushes_are_kept_in_the_state_directory_across_restarts():
+    st = request("status")["result"]["outbox"]
+    assert st and st.get("path") == "/var/lib/phxd/outbox.db", st
+    info = os.stat("/var/lib/phxd")
+    assert info.st_mode & 0o777 == 0o750, oct(info.st_mode)
+    assert info.st_uid == int(sh("id", "-u", "phxd").stdout), info
+    # stored while the server is away, delivered once it is back after a
+    # restart of phxd
+    sh("systemctl", "stop", "phxd-testserver")
+    r = request("push", topic="rooms:sys", event="ping", payload={}, durable=True)
+    assert r["ok"] and r["result"]["status"] == "stored", r
+    sh("systemctl", "restart", "phxd.service")
+    assert request("outbox")["result"]["pending"] == 1
+    sh("systemd-run", "--unit=phxd-testserver", "-p", "DynamicUser=yes",
+       "/usr/bin/phxd-testserver", "--port", str(PORT))
+    wait_until(joined, "rooms:sys joined again")
+    wait_until(lambda: request("outbox")["result"]["pending"] == 0, "the stored push delivered")
+    return f"outbox {st['path']}"
+
+
+@check
 def status_line_follows_the_connection():
     up = "1/1 connections up, 1/1 topics joined"
     wait_until(lambda: show("phxd.service", "StatusText").startswith(up), up)
@@ -340,7 +361,8 @@ def apt_purge_removes_it_cleanly():
     left = [line for line in left.splitlines()
             if "phxd" in line and not line.startswith(("pn", "un"))]
     assert not left, left
-    for path in ("/etc/phxd", "/usr/bin/phxd", "/usr/bin/phxctl", "/lib/systemd/system/phxd.service",
+    for path in ("/etc/phxd", "/var/lib/phxd", "/usr/bin/phxd", "/usr/bin/phxctl",
+                 "/lib/systemd/system/phxd.service",
                  "/lib/systemd/system/phxd.socket", "/usr/lib/python3/dist-packages/phxd",
                  "/etc/systemd/system/sockets.target.wants/phxd.socket",
                  "/etc/systemd/system/multi-user.target.wants/phxd.service"):
