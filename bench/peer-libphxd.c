@@ -77,14 +77,11 @@ pump(struct phxd_client *c, int timeout_ms)
 		die(c, "dispatch");
 }
 
+/* n requests, WINDOW of them in flight, until each is answered. */
 static void
-fire(long n)
+send_pipelined(struct phxd_client *c, const char *req, long n)
 {
-	struct phxd_client *c = connect_or_die();
-	static const char req[] =
-		"{\"op\":\"push\",\"topic\":\"load:bench\",\"event\":\"sink\",\"payload\":{\"n\":1}}";
-	long before = server_count(c), sent = 0;
-	uint64_t t0 = now_ns(), c0 = cpu_ns();
+	long sent = 0;
 
 	while (sent < n) {
 		if (phxd_send(c, req, on_answer, NULL) != PHXD_OK)
@@ -95,6 +92,18 @@ fire(long n)
 	}
 	while (answered < sent)
 		pump(c, 10000);
+}
+
+static void
+fire(long n)
+{
+	struct phxd_client *c = connect_or_die();
+	static const char req[] =
+		"{\"op\":\"push\",\"topic\":\"load:bench\",\"event\":\"sink\",\"payload\":{\"n\":1}}";
+	long before = server_count(c);
+	uint64_t t0 = now_ns(), c0 = cpu_ns();
+
+	send_pipelined(c, req, n);
 	while (server_count(c) - before < n)
 		;
 	print_result(n, now_ns() - t0, cpu_ns() - c0, NULL, max_rss_kib(), failed);
@@ -127,18 +136,10 @@ durable(long n, bool delivered)
 	struct phxd_client *c = connect_or_die();
 	static const char req[] = "{\"op\":\"push\",\"topic\":\"rooms:bench\",\"event\":"
 				  "\"empty_ok\",\"payload\":{\"n\":1},\"durable\":true}";
-	long before = outbox_delivered(c), sent = 0;
+	long before = outbox_delivered(c);
 	uint64_t t0 = now_ns(), c0 = cpu_ns();
 
-	while (sent < n) {
-		if (phxd_send(c, req, on_answer, NULL) != PHXD_OK)
-			die(c, "send");
-		sent++;
-		while (sent - answered >= WINDOW)
-			pump(c, 10000);
-	}
-	while (answered < sent)
-		pump(c, 10000);
+	send_pipelined(c, req, n);
 	while (delivered && outbox_delivered(c) - before < n)
 		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);	/* status costs phxd */
 	print_result(n, now_ns() - t0, cpu_ns() - c0, NULL, max_rss_kib(), failed);

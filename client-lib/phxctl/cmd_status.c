@@ -128,6 +128,27 @@ print_connection(json_t *c)
 }
 
 static void
+print_outbox(json_t *ob)
+{
+	json_t *age = json_object_get(ob, "oldest_pending_age_ms");
+	char a[32];
+
+	if (!json_is_object(ob))
+		return;
+	if (json_object_get(ob, "error")) {
+		printf("    Outbox: unavailable: ");
+		put_safe(jstr(ob, "error"), 0);
+		putchar('\n');
+		return;
+	}
+	printf("    Outbox: %lld pending, %lld failed, %s", jint(ob, "pending"), jint(ob, "failed"),
+	       fmt_bytes(jint(ob, "bytes"), a, sizeof(a)));
+	if (json_is_integer(age))
+		printf("; oldest %s", fmt_duration(json_integer_value(age), a, sizeof(a)));
+	putchar('\n');
+}
+
+static void
 print_status(json_t *result)
 {
 	json_t *ipc = json_object_get(result, "ipc"), *conns = json_object_get(result, "connections");
@@ -147,6 +168,7 @@ print_status(json_t *result)
 	       fmt_bytes(jint(ipc, "queued_bytes"), a, sizeof(a)),
 	       fmt_bytes(jint(ipc, "largest_queue_bytes"), b, sizeof(b)),
 	       fmt_bytes(jint(ipc, "client_buffer_bytes"), m, sizeof(m)));
+	print_outbox(json_object_get(result, "outbox"));
 	json_array_foreach (conns, i, c)
 		print_connection(c);
 }

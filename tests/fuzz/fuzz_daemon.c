@@ -155,6 +155,8 @@ fake_event(void *host, struct session *s, const struct sess_event *ev)
 	(void)s;
 	if (h->d.ipc)
 		ipc_publish_event(h->d.ipc, &h->shard, ev);
+	if (ev->kind == SEV_CHANNEL && ev->chan_state == CHAN_JOINED && h->d.outbox)
+		outbox_topic_joined(h->d.outbox, &h->pc, ev->topic);
 }
 
 static const struct session_ops fake_ops = {
@@ -242,10 +244,22 @@ run_loop(struct fuzz_host *h, struct peer *peers, size_t npeers)
 			check_lines(&peers[i]);
 }
 
+static void
+remove_outbox(const char *path)
+{
+	char side[80];
+
+	unlink(path);
+	snprintf(side, sizeof(side), "%s-wal", path);
+	unlink(side);
+	snprintf(side, sizeof(side), "%s-shm", path);
+	unlink(side);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static char conf_path[64], sock_path[64];
+	static char conf_path[64], sock_path[64], outbox_path[64];
 	struct fuzz_host *h = calloc(1, sizeof(*h));
 	struct phxd_conn *conns[1];
 	struct peer peers[2];
@@ -256,6 +270,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FILE *f;
 		snprintf(conf_path, sizeof(conf_path), "/tmp/phxd-fuzz-%ld.conf", (long)getpid());
 		snprintf(sock_path, sizeof(sock_path), "/tmp/phxd-fuzz-%ld.sock", (long)getpid());
+		snprintf(outbox_path, sizeof(outbox_path), "/tmp/phxd-fuzz-%ld.db", (long)getpid());
 		f = fopen(conf_path, "w");
 		CHECK(f != NULL);
 		fputs(config_text, f);
@@ -285,6 +300,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	h->d.nconns = 1;
 	h->d.ipc = ipc_server_new(&h->d, sock_path);
 	CHECK(h->d.ipc != NULL);
+	/* A fresh outbox each run, so that a run depends on its input alone;
+	 * a small one, so that inputs can fill it. */
+	remove_outbox(outbox_path);
+	h->d.outbox = outbox_open(&h->d, outbox_path, false, err, sizeof(err));
+	CHECK(h->d.outbox != NULL);
+	outbox_set_limits(h->d.outbox, 16, 4096);
 	session_start(h->pc.sess);
 	peer_open(h->d.ipc, &peers[0]);
 	peer_open(h->d.ipc, &peers[1]);
@@ -346,6 +367,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		run_loop(h, peers, 2);
 	}
 
+	outbox_close(h->d.outbox);
+	h->d.outbox = NULL;
+	remove_outbox(outbox_path);
 	session_stop(h->pc.sess);
 	run_loop(h, peers, 2);
 	session_free(h->pc.sess);

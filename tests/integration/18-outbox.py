@@ -73,6 +73,7 @@ def pushes_stored_while_the_server_is_down_go_in_order_once_it_is_back(w):
         assert r["ok"] and r["result"]["status"] == "stored", r
     listed = c.ok("outbox")
     assert listed["pending"] == 200 and len(listed["messages"]) == 200, listed["pending"]
+    assert "Outbox: 200 pending, 0 failed" in d.ctl("status").stdout
     assert [m["id"] for m in listed["messages"]] == sorted(m["id"] for m in listed["messages"])
     assert all(m["state"] == "pending" for m in listed["messages"])
     ts.port = port
@@ -181,8 +182,13 @@ def a_damaged_database_is_reported_and_plain_pushes_go_on(w):
     r = c.request("push", topic="rooms:a", event="ping", payload={}, durable=True)
     assert r["error"]["code"] == "outbox_unavailable" and path in r["error"]["message"], r
     assert "error" in c.ok("status")["outbox"]
+    assert "Outbox: unavailable: outbox " + path in d.ctl("status").stdout
     r = c.ok("push", topic="rooms:a", event="ping", payload={}, **{"await": True})
     assert r["status"] == "ok", r
+    # a reload tries again, and says so again
+    assert d.ctl("reload").returncode == 0
+    wait_until(lambda: d.log().count("durable pushes are refused") >= 2,
+               what="the reload's report of the damaged outbox")
     # moved away and reloaded: a fresh outbox works
     os.rename(path, path + ".damaged")
     assert d.ctl("reload").returncode == 0

@@ -14,7 +14,7 @@ CHECK = os.path.join(BUILD, "tests", "integration", "libphxd-check")
 @test
 def libphxd_against_a_live_daemon(w):
     ts = TestServer(w)
-    d = Daemon(w, config(ts.url, "rooms:c"))
+    d = Daemon(w, config(ts.url, "rooms:c", head=f"[phxd]\noutbox = {os.path.join(w, 'o.db')}\n"))
     d.wait_joined("rooms:c")
     p = subprocess.run([CHECK, d.sock], capture_output=True, text=True, timeout=60)
     print(p.stdout, end="")

@@ -150,6 +150,16 @@ main(int argc, char **argv)
 	rc = phxd_push(c, NULL, "rooms:c", "x", "{not json", 0, 0, 0, NULL);
 	CHECK(rc == PHXD_EINVAL, "payload not JSON");
 
+	rc = phxd_push(c, NULL, "rooms:c", "ping", "{}", 0, PHXD_PUSH_DURABLE, 0, &out);
+	CHECK(rc == PHXD_OK && out && strtol(out, NULL, 10) > 0, "durable push: %s", out ? out : "");
+	free(out);
+	rc = phxd_push(c, NULL, "rooms:c", "ping", "{}", 0, PHXD_PUSH_DURABLE | PHXD_PUSH_AWAIT, 0,
+		       &out);
+	CHECK(rc == PHXD_EDAEMON && strcmp(phxd_error_code(c), "bad_request") == 0 && out == NULL,
+	      "durable and await");
+	rc = phxd_notify(c, NULL, "rooms:c", "ping", "{}", 0, PHXD_PUSH_DURABLE);
+	CHECK(rc == PHXD_OK, "durable notification");
+
 	rc = phxd_push(c, NULL, "rooms:c", "blob", "\x00\x01\x02", 3,
 		       PHXD_PUSH_AWAIT | PHXD_PUSH_BINARY, 0, &out);
 	CHECK(rc == PHXD_OK && out && strcmp(out, "{\"binary\":\"AAEC\"}") == 0, "binary push: %s",

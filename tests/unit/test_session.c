@@ -174,25 +174,23 @@ make_conf(void)
 	return c;
 }
 
+/* What every fake host records, empty. */
 static struct fake *
-fake_new(struct conn_conf *conf)
+fake_alloc(struct conn_conf *conf)
 {
 	struct fake *f = calloc(1, sizeof(*f));
 
-	log_init(LOG_LVL_ERROR, "test_session");
-	tq_init(&f->tq);
-	f->tq.now = 1000000;
-	f->conf = conf ? conf : make_conf();
+	f->conf = conf;
 	f->sent = json_array();
 	f->messages = json_array();
 	f->events = json_array();
 	f->random = 0.5;
-	f->s = session_new(f->conf, &fk_ops, f, &f->tq);
 	return f;
 }
 
+/* Frees its session and its records. */
 static void
-fake_free(struct fake *f)
+fake_release(struct fake *f)
 {
 	session_free(f->s);
 	for (size_t i = 0; i < json_array_size(f->sent); i++)
@@ -200,6 +198,24 @@ fake_free(struct fake *f)
 	json_decref(f->sent);
 	json_decref(f->messages);
 	json_decref(f->events);
+}
+
+static struct fake *
+fake_new(struct conn_conf *conf)
+{
+	struct fake *f = fake_alloc(conf ? conf : make_conf());
+
+	log_init(LOG_LVL_ERROR, "test_session");
+	tq_init(&f->tq);
+	f->tq.now = 1000000;
+	f->s = session_new(f->conf, &fk_ops, f, &f->tq);
+	return f;
+}
+
+static void
+fake_free(struct fake *f)
+{
+	fake_release(f);
 	tq_free(&f->tq);
 	config_conn_free(f->conf);
 	free(f);
@@ -336,13 +352,8 @@ chan(struct fake *f, const char *topic)
 static struct fake *
 fake_shard(struct fake *f)
 {
-	struct fake *g = calloc(1, sizeof(*g));
+	struct fake *g = fake_alloc(f->conf);
 
-	g->conf = f->conf;
-	g->sent = json_array();
-	g->messages = json_array();
-	g->events = json_array();
-	g->random = 0.5;
 	g->is_shard = true;
 	g->s = session_new_shard(f->s, g);
 	f->shard = g;
@@ -352,12 +363,7 @@ fake_shard(struct fake *f)
 static void
 fake_shard_free(struct fake *g)
 {
-	session_free(g->s);
-	for (size_t i = 0; i < json_array_size(g->sent); i++)
-		free(g->sent_raw[i]);
-	json_decref(g->sent);
-	json_decref(g->messages);
-	json_decref(g->events);
+	fake_release(g);
 	free(g);
 }
 
