@@ -838,7 +838,10 @@ setup(struct outbox *ob, char *err, size_t errlen)
 		return false;
 	}
 	snprintf(sync, sizeof(sync), "PRAGMA synchronous = %s", ob->sync_full ? "FULL" : "NORMAL");
-	if (!pragma(ob->db, sync, mode, sizeof(mode), err, errlen) ||
+	/* the log is cut back after a checkpoint: a burst does not leave
+	 * its size on disk */
+	if (!pragma(ob->db, "PRAGMA journal_size_limit = 4194304", mode, sizeof(mode), err, errlen) ||
+	    !pragma(ob->db, sync, mode, sizeof(mode), err, errlen) ||
 	    !pragma(ob->db, "PRAGMA quick_check", check, sizeof(check), err, errlen))
 		return false;
 	if (strcmp(check, "ok") != 0) {
