@@ -290,6 +290,46 @@ render_ipc(struct phxd *d, struct evbuffer *out, bool openmetrics)
 	json_decref(stats);
 }
 
+/* From outbox_summary(), so that status and metrics say the same. */
+static void
+render_outbox(struct phxd *d, struct evbuffer *out, bool openmetrics)
+{
+	static const struct {
+		const char *key, *name;
+		enum family_type type;
+		const char *help;
+	} outbox_values[] = {
+		{ "pending", "phxd_outbox_pending", GAUGE, "Durable pushes stored, not delivered yet" },
+		{ "failed", "phxd_outbox_failed", GAUGE,
+		  "Durable pushes the server answered with an error, kept until retried or dropped" },
+		{ "bytes", "phxd_outbox_bytes", GAUGE, "Payload bytes of the stored pushes" },
+		{ "stored", "phxd_outbox_stored", COUNTER, "Durable pushes stored" },
+		{ "delivered", "phxd_outbox_delivered", COUNTER,
+		  "Durable pushes the server replied ok to" },
+		{ "resent", "phxd_outbox_resent", COUNTER,
+		  "Sends of a stored push after its first (lost socket, timeout, restart)" },
+	};
+	json_t *s, *v;
+
+	add_global(out, "phxd_outbox_up", GAUGE, "1 while the outbox database is open",
+		   d->outbox != NULL, openmetrics);
+	if (d->outbox == NULL)
+		return;
+	s = outbox_summary(d->outbox);
+	for (size_t i = 0; i < sizeof(outbox_values) / sizeof(outbox_values[0]); i++) {
+		v = json_object_get(s, outbox_values[i].key);
+		if (v == NULL)
+			v = json_object_get(json_object_get(s, "totals"), outbox_values[i].key);
+		add_global(out, outbox_values[i].name, outbox_values[i].type, outbox_values[i].help,
+			   (double)json_integer_value(v), openmetrics);
+	}
+	v = json_object_get(s, "oldest_pending_age_ms");
+	add_global(out, "phxd_outbox_oldest_pending_age_seconds", GAUGE,
+		   "Age of the oldest stored push not delivered yet (0: none)",
+		   json_is_integer(v) ? (double)json_integer_value(v) / 1000.0 : 0, openmetrics);
+	json_decref(s);
+}
+
 static void
 conn_labels(struct evbuffer *out, const char *name, enum family_type type,
 	    const struct phxd_conn *pc)
@@ -372,6 +412,7 @@ metrics_render(struct phxd *d, struct evbuffer *out, bool openmetrics)
 	add_global(out, "phxd_reloads", COUNTER, "Configuration reloads", (double)d->reloads,
 		   openmetrics);
 	render_ipc(d, out, openmetrics);
+	render_outbox(d, out, openmetrics);
 	for (size_t f = 0; f < sizeof(conn_families) / sizeof(conn_families[0]); f++) {
 		const struct conn_family *cf = &conn_families[f];
 		add_header(out, cf->name, cf->type, cf->help, openmetrics);

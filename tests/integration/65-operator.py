@@ -147,11 +147,13 @@ def metrics_endpoint_passes_promtool_and_the_openmetrics_parser(w):
     ts = TestServer(w)
     port = free_port()
     d = Daemon(w, config(ts.url, "rooms:m", 'rooms:"quoted\\', head=f"[phxd]\nmetrics_listen = "
-                         f"127.0.0.1:{port}\n"))
+                         f"127.0.0.1:{port}\noutbox = {w}/outbox.db\n"))
     d.wait_joined("rooms:m", 'rooms:"quoted\\')
     c = d.client()
     c.ok("push", topic="rooms:m", event="ping", **{"await": True})
     c.request("push", topic="rooms:m", event="error_reply", **{"await": True})
+    c.ok("push", topic='rooms:"quoted\\', event="error_reply", durable=True)
+    wait_until(lambda: c.ok("outbox")["failed"] == 1, what="the durable push failed")
     url = f"http://127.0.0.1:{port}/metrics"
     code, ctype, text = http_get(url)
     assert code == 200 and ctype.startswith("text/plain; version=0.0.4"), (code, ctype)
@@ -161,6 +163,8 @@ def metrics_endpoint_passes_promtool_and_the_openmetrics_parser(w):
     assert 'phxd_topic_replies_total{connection="demo",topic="rooms:m",status="error"} 1' in text
     assert 'phxd_connection_up{connection="demo"} 1' in text
     assert 'topic="rooms:\\"quoted\\\\"' in text, "label value not escaped"
+    assert "phxd_outbox_up 1\n" in text and "phxd_outbox_failed 1\n" in text and \
+        "phxd_outbox_stored_total 1\n" in text and "phxd_outbox_pending 0\n" in text, text
     # Prometheus asks for OpenMetrics and gets it
     code, ctype, om = http_get(url, {"Accept": "application/openmetrics-text;version=1.0.0,"
                                                "text/plain;version=0.0.4;q=0.5"})
