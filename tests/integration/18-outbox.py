@@ -115,6 +115,23 @@ def stored_pushes_survive_kill_9_and_the_outbox_rejoins_their_topic(w):
 
 
 @test
+def durable_pushes_reach_topics_on_every_websocket_of_a_sharded_connection(w):
+    ts, tally = tally_server(w, "--max-channels", "2")
+    topics = [f"load:s{i}" for i in range(5)]
+    d = Daemon(w, config(ts.url, *topics, head=outbox_conf(w), extra="max_channels = 2"))
+    d.wait_joined(*topics)
+    assert len(d.status()[0]["shards"]) == 3
+    c = d.client()
+    for n in range(100):
+        assert push(c, topics[n % 5], n)["ok"]
+    wait_until(lambda: len(tallied(tally)) >= 100, 10, "100 delivered")
+    got = tallied(tally)
+    assert sorted(got) == list(range(100)), got
+    for i in range(5):
+        assert [n for n in got if n % 5 == i] == list(range(i, 100, 5))
+
+
+@test
 def an_error_reply_is_kept_as_failed_until_retried_or_dropped(w):
     ts = TestServer(w)
     d = Daemon(w, config(ts.url, "rooms:a", head=outbox_conf(w)))
