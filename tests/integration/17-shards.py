@@ -92,6 +92,12 @@ def leaving_half_the_topics_closes_the_websockets_they_emptied(w):
     wait_until(lambda: len(conn(d)["shards"]) == 1, 10, "only the first websocket left")
     wait_until(lambda: server_sockets(ts) == [0], 10, "one empty socket on the server")
     assert conn(d)["state"] == "open"
+    # topics a reload adds open websockets again, in config order
+    d.write_config(config(ts.url, *topics[:250]))
+    assert d.ctl("reload").returncode == 0
+    wait_until(lambda: all_joined(d, 250), 10, "250 joined after the reload")
+    assert sorted(s["topics"] for s in conn(d)["shards"]) == [50, 100, 100]
+    assert server_sockets(ts) == [50, 100, 100]
 
 
 @test
