@@ -916,6 +916,8 @@ outbox_start(struct outbox *ob)
 	for (struct strmap_entry *e = strmap_first(&ob->topics, &it); e;
 	     e = strmap_next(&ob->topics, &it))
 		mark_dirty(ob, e->value);
+	/* now: from the first request on, the topics are wanted */
+	settle(ob);
 }
 
 void

@@ -31,7 +31,8 @@ struct outbox *outbox_open(struct phxd *d, const char *path, bool sync_full, cha
 void outbox_close(struct outbox *ob);
 void outbox_set_limits(struct outbox *ob, size_t max_messages, size_t max_bytes);
 const char *outbox_path(const struct outbox *ob);
-/* Once the connections exist: wants the topics of stored pushes. */
+/* Once the connections exist: wants the topics of stored pushes (before
+ * it returns). */
 void outbox_start(struct outbox *ob);
 /* Commits the loop pass's writes now (at exit, and for the fuzzer). */
 void outbox_flush(struct outbox *ob);
