@@ -36,7 +36,8 @@ def a_thousand_topics_with_a_cap_of_100_take_ten_websockets(w):
     shard_of = {t["topic"]: t["shard"] for t in c["topics"]}
     assert all(shard_of[f"rooms:{i}"] == i // 100 for i in range(1000))
     assert server_sockets(ts) == [100] * 10
-    assert "too many channels joined" not in d.log(), "placement should not need refusals"
+    # placement needs no refusal: one join each, none refused
+    assert all(t["joins"] == 1 and t["last_error"] is None for t in c["topics"])
     # every topic is usable as before, whichever websocket holds it
     cl = d.client()
     sub = cl.ok("subscribe", conn="demo", topic="rooms:999")["sub"]
@@ -78,7 +79,8 @@ def leaving_half_the_topics_closes_the_websockets_they_emptied(w):
     wait_until(lambda: len(conn(d)["shards"]) == 5, 10, "five websockets left")
     wait_until(lambda: server_sockets(ts) == [100] * 5, 10, "five sockets on the server")
     assert all_joined(d, 500)
-    assert d.log().count("holds no topic any more; closing it") == 5
+    wait_until(lambda: d.log().count("holds no topic any more; closing it") == 5,
+               what="five closes logged")
     # runtime leaves empty a websocket too; the first one stays, even empty
     cl = d.client()
     for i in range(400, 500):
@@ -111,7 +113,7 @@ def a_server_with_a_lower_cap_than_configured_ends_with_every_topic_joined(w):
     assert all(s["topics"] <= 30 for s in c["shards"]), c["shards"]
     sockets = server_sockets(ts)
     assert sum(sockets) == 200 and max(sockets) == 30 and len(sockets) == 7, sockets
-    assert "the server holds 30 channels per websocket" in d.log()
+    d.wait_log("the server holds 30 channels per websocket")
     # no join failed in between: each refused topic moved at once
     assert all(t["joins"] == 1 for t in c["topics"]), [t for t in c["topics"] if t["joins"] != 1]
 

@@ -194,7 +194,7 @@ def a_damaged_database_is_reported_and_plain_pushes_go_on(w):
         f.truncate(1500)
     d = Daemon(w, config(ts.url, "rooms:a", head=outbox_conf(w)))
     d.wait_joined("rooms:a")
-    assert path in d.log() and "durable pushes are refused" in d.log()
+    assert path in d.wait_log("durable pushes are refused")
     c = d.client()
     r = c.request("push", topic="rooms:a", event="ping", payload={}, durable=True)
     assert r["error"]["code"] == "outbox_unavailable" and path in r["error"]["message"], r
@@ -239,7 +239,7 @@ def a_second_phxd_on_the_same_outbox_is_told(w):
     other = os.path.join(w, "other")
     os.makedirs(other)
     d2 = Daemon(other, config(ts.url, "rooms:a", head=outbox_conf(w)))
-    assert "database is locked" in d2.log(), d2.log()[-2000:]
+    d2.wait_log("database is locked")
     assert d.client().ok("push", topic="rooms:a", event="ping", payload={},
                          durable=True)["status"] == "stored"
 
