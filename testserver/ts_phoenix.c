@@ -418,15 +418,19 @@ load_in(struct ts_conn *c, struct ts_channel *ch, const struct phx_msg *m)
 	if (phx_field_eq(m->event, "sink")) {
 		ch->sink_count++;
 	} else if (phx_field_eq(m->event, "tally") && c->srv->opt.tally_fd >= 0 &&
-		   m->kind == PHX_TEXT && m->payload.len < 4096) {
+		   m->kind == PHX_TEXT) {
 		/* One write(2) per line: in the file before the reply leaves. */
-		char line[4097];
-		memcpy(line, m->payload.s, m->payload.len);
-		line[m->payload.len] = '\n';
-		if (write(c->srv->opt.tally_fd, line, m->payload.len + 1) < 0)
-			send_reply(c, jr, m->ref, m->topic, "error", "{\"reason\":\"tally write\"}");
-		else
-			send_reply(c, jr, m->ref, m->topic, "ok", "{}");
+		char *line = malloc(m->payload.len + 1);
+		bool ok = line != NULL;
+		if (ok) {
+			memcpy(line, m->payload.s, m->payload.len);
+			line[m->payload.len] = '\n';
+			ok = write(c->srv->opt.tally_fd, line, m->payload.len + 1) ==
+			     (ssize_t)m->payload.len + 1;
+			free(line);
+		}
+		send_reply(c, jr, m->ref, m->topic, ok ? "ok" : "error",
+			   ok ? "{}" : "{\"reason\":\"tally write\"}");
 	} else if (phx_field_eq(m->event, "count")) {
 		char resp[64];
 		snprintf(resp, sizeof(resp), "{\"received\":%llu}",

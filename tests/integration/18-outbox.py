@@ -8,7 +8,7 @@ import os
 import sqlite3
 import subprocess
 
-from harness import Daemon, TestServer, config, run, test, wait_until
+from harness import Daemon, Skip, TestServer, config, run, test, wait_until
 
 
 def outbox_conf(w, extra=""):
@@ -211,6 +211,41 @@ def a_damaged_database_is_reported_and_plain_pushes_go_on(w):
     assert d.ctl("reload").returncode == 0
     assert c.ok("push", topic="rooms:a", event="ping", payload={}, durable=True)["status"] == \
         "stored"
+
+
+@test
+def a_full_disk_refuses_durable_pushes_and_keeps_what_was_stored(w):
+    fs = os.path.join(w, "small")
+    os.makedirs(fs)
+    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", fs],
+                       capture_output=True, text=True)
+    if m.returncode != 0:
+        raise Skip(f"cannot mount a small tmpfs here: {m.stderr.strip()}")
+    try:
+        ts, tally = tally_server(w)
+        d = Daemon(w, config(ts.url, "load:a", head=f"[phxd]\noutbox = {fs}/outbox.db\n",
+                             extra="reconnect_after_ms = 50"))
+        d.wait_joined("load:a")
+        port = ts.port
+        ts.stop()
+        c = d.client()
+        stored, refused = [], []
+        for n in range(60):
+            r = c.request("push", topic="load:a", event="tally", payload={"n": n, "pad": "x" * 20000},
+                          durable=True)
+            (stored if r["ok"] else refused).append((n, r))
+        assert stored and refused, (len(stored), len(refused))
+        assert all(r["error"]["code"] == "outbox_unavailable" and "disk is full" in
+                   r["error"]["message"] for _, r in refused), refused[0]
+        # phxd goes on; what it stored is delivered once the server is back
+        assert c.ok("outbox", limit=0)["pending"] == len(stored)
+        ts.port = port
+        ts.restart()
+        wait_until(lambda: sorted(set(tallied(tally))) == [n for n, _ in stored], 15,
+                   "the stored pushes delivered")
+        d.stop()
+    finally:
+        subprocess.run(["umount", "-l", fs])
 
 
 @test
