@@ -1,15 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #include "outbox.h"
 
+#include "outbox_db.h"
+
 #include "ipc/ipc.h"
 #include "log.h"
 #include "phxd.h"
 #include "strmap.h"
 #include "xmalloc.h"
 
-#include <errno.h>
-#include <sqlite3.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +21,6 @@
 /* Stored pushes whose send failed (timeout, lost socket) go again this
  * often while their topic is joined; a join sends at once. */
 #define RETRY_MS 1000
-#define SCHEMA_VERSION 1
 /* Removals and failures only (nobody waits for them) commit this late,
  * with whatever comes meanwhile: one sync for many deliveries. Lost in a
  * crash, they only mean a push sent again. */
@@ -67,18 +65,19 @@ TAILQ_HEAD(topic_list, ob_topic);
 
 struct outbox {
 	struct phxd *d;
-	sqlite3 *db;
+	struct outbox_db *db;
 	char *path;
 	bool sync_full;
-	sqlite3_stmt *insert, *remove, *fail, *unfail;
+	int64_t next_id;
 	struct strmap topics;		/* key -> ob_topic */
 	struct strmap by_id;		/* 8 bytes of id -> outbox_msg */
-	struct msg_list storing, failed;
+	struct msg_list storing;	/* in the writes queued for the next batch */
+	struct msg_list committing;	/* in the batch being committed */
+	struct msg_list failed;
 	size_t nfailed;
 	struct topic_list dirty;	/* to send from, or to let go, after this pass */
 	size_t count, bytes;		/* every stored push */
 	size_t max_messages, max_bytes;
-	bool in_txn;
 	struct event *settle_ev, *retry_ev, *commit_ev;
 	uint64_t stored_total, delivered_total, failed_total, resent_total;
 };
@@ -92,13 +91,7 @@ wall_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* ---- the database ------------------------------------------------------------- */
-
-static void
-db_error(struct outbox *ob, const char *what)
-{
-	log_warnx("outbox %s: %s: %s", ob->path, what, sqlite3_errmsg(ob->db));
-}
+/* ---- writes ----------------------------------------------------------------------- */
 
 static void
 settle_soon(struct outbox *ob)
@@ -107,56 +100,30 @@ settle_soon(struct outbox *ob)
 		event_active(ob->settle_ev, EV_TIMEOUT, 0);
 }
 
-/* The writes of one loop pass go in one transaction: one sync for all. */
+/* Hands the queued writes to the writer thread, with the pushes they
+ * store; false while it still commits the last batch. */
 static bool
-begin(struct outbox *ob)
+flush_writes(struct outbox *ob)
 {
-	if (ob->in_txn)
-		return true;
-	if (sqlite3_exec(ob->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		db_error(ob, "cannot begin a transaction");
+	evtimer_del(ob->commit_ev);
+	if (!outbox_db_commit(ob->db))
 		return false;
-	}
-	ob->in_txn = true;
-	settle_soon(ob);
-	return true;
-}
-
-static bool
-run_stmt(struct outbox *ob, sqlite3_stmt *st, const char *what)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	if (rc != SQLITE_DONE) {
-		db_error(ob, what);
-		return false;
-	}
+	TAILQ_CONCAT(&ob->committing, &ob->storing, entry);
 	return true;
 }
 
 static void
 db_remove(struct outbox *ob, int64_t id)
 {
-	if (!begin(ob))
-		return;
-	sqlite3_bind_int64(ob->remove, 1, id);
-	run_stmt(ob, ob->remove, "cannot remove a delivered push");
+	outbox_db_remove(ob->db, id);
+	settle_soon(ob);
 }
 
 static void
 db_set_failed(struct outbox *ob, const struct outbox_msg *m, bool failed)
 {
-	sqlite3_stmt *st = failed ? ob->fail : ob->unfail;
-
-	if (!begin(ob))
-		return;
-	sqlite3_bind_int(st, 1, (int)m->attempts);
-	sqlite3_bind_int64(st, 2, m->id);
-	if (failed)
-		sqlite3_bind_text(st, 3, m->last_error, -1, SQLITE_STATIC);
-	run_stmt(ob, st, "cannot record a failed push");
+	outbox_db_set_failed(ob->db, m->id, m->attempts, failed, m->last_error);
+	settle_soon(ob);
 }
 
 /* ---- messages and topics ----------------------------------------------------------- */
@@ -400,41 +367,35 @@ kick(struct outbox *ob, struct ob_topic *t)
 	}
 }
 
-/* Commits the writes so far and answers what was stored. */
+/* The writer's answer for the batch in committing: each push stored, or
+ * (error) none. */
 static void
-commit(struct outbox *ob)
+committed(void *arg, const char *error)
 {
+	struct outbox *ob = arg;
 	struct outbox_msg *m;
+	char why[320];
 
-	evtimer_del(ob->commit_ev);
-	if (ob->in_txn) {
-		ob->in_txn = false;
-		if (sqlite3_exec(ob->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-			/* Nothing of this pass is stored: say so to each caller.
-			 * Removals are lost too; those pushes go again later. */
-			char why[256];
-			snprintf(why, sizeof(why), "the outbox could not store it: %s",
-				 sqlite3_errmsg(ob->db));
-			db_error(ob, "commit failed");
-			sqlite3_exec(ob->db, "ROLLBACK", NULL, NULL, NULL);
-			while ((m = TAILQ_FIRST(&ob->storing)) != NULL) {
-				struct outbox_result res = { 0, PHXD_E_OUTBOX, why };
-				TAILQ_REMOVE(&ob->storing, m, entry);
-				if (m->stored)
-					m->stored(m->arg, &res);
-				msg_free(ob, m);
-			}
+	snprintf(why, sizeof(why), "the outbox could not store it: %s", error ? error : "");
+	while ((m = TAILQ_FIRST(&ob->committing)) != NULL) {
+		TAILQ_REMOVE(&ob->committing, m, entry);
+		if (error != NULL) {
+			struct outbox_result res = { 0, PHXD_E_OUTBOX, why };
+			if (m->stored)
+				m->stored(m->arg, &res);
+			msg_free(ob, m);
+			continue;
 		}
-	}
-	while ((m = TAILQ_FIRST(&ob->storing)) != NULL) {
 		struct outbox_result res = { m->id, NULL, NULL };
-		TAILQ_REMOVE(&ob->storing, m, entry);
 		ob->stored_total++;
 		enqueue(ob, m);
 		if (m->stored)
 			m->stored(m->arg, &res);
 		m->stored = NULL;
 	}
+	/* what came while the writer was busy */
+	settle_soon(ob);
+	phxd_timers_changed(ob->d);
 }
 
 /* End of a loop pass: commit, answer what was stored, send, let go. */
@@ -443,9 +404,10 @@ settle(struct outbox *ob)
 {
 	struct ob_topic *t;
 
+	/* a push waits for its answer: now, or when the writer is done */
 	if (!TAILQ_EMPTY(&ob->storing)) {
-		commit(ob);
-	} else if (ob->in_txn && !evtimer_pending(ob->commit_ev, NULL)) {
+		flush_writes(ob);
+	} else if (outbox_db_queued(ob->db) && !evtimer_pending(ob->commit_ev, NULL)) {
 		struct timeval tv = { 0, LAZY_COMMIT_MS * 1000 };
 		evtimer_add(ob->commit_ev, &tv);
 	}
@@ -458,16 +420,20 @@ settle(struct outbox *ob)
 			kick(ob, t);
 	}
 	phxd_timers_changed(ob->d);
-	if (!TAILQ_EMPTY(&ob->storing) || !TAILQ_EMPTY(&ob->dirty))
+	if (!TAILQ_EMPTY(&ob->dirty))
 		settle_soon(ob);
 }
 
 static void
 commit_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct outbox *ob = arg;
+
 	(void)fd;
 	(void)what;
-	commit(arg);
+	/* the writer busy: its answer settles, and this comes again */
+	if (!flush_writes(ob))
+		settle_soon(ob);
 }
 
 static void
@@ -534,35 +500,23 @@ outbox_store(struct outbox *ob, const struct outbox_push *p, outbox_stored_fn st
 		refuse(stored, arg, PHXD_E_OUTBOX_FULL, why);
 		return NULL;
 	}
-	if (!begin(ob)) {
-		snprintf(why, sizeof(why), "the outbox could not store it: %s", sqlite3_errmsg(ob->db));
-		refuse(stored, arg, PHXD_E_OUTBOX, why);
-		return NULL;
-	}
 	int64_t now = wall_ms();
-	sqlite3_stmt *st = ob->insert;
-	sqlite3_bind_text(st, 1, p->pc->conf->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, p->topic, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, p->join_payload, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, p->event, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 5, p->payload, (int)p->payload_len, SQLITE_STATIC);
-	sqlite3_bind_int(st, 6, p->binary);
-	sqlite3_bind_int64(st, 7, now);
-	if (!run_stmt(ob, st, "cannot store a push")) {
-		snprintf(why, sizeof(why), "the outbox could not store it: %s", sqlite3_errmsg(ob->db));
-		refuse(stored, arg, PHXD_E_OUTBOX, why);
-		return NULL;
-	}
 	m = msg_new(ob, p->pc->conf->name, p->topic, p->join_payload, p->event, p->payload,
 		    p->payload_len);
-	m->id = sqlite3_last_insert_rowid(ob->db);
+	m->id = ob->next_id++;
 	m->binary = p->binary;
 	m->created_ms = now;
 	m->state = MSG_STORING;
 	m->stored = stored;
 	m->arg = arg;
+	struct outbox_row row = { .id = m->id, .conn = m->conn, .topic = m->topic,
+				  .join_payload = m->join_payload, .event = m->event,
+				  .payload = m->payload, .payload_len = m->payload_len,
+				  .binary = m->binary, .created_ms = now };
+	outbox_db_insert(ob->db, &row);
 	TAILQ_INSERT_TAIL(&ob->storing, m, entry);
 	msg_index(ob, m);
+	settle_soon(ob);
 	return m;
 }
 
@@ -717,158 +671,34 @@ outbox_set_limits(struct outbox *ob, size_t max_messages, size_t max_bytes)
 
 /* ---- open and close --------------------------------------------------------------------------- */
 
-static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS outbox ("
-	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
-	" conn TEXT NOT NULL, topic TEXT NOT NULL, join_payload TEXT NOT NULL,"
-	" event TEXT NOT NULL, payload BLOB NOT NULL, is_binary INTEGER NOT NULL,"
-	" created_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
-	" failed INTEGER NOT NULL DEFAULT 0, last_error TEXT);";
-
-static bool
-load(struct outbox *ob, char *err, size_t errlen)
+static void
+load_row(void *arg, const struct outbox_row *row)
 {
-	sqlite3_stmt *st;
-	int rc;
+	struct outbox *ob = arg;
+	struct outbox_msg *m = msg_new(ob, row->conn, row->topic, row->join_payload, row->event,
+				       row->payload, row->payload_len);
 
-	if (sqlite3_prepare_v2(ob->db,
-			       "SELECT id, conn, topic, join_payload, event, payload, is_binary, "
-			       "created_ms, attempts, failed, last_error FROM outbox ORDER BY id",
-			       -1, &st, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(ob->db));
-		return false;
+	m->id = row->id;
+	m->binary = row->binary;
+	m->created_ms = row->created_ms;
+	m->attempts = row->attempts;
+	if (row->last_error != NULL)
+		m->last_error = xstrdup(row->last_error);
+	msg_index(ob, m);
+	if (row->failed) {
+		m->state = MSG_FAILED;
+		TAILQ_INSERT_TAIL(&ob->failed, m, entry);
+		ob->nfailed++;
+	} else {
+		enqueue(ob, m);
 	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		const char *txt[4];
-		for (int i = 0; i < 4; i++) {
-			txt[i] = (const char *)sqlite3_column_text(st, 1 + i);
-			if (txt[i] == NULL)
-				txt[i] = "";
-		}
-		const void *payload = sqlite3_column_blob(st, 5);
-		size_t plen = (size_t)sqlite3_column_bytes(st, 5);
-		struct outbox_msg *m = msg_new(ob, txt[0], txt[1], txt[2], txt[3],
-					       payload ? payload : "", plen);
-		m->id = sqlite3_column_int64(st, 0);
-		m->binary = sqlite3_column_int(st, 6) != 0;
-		m->created_ms = sqlite3_column_int64(st, 7);
-		m->attempts = (unsigned)sqlite3_column_int(st, 8);
-		if (sqlite3_column_text(st, 10) != NULL)
-			m->last_error = xstrdup((const char *)sqlite3_column_text(st, 10));
-		msg_index(ob, m);
-		if (sqlite3_column_int(st, 9) != 0) {
-			m->state = MSG_FAILED;
-			TAILQ_INSERT_TAIL(&ob->failed, m, entry);
-			ob->nfailed++;
-		} else {
-			enqueue(ob, m);
-		}
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(ob->db));
-		return false;
-	}
-	return true;
-}
-
-/* The text of a one-row PRAGMA; false with err set when it failed. */
-static bool
-pragma(sqlite3 *db, const char *sql, char *out, size_t outlen, char *err, size_t errlen)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	out[0] = '\0';
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-		return false;
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		if (out[0] == '\0' && sqlite3_column_text(st, 0) != NULL)
-			snprintf(out, outlen, "%s", (const char *)sqlite3_column_text(st, 0));
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-		return false;
-	}
-	return true;
-}
-
-static bool
-prepare(struct outbox *ob, char *err, size_t errlen)
-{
-	static const struct {
-		size_t offset;
-		const char *sql;
-	} stmts[] = {
-		{ offsetof(struct outbox, insert),
-		  "INSERT INTO outbox (conn, topic, join_payload, event, payload, is_binary, "
-		  "created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)" },
-		{ offsetof(struct outbox, remove), "DELETE FROM outbox WHERE id = ?1" },
-		{ offsetof(struct outbox, fail),
-		  "UPDATE outbox SET attempts = ?1, failed = 1, last_error = ?3 WHERE id = ?2" },
-		{ offsetof(struct outbox, unfail),
-		  "UPDATE outbox SET attempts = ?1, failed = 0, last_error = NULL WHERE id = ?2" },
-	};
-
-	for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
-		sqlite3_stmt **st = (sqlite3_stmt **)((char *)ob + stmts[i].offset);
-		if (sqlite3_prepare_v3(ob->db, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT, st,
-				       NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "%s", sqlite3_errmsg(ob->db));
-			return false;
-		}
-	}
-	return true;
-}
-
-static bool
-setup(struct outbox *ob, char *err, size_t errlen)
-{
-	char mode[32], check[256], version[32];
-	char sync[64];
-
-	/* One phxd per database: a second one is told at once. */
-	if (!pragma(ob->db, "PRAGMA locking_mode = EXCLUSIVE", mode, sizeof(mode), err, errlen) ||
-	    !pragma(ob->db, "PRAGMA journal_mode = WAL", mode, sizeof(mode), err, errlen))
-		return false;
-	if (strcmp(mode, "wal") != 0) {
-		snprintf(err, errlen, "cannot use write-ahead logging (journal mode %s)", mode);
-		return false;
-	}
-	snprintf(sync, sizeof(sync), "PRAGMA synchronous = %s", ob->sync_full ? "FULL" : "NORMAL");
-	/* the log is cut back after a checkpoint: a burst does not leave
-	 * its size on disk */
-	if (!pragma(ob->db, "PRAGMA journal_size_limit = 4194304", mode, sizeof(mode), err, errlen) ||
-	    !pragma(ob->db, sync, mode, sizeof(mode), err, errlen) ||
-	    !pragma(ob->db, "PRAGMA quick_check", check, sizeof(check), err, errlen))
-		return false;
-	if (strcmp(check, "ok") != 0) {
-		snprintf(err, errlen, "the database is damaged: %.160s", check);
-		return false;
-	}
-	if (!pragma(ob->db, "PRAGMA user_version", version, sizeof(version), err, errlen))
-		return false;
-	if (atoi(version) > SCHEMA_VERSION) {
-		snprintf(err, errlen, "written by a newer phxd (schema %s, this one knows %d)",
-			 version, SCHEMA_VERSION);
-		return false;
-	}
-	if (sqlite3_exec(ob->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_exec(ob->db, "PRAGMA user_version = 1", NULL, NULL, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s", sqlite3_errmsg(ob->db));
-		return false;
-	}
-	return prepare(ob, err, errlen) && load(ob, err, errlen);
 }
 
 struct outbox *
-outbox_open(struct phxd *d, const char *path, bool sync_full, char *err, size_t errlen)
+outbox_open(struct phxd *d, const char *path, bool sync_full, bool threaded, char *err,
+	    size_t errlen)
 {
 	struct outbox *ob = xcalloc(1, sizeof(*ob));
-	char why[256] = "";
-	int rc;
 
 	ob->d = d;
 	ob->path = xstrdup(path);
@@ -877,6 +707,7 @@ outbox_open(struct phxd *d, const char *path, bool sync_full, char *err, size_t 
 	strmap_init(&ob->topics);
 	strmap_init(&ob->by_id);
 	TAILQ_INIT(&ob->storing);
+	TAILQ_INIT(&ob->committing);
 	TAILQ_INIT(&ob->failed);
 	TAILQ_INIT(&ob->dirty);
 	ob->settle_ev = event_new(d->base, -1, 0, settle_cb, ob);
@@ -884,28 +715,18 @@ outbox_open(struct phxd *d, const char *path, bool sync_full, char *err, size_t 
 	ob->commit_ev = evtimer_new(d->base, commit_cb, ob);
 	/* after the pass's requests, with the frames they made */
 	event_priority_set(ob->settle_ev, 2);
-	rc = sqlite3_open_v2(path, &ob->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-					     SQLITE_OPEN_NOMUTEX, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_extended_result_codes(ob->db, 1);
-		if (setup(ob, why, sizeof(why))) {
-			struct timeval tv = { RETRY_MS / 1000, (RETRY_MS % 1000) * 1000 };
-			evtimer_add(ob->retry_ev, &tv);
-			log_info("outbox %s: %zu stored push%s", path, ob->count,
-				 ob->count == 1 ? "" : "es");
-			return ob;
-		}
-	} else {
-		int e = ob->db ? sqlite3_system_errno(ob->db) : 0;
-		snprintf(why, sizeof(why), "%s%s%s%s", ob->db ? sqlite3_errmsg(ob->db) : "no memory",
-			 e ? " (" : "", e ? strerror(e) : "", e ? ")" : "");
+	ob->db = outbox_db_open(d->base, path, sync_full, threaded, load_row, committed, ob,
+				&ob->next_id, err, errlen);
+	if (ob->db == NULL) {
+		/* nothing is delivered from a database that did not open */
+		TAILQ_INIT(&ob->dirty);
+		outbox_close(ob);
+		return NULL;
 	}
-	snprintf(err, errlen, "outbox %s: %s", path, why);
-	/* nothing is delivered from a database that did not open */
-	TAILQ_INIT(&ob->dirty);
-	TAILQ_INIT(&ob->storing);
-	outbox_close(ob);
-	return NULL;
+	struct timeval tv = { RETRY_MS / 1000, (RETRY_MS % 1000) * 1000 };
+	evtimer_add(ob->retry_ev, &tv);
+	log_info("outbox %s: %zu stored push%s", path, ob->count, ob->count == 1 ? "" : "es");
+	return ob;
 }
 
 void
@@ -934,7 +755,13 @@ outbox_close(struct outbox *ob)
 
 	if (ob == NULL)
 		return;
-	commit(ob);
+	/* everything queued is committed, and each caller answered */
+	if (ob->db != NULL) {
+		do
+			outbox_db_wait(ob->db);
+		while (flush_writes(ob));
+		outbox_db_close(ob->db);
+	}
 	for (struct strmap_entry *e = strmap_first(&ob->by_id, &it); e;
 	     e = strmap_next(&ob->by_id, &it)) {
 		struct outbox_msg *m = e->value;
@@ -951,12 +778,6 @@ outbox_close(struct outbox *ob)
 	}
 	strmap_free(&ob->by_id);
 	strmap_free(&ob->topics);
-	sqlite3_finalize(ob->insert);
-	sqlite3_finalize(ob->remove);
-	sqlite3_finalize(ob->fail);
-	sqlite3_finalize(ob->unfail);
-	if (ob->db != NULL)
-		sqlite3_close(ob->db);
 	if (ob->settle_ev)
 		event_free(ob->settle_ev);
 	if (ob->retry_ev)

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * outbox: durable pushes. A push with "durable" is stored in an SQLite
- * database (WAL) and answered once committed; the pushes of one loop pass
- * commit together. Each stored push is then delivered, in order per topic,
+ * database (WAL, outbox_db.c) and answered once committed; the pushes of
+ * one loop pass, or of every pass while the last commit ran, commit
+ * together. Each stored push is then delivered, in order per topic,
  * as an awaited push once its topic is joined (the outbox keeps the topic
  * wanted until its queue is empty): a reply of any status ends it (an
  * error reply is kept as failed, visible until retried or dropped); a
@@ -24,9 +25,11 @@ struct phxd;
 struct outbox;
 
 /* Opens (or creates) the database and loads what it holds. NULL with err
- * set when it cannot; phxd then refuses durable pushes with that reason. */
-struct outbox *outbox_open(struct phxd *d, const char *path, bool sync_full, char *err,
-			   size_t errlen);
+ * set when it cannot; phxd then refuses durable pushes with that reason.
+ * threaded: commits run on a writer thread (phxd); else at once, on this
+ * thread (the fuzzer: each run the same). */
+struct outbox *outbox_open(struct phxd *d, const char *path, bool sync_full, bool threaded,
+			   char *err, size_t errlen);
 /* Commits what is pending and closes. Stored pushes stay stored. */
 void outbox_close(struct outbox *ob);
 void outbox_set_limits(struct outbox *ob, size_t max_messages, size_t max_bytes);

@@ -182,7 +182,7 @@ open_outbox(struct phxd *d)
 	d->outbox_error[0] = '\0';
 	if (path == NULL)
 		return;
-	d->outbox = outbox_open(d, path, strcmp(d->conf->outbox_sync, "full") == 0,
+	d->outbox = outbox_open(d, path, strcmp(d->conf->outbox_sync, "full") == 0, true,
 				d->outbox_error, sizeof(d->outbox_error));
 	if (d->outbox == NULL) {
 		log_warnx("%s; durable pushes are refused until a reload finds it fixed",

@@ -305,7 +305,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* A fresh outbox each run, so that a run depends on its input alone;
 	 * a small one, so that inputs can fill it. */
 	remove_outbox(outbox_path);
-	h->d.outbox = outbox_open(&h->d, outbox_path, false, err, sizeof(err));
+	h->d.outbox = outbox_open(&h->d, outbox_path, false, false, err, sizeof(err));
 	CHECK(h->d.outbox != NULL);
 	outbox_set_limits(h->d.outbox, 16, 4096);
 	session_start(h->pc.sess);
