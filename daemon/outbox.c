@@ -105,10 +105,12 @@ settle_soon(struct outbox *ob)
 static bool
 flush_writes(struct outbox *ob)
 {
-	evtimer_del(ob->commit_ev);
-	if (!outbox_db_commit(ob->db))
+	if (outbox_db_busy(ob->db) || !outbox_db_queued(ob->db))
 		return false;
+	evtimer_del(ob->commit_ev);
+	/* before the commit: without a writer thread it answers at once */
 	TAILQ_CONCAT(&ob->committing, &ob->storing, entry);
+	outbox_db_commit(ob->db);
 	return true;
 }
 

@@ -129,6 +129,12 @@ outbox_db_queued(const struct outbox_db *db)
 	return db->queued->n > 0;
 }
 
+bool
+outbox_db_busy(const struct outbox_db *db)
+{
+	return db->busy != NULL;
+}
+
 /* ---- the writer ------------------------------------------------------------------------ */
 
 static bool

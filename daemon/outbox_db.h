@@ -57,5 +57,7 @@ void outbox_db_set_failed(struct outbox_db *db, int64_t id, unsigned attempts, b
  * one (done() says when; commit again then). */
 bool outbox_db_commit(struct outbox_db *db);
 bool outbox_db_queued(const struct outbox_db *db);
+/* The writer has a batch. */
+bool outbox_db_busy(const struct outbox_db *db);
 
 #endif
