@@ -744,13 +744,6 @@ outbox_start(struct outbox *ob)
 }
 
 void
-outbox_flush(struct outbox *ob)
-{
-	if (ob != NULL)
-		settle(ob);
-}
-
-void
 outbox_close(struct outbox *ob)
 {
 	struct strmap_iter it;

@@ -37,8 +37,6 @@ const char *outbox_path(const struct outbox *ob);
 /* Once the connections exist: wants the topics of stored pushes (before
  * it returns). */
 void outbox_start(struct outbox *ob);
-/* Commits the loop pass's writes now (at exit, and for the fuzzer). */
-void outbox_flush(struct outbox *ob);
 
 /* How a durable push was taken: stored (id) or refused (code, message). */
 struct outbox_result {

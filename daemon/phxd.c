@@ -148,8 +148,10 @@ conn_add(struct phxd *d, struct conn_conf *conf)
 
 /* ---- the outbox ---------------------------------------------------------------- */
 
-const char *
-phxd_outbox_path(const struct phxd_conf *conf, char *buf, size_t size)
+/* The outbox file the config names (or $STATE_DIRECTORY/outbox.db);
+ * NULL for none. */
+static const char *
+outbox_file(const struct phxd_conf *conf, char *buf, size_t size)
 {
 	const char *state_dir = getenv("STATE_DIRECTORY");
 
@@ -169,7 +171,7 @@ static void
 open_outbox(struct phxd *d)
 {
 	char buf[4096];
-	const char *path = phxd_outbox_path(d->conf, buf, sizeof(buf));
+	const char *path = outbox_file(d->conf, buf, sizeof(buf));
 
 	if (d->outbox != NULL) {
 		if (path == NULL || strcmp(path, outbox_path(d->outbox)) != 0)

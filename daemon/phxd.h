@@ -58,9 +58,6 @@ uint64_t phxd_now_ms(void);
 /* Re-arms the libevent timer after anything changed the timer queue. */
 void phxd_timers_changed(struct phxd *d);
 struct phxd_conn *phxd_find_conn(struct phxd *d, const char *name);
-/* The outbox file the config names (or $STATE_DIRECTORY/outbox.db);
- * NULL for none. */
-const char *phxd_outbox_path(const struct phxd_conf *conf, char *buf, size_t size);
 /* Reloads the config file; false with err set when it did not parse. */
 bool phxd_reload(struct phxd *d, char *err, size_t errlen);
 /* Pushes the one-line summary to systemd (STATUS=) when it changed:
