@@ -36,7 +36,7 @@ struct parse_state {
 };
 
 enum opt_type { OPT_UINT, OPT_MODE, OPT_STRING, OPT_PATH, OPT_LEVEL, OPT_BOOL, OPT_FRACTION,
-		OPT_LIST };
+		OPT_LIST, OPT_OBSOLETE };
 
 /* An option: where it lives (offset in its struct), its range and default. */
 struct opt {
@@ -62,8 +62,8 @@ static const struct opt global_opts[] = {
 	{ "client_buffer_bytes", OPT_UINT, G(client_buffer), 0, 65536, 1u << 30, "8388608",
 	  "output queued to one IPC client before it is cut off" },
 	{ "max_clients", OPT_UINT, G(max_clients), 0, 1, 65536, "1024", "IPC clients at once" },
-	{ "receive_queue_bytes", OPT_UINT, G(receive_queue), 0, 65536, 1u << 30, "67108864",
-	  "received bytes waiting for the main thread before sockets stop being read" },
+	/* 0.1's queue between its two threads; there is one loop now */
+	{ "receive_queue_bytes", OPT_OBSOLETE, 0, 0, 0, 0, NULL, "no longer used" },
 	{ "max_clients_per_uid", OPT_UINT, G(max_clients_per_uid), 0, 1, 65536, "256",
 	  "IPC clients of one user at once (root and phxd's own user excepted)" },
 	{ "client_max_subscriptions", OPT_UINT, G(client_max_subscriptions), 0, 1, 1000000, "4096",
@@ -206,6 +206,10 @@ set_opt(struct parse_state *ps, void *base, const struct opt *o, const char *val
 	unsigned long v;
 
 	switch (o->type) {
+	case OPT_OBSOLETE:
+		/* an old file still loads */
+		log_warnx("line %u: %s is no longer used; ignored", ps->line, o->name);
+		return true;
 	case OPT_UINT:
 		if (!parse_ulong(value, 10, o->min, o->max, &v))
 			return fail(ps, o->name, "'%s' is not an integer from %lu to %lu", value,

@@ -24,8 +24,8 @@ struct conf_join {
 };
 
 /*
- * One [connection]. Reference-counted: the websocket thread holds one for
- * each connect in flight, so a reload can drop the config it came from.
+ * One [connection]. Reference-counted: each websocket holds one for its
+ * life, so a reload can drop the config it came from.
  */
 /* The largest websocket handshake request phxd builds (the transport's
  * buffer): path with params, headers, token. Checked when the file is read. */
@@ -83,7 +83,6 @@ struct phxd_conf {
 	enum log_level log_level;
 	unsigned max_line;		/* bytes of one IPC request line */
 	unsigned client_buffer;		/* bytes queued to one IPC client */
-	unsigned receive_queue;		/* received bytes waiting for the main thread */
 	unsigned max_clients;
 	unsigned max_clients_per_uid;
 	unsigned client_max_subscriptions;

@@ -53,7 +53,7 @@ void conn_stop(struct phxd_conn *pc);
 void conn_free(struct phxd_conn *pc);
 /* The same connection with new settings (same name). */
 void conn_reconfigure(struct phxd_conn *pc, struct conn_conf *conf);
-/* An event of the websocket thread, for whichever shard it names. */
+/* An event of a websocket, for whichever shard it names. */
 void conn_transport_event(struct phxd *d, const struct tp_event *ev);
 
 /* Shards open, and shards in all. */

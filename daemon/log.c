@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <event2/event.h>
-#include <libwebsockets.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -326,23 +325,8 @@ log_libevent(int severity, const char *msg)
 		log_debug("libevent: %s", msg);
 }
 
-static void
-log_lws(int level, const char *line)
-{
-	size_t n = strlen(line);
-
-	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-		n--;
-	if (level & LLL_ERR)
-		log_warnx("websocket: %.*s", (int)n, line);
-	else
-		log_debug("websocket: %.*s", (int)n, line);
-}
-
 void
 log_route_libraries(void)
 {
 	event_set_log_callback(log_libevent);
-	/* lws errors are mostly connection failures we report ourselves. */
-	lws_set_log_level(LLL_ERR | (logger.level >= LOG_LVL_DEBUG ? LLL_WARN : 0), log_lws);
 }

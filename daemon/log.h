@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * log: the one logging API of the daemon. Thread-safe (the libwebsockets
- * thread logs too). Lines go to stderr; under systemd (JOURNAL_STREAM set)
+ * log: the one logging API of the daemon. Thread-safe (the lookup, TLS
+ * and outbox threads log too). Lines go to stderr; under systemd (JOURNAL_STREAM set)
  * each line carries a <N> syslog priority prefix that journald understands.
  * Logging never blocks its caller once log_start() ran.
  */
@@ -29,7 +29,7 @@ enum log_level log_get_level(void);
 /* Parses "error", "warn", "info", "debug"; false when unknown. */
 bool log_level_parse(const char *name, enum log_level *out);
 const char *log_level_name(enum log_level level);
-/* Routes libevent's and libwebsockets' own messages through this API. */
+/* Routes libevent's own messages through this API. */
 void log_route_libraries(void);
 
 #define LOG_PRINTF(a, b) __attribute__((format(printf, a, b)))

@@ -251,8 +251,6 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 			conn_start(conn_add(d, fresh->conns[i]));
 		}
 	}
-	if (fresh->receive_queue != old->receive_queue)
-		transport_set_receive_cap(d->tp, fresh->receive_queue);
 	d->conf = fresh;
 	open_outbox(d);
 	if (!d->log_level_forced && fresh->log_level != old->log_level) {
@@ -272,6 +270,14 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 /* ---- signals and systemd ------------------------------------------------------ */
 
 static void
+drained(void *arg)
+{
+	struct phxd *d = arg;
+
+	event_base_loopbreak(d->base);
+}
+
+static void
 shutdown_now(struct phxd *d, const char *why)
 {
 	if (d->stopping)
@@ -284,9 +290,8 @@ shutdown_now(struct phxd *d, const char *why)
 	for (size_t i = 0; i < d->nconns; i++)
 		if (d->conns[i] != NULL)
 			conn_stop(d->conns[i]);
-	/* Let the websocket thread send the leaves and close frames. */
-	transport_stop(d->tp, STOP_GRACE_MS);
-	event_base_loopbreak(d->base);
+	/* The loop runs on until the leaves and close frames have left. */
+	transport_stop(d->tp, STOP_GRACE_MS, drained, d);
 }
 
 static void
@@ -310,26 +315,16 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
-/* The watchdog hears from phxd only while both threads make progress: this
- * runs on the main loop, and the websocket thread must have ticked since. */
+/* The watchdog hears from phxd while its loop runs: every socket, timer
+ * and client is served there, and nothing that may hang (name lookups,
+ * TLS files, disk syncs) runs on it. */
 static void
 watchdog_ping(evutil_socket_t fd, short what, void *arg)
 {
 	struct phxd *d = arg;
-	unsigned long ticks = transport_alive_ticks(d->tp);
 
 	(void)fd;
 	(void)what;
-	if (ticks == d->watchdog_ticks) {
-		if (!d->watchdog_withheld)
-			log_warnx("watchdog: the websocket thread makes no progress; not pinging");
-		d->watchdog_withheld = true;
-		return;
-	}
-	d->watchdog_ticks = ticks;
-	if (d->watchdog_withheld)
-		log_warnx("watchdog: the websocket thread makes progress again; pinging");
-	d->watchdog_withheld = false;
 	notify_send(d->notify, "WATCHDOG=1");
 }
 
@@ -387,14 +382,11 @@ default_socket(const struct phxd_conf *conf)
 	return xstrdup(PHXD_DEFAULT_SOCKET);
 }
 
-/* Frees whatever main() got to set up; only after the websocket thread
- * has stopped (transport_free joins it). */
+/* Frees whatever main() got to set up; the loop has stopped. */
 static void
 teardown(struct phxd *d)
 {
 	d->stopping = true;	/* requests still arriving are answered so */
-	if (d->tp)
-		transport_stop(d->tp, 0);
 	/* before the sessions: what it has in flight is theirs */
 	outbox_close(d->outbox);
 	d->outbox = NULL;
@@ -530,8 +522,7 @@ main(int argc, char **argv)
 	/* Bursts allocate and free a lot at once; without this glibc trims and
 	 * regrows the heap (brk, mprotect) every few batches. trim_memory()
 	 * gives it back once the burst is over. One arena for every thread:
-	 * glibc never trims the top of a thread's own arena, which kept a
-	 * burst's worth of the websocket thread's memory. */
+	 * glibc never trims the top of a thread's own arena. */
 	mallopt(M_TRIM_THRESHOLD, 64 << 20);
 	mallopt(M_TOP_PAD, 1 << 20);
 	mallopt(M_ARENA_MAX, 1);
@@ -565,7 +556,7 @@ main(int argc, char **argv)
 	d.status_ev = event_new(d.base, -1, 0, send_status, &d);
 	if (d.status_ev == NULL || event_priority_set(d.status_ev, 2) != 0)
 		fatalx("cannot create the status event");
-	d.tp = transport_new(d.base, transport_event, &d, d.conf->receive_queue);
+	d.tp = transport_new(d.base, transport_event, &d);
 	d.resolver = resolver_new(d.base);
 	for (size_t i = 0; i < d.conf->nconns; i++)
 		conn_add(&d, d.conf->conns[i]);
@@ -591,7 +582,7 @@ main(int argc, char **argv)
 		}
 	}
 	d.ipc = ipc_server_new(&d, d.socket_path);
-	if (d.ipc == NULL || !transport_start(d.tp))
+	if (d.ipc == NULL)
 		goto fail;
 
 	uint64_t wd_usec = 0;

@@ -33,8 +33,6 @@ struct phxd {
 	struct event *sig_term, *sig_int, *sig_hup, *sig_pipe;
 	struct event *watchdog_ev;
 	struct event *trim_ev;		/* gives freed memory back after a burst */
-	unsigned long watchdog_ticks;	/* the websocket thread's, at the last ping */
-	bool watchdog_withheld;
 	struct ipc_server *ipc;
 	struct metrics_http *metrics;	/* NULL unless metrics_listen */
 	struct outbox *outbox;		/* NULL: none, or it failed to open */

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * resolve: name lookups off every loop thread. Debian's libwebsockets has
- * no asynchronous DNS, so a lookup it does itself stalls every websocket
- * on its thread; phxd resolves host names first, one short-lived thread
- * per lookup (getaddrinfo, so /etc/hosts, NSS and resolv.conf apply), and
- * hands lws a numeric address. Results come back on the libevent thread.
+ * resolve: name lookups off the loop. getaddrinfo blocks, and a lookup on
+ * the loop would stall every websocket and client; phxd resolves host
+ * names first, one short-lived thread per lookup (getaddrinfo, so
+ * /etc/hosts, NSS and resolv.conf apply), and hands the transport a
+ * numeric address. Results come back on the loop.
  */
 #ifndef PHXD_RESOLVE_H
 #define PHXD_RESOLVE_H

@@ -90,9 +90,9 @@ enum phx_err phx_decode_binary(const void *frame, size_t len, enum phx_origin or
 /*
  * Encoding. The caller fills a phx_msg's fields (store[] is not used) and
  * asks for the exact size first, so it can place the frame where it wants
- * (for instance after LWS_PRE bytes of headroom):
- *   len = phx_encoded_len(&m);  buf = malloc(LWS_PRE + len);
- *   phx_encode(&m, buf + LWS_PRE);
+ * (for instance after headroom for a frame header):
+ *   len = phx_encoded_len(&m);  buf = malloc(HEAD + len);
+ *   phx_encode(&m, buf + HEAD);
  * For PHX_TEXT the payload must already be valid JSON text; it is copied as is.
  * phx_check_encodable() says whether the header fields fit the frame kind.
  * For PHX_BIN_PUSH, `origin` picks the client layout (with ref) or the server

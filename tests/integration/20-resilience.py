@@ -54,8 +54,7 @@ def every_close_code_reconnects(w):
         wait_until(lambda: conn(d)["connects"] >= n, what=f"reconnect after {code}")
         d.wait_joined("rooms:a")
         st = conn(d)
-        # libwebsockets 4.1 reports codes it does not know (1012) as 1002
-        assert st["last_close_code"] in (code, 1002), (code, st)
+        assert st["last_close_code"] == code, (code, st)
     ts.control("drop")
     wait_until(lambda: conn(d)["connects"] >= 6, what="reconnect after a drop")
     d.wait_joined("rooms:a")
@@ -306,7 +305,11 @@ def every_push_failure_has_its_code(w):
 
 
 @test
-def reads_pause_while_the_main_thread_is_behind_and_resume(w):
+def a_flood_while_the_loop_is_busy_is_delivered_or_counted(w):
+    """Servers are read only when phxd can handle what it reads: while the
+    loop parses a 16 MiB request, a flood waits in the socket (the server
+    is slowed down), and every message arrives afterwards. An old file's
+    receive_queue_bytes still loads, with a warning."""
     ts = TestServer(w)
     head = "[phxd]\nreceive_queue_bytes = 65536\nmax_line_bytes = 33554432\n"
     d = Daemon(w, config(ts.url, "load:f", extra=FAST, head=head))
@@ -318,16 +321,14 @@ def reads_pause_while_the_main_thread_is_behind_and_resume(w):
     pusher.send_raw((json.dumps({"id": 1, "op": "push", "topic": "load:f", "event": "flood",
                                  "payload": {"n": n, "size": 400}, "await": True,
                                  "timeout_ms": 60000}) + "\n").encode())
-    # meanwhile the main thread parses a 16 MiB request: the websocket
-    # thread gets ahead of it by far more than 64 KiB
+    # meanwhile the loop parses a 16 MiB request
     busy = d.client()
     busy.send_raw(b'{"id":9,"op":"status","pad":"' + b"x" * (16 << 20) + b'"}\n')
     msgs, dropped = count_stream(sub_client, sub, n)
     assert msgs + dropped == n, (msgs, dropped)
     assert pusher.line(timeout=20)["result"]["response"] == {"sent": n}
     assert busy.line(timeout=20)["id"] == 9
-    wait_until(lambda: "pausing reads" in d.log() and "resuming reads" in d.log(),
-               what="reads paused and resumed")
+    assert "receive_queue_bytes is no longer used; ignored" in d.log()
 
 
 class DnsBlackhole:

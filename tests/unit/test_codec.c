@@ -13,6 +13,7 @@
 #include "fixtures.h"
 #include "protocol/json_scan.h"
 #include "protocol/phx_codec.h"
+#include "protocol/ws_codec.h"
 
 static struct fx_file *fx_files;
 static size_t fx_count;
@@ -730,6 +731,111 @@ START_TEST(fixtures_are_all_there)
 }
 END_TEST
 
+/* ---- websocket client codec (RFC 6455) ------------------------------------- */
+
+START_TEST(ws_accept_is_the_rfc_example)
+{
+	char out[29];
+
+	/* RFC 6455 1.3 */
+	ws_accept_for("dGhlIHNhbXBsZSBub25jZQ==", out);
+	ck_assert_str_eq(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+}
+END_TEST
+
+START_TEST(ws_response_fields_and_every_prefix)
+{
+	static const char resp[] = "HTTP/1.1 101 Switching Protocols\r\n"
+				   "upgrade: WebSocket\r\n"
+				   "Connection: keep-alive, Upgrade\r\n"
+				   "Sec-WebSocket-Accept:s3pPLMBiTxaQ9kYGzzhZRbK+xOo=  \r\n"
+				   "Sec-WebSocket-Protocol: phoenix\r\n"
+				   "\r\n\x81\x00";
+	const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
+	size_t head = sizeof(resp) - 1 - 2;
+	struct ws_response r;
+
+	for (size_t n = 0; n < head; n++)
+		ck_assert_int_eq(ws_response_parse(resp, n, key, &r), 0);
+	ck_assert_int_eq(ws_response_parse(resp, sizeof(resp) - 1, key, &r), (long)head);
+	ck_assert_int_eq(r.status, 101);
+	ck_assert(r.upgrade && r.connection && r.accept_ok && !r.extensions);
+	ck_assert_int_eq((int)r.protocol_len, 7);
+	ck_assert(ws_protocol_offered("phoenix, base64url.bearer.phx.x", r.protocol, r.protocol_len));
+	ck_assert(!ws_protocol_offered("base64url.bearer.phx.x", r.protocol, r.protocol_len));
+	ck_assert(!ws_protocol_offered(NULL, r.protocol, r.protocol_len));
+	ck_assert_int_eq(ws_response_parse(resp, sizeof(resp) - 1, "AAAAAAAAAAAAAAAAAAAAAA==", &r),
+			 (long)head);
+	ck_assert(!r.accept_ok);
+	static const char *not_http[] = { "SSH-2.0", "HTTP/1.1 1x1 OK\r\n\r\n",
+					  "HTTP/1.1 403 No\r\nbad line\r\n\r\n",
+					  "HTTP/1.1 403\r\n\n\r\n\r\n" };
+	for (size_t i = 0; i < sizeof(not_http) / sizeof(not_http[0]); i++)
+		ck_assert_int_eq(ws_response_parse(not_http[i], strlen(not_http[i]), key, &r), -1);
+}
+END_TEST
+
+START_TEST(ws_frames_round_trip_every_length_form)
+{
+	static const uint64_t lens[] = { 0, 125, 126, 65535, 65536, (uint64_t)1 << 40 };
+	static const uint8_t mask[4] = { 0xde, 0xad, 0xbe, 0xef };
+
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		uint8_t h[WS_HEADER_MAX];
+		size_t n = ws_frame_header(h, WS_BINARY, lens[i], mask);
+		struct ws_frame f;
+		const char *why = NULL;
+		h[1] &= 0x7f;	/* as a server sends it: unmasked */
+		for (size_t k = 0; k < n - 4; k++)
+			ck_assert_int_eq(ws_frame_parse(h, k, &f, &why), WS_NEED_MORE);
+		ck_assert_int_eq(ws_frame_parse(h, n - 4, &f, &why), WS_FRAME_OK);
+		ck_assert(f.fin && f.opcode == WS_BINARY && f.len == lens[i] && f.head == n - 4);
+	}
+}
+END_TEST
+
+START_TEST(ws_bad_frames_are_named)
+{
+	static const struct {
+		const char *bytes;
+		size_t len;
+	} bad[] = {
+		{ "\xc1\x00", 2 }, { "\x81\x80", 2 }, { "\x83\x00", 2 }, { "\x09\x00", 2 },
+		{ "\x89\x7e", 2 }, { "\x81\x7e\x00\x05", 4 },
+		{ "\x81\x7f\x80\x00\x00\x00\x00\x00\x00\x00", 10 },
+		{ "\x81\x7f\x00\x00\x00\x00\x00\x00\xff\xff", 10 },
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct ws_frame f;
+		const char *why = NULL;
+		ck_assert_int_eq(ws_frame_parse((const uint8_t *)bad[i].bytes, bad[i].len, &f, &why),
+				 WS_BAD_FRAME);
+		ck_assert_ptr_nonnull(why);
+	}
+}
+END_TEST
+
+START_TEST(ws_mask_twice_is_identity_at_any_offset)
+{
+	uint8_t src[37], buf[37];
+	static const uint8_t mask[4] = { 1, 0x80, 0x7f, 0xff };
+
+	for (size_t i = 0; i < sizeof(src); i++)
+		src[i] = (uint8_t)(i * 7);
+	for (size_t n = 0; n <= sizeof(src); n++) {
+		ws_mask(buf, src, n, mask);
+		for (size_t i = 0; i < n; i++)
+			ck_assert_int_eq(buf[i], src[i] ^ mask[i % 4]);
+		ws_mask(buf, buf, n, mask);
+		ck_assert(memcmp(buf, src, n) == 0);
+	}
+	ck_assert(ws_close_code_valid(1000) && ws_close_code_valid(4999) && ws_close_code_valid(1012));
+	ck_assert(!ws_close_code_valid(1005) && !ws_close_code_valid(1006) &&
+		  !ws_close_code_valid(999) && !ws_close_code_valid(5000) && !ws_close_code_valid(1015));
+}
+END_TEST
+
 static Suite *
 codec_suite(void)
 {
@@ -746,6 +852,14 @@ codec_suite(void)
 	tcase_add_test(tc, decode_deep_nesting_is_refused);
 	tcase_add_test(tc, decode_every_prefix_fails_cleanly);
 	tcase_set_timeout(tc, 60);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("websocket");
+	tcase_add_test(tc, ws_accept_is_the_rfc_example);
+	tcase_add_test(tc, ws_response_fields_and_every_prefix);
+	tcase_add_test(tc, ws_frames_round_trip_every_length_form);
+	tcase_add_test(tc, ws_bad_frames_are_named);
+	tcase_add_test(tc, ws_mask_twice_is_identity_at_any_offset);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("binary");
