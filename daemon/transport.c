@@ -516,8 +516,8 @@ read_handshake(struct tp_link *l)
 		if (avail >= PHXD_HANDSHAKE_MAX)
 			link_fail(l, 1006, "handshake: the server's answer is too long", 0);
 	} else {
+		handshake_done(l, &r);	/* r points into the head: drained after */
 		evbuffer_drain(in, (size_t)head);
-		handshake_done(l, &r);
 	}
 }
 

@@ -318,9 +318,6 @@ def a_server_that_pings_and_never_reads_is_dropped_at_64_mib(w):
                     timeout=30, what="the socket dropped")
     assert st["last_close_code"] == 1008, st
     d.wait_log("more than 67108864 bytes queued for a server that does not read; closing")
-    rss_kib = int([l for l in open(f"/proc/{d.proc.pid}/status") if l.startswith("VmRSS")][0]
-                  .split()[1])
-    assert rss_kib < 200 << 10, rss_kib
     srv.check()
 
 
