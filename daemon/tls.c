@@ -2,17 +2,16 @@
 #include "tls.h"
 
 #include "log.h"
+#include "offload.h"
 #include "xmalloc.h"
 
-#include <errno.h>
 #include <openssl/err.h>
-#include <pthread.h>
-#include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* Settings that make a context: main thread only. */
+/* Settings that make a context: loop thread only. */
 struct tls_entry {
 	TAILQ_ENTRY(tls_entry) entry;
 	char *key;
@@ -20,41 +19,27 @@ struct tls_entry {
 	TAILQ_HEAD(, tls_wait) waiters;
 };
 
-/* One build, shared with its thread. */
+/* One build: the files' names are copied for its thread. */
 struct tls_job {
-	TAILQ_ENTRY(tls_job) entry;
+	struct offload_job job;
 	struct tls_ctxs *t;
-	struct tls_entry *e;	/* main thread's; NULL once dropped */
+	struct tls_entry *e;
 	char *name, *ca_file, *client_cert, *client_key;
 	SSL_CTX *ctx;
 };
 
-/* Lives until its last build thread is done: the daemon may exit while
- * one hangs on a file. */
 struct tls_ctxs {
-	pthread_mutex_t lock;
-	unsigned refs;
-	bool closed;
-	struct event *done_ev;
-	TAILQ_HEAD(, tls_job) running, done;
-	TAILQ_HEAD(, tls_entry) entries;	/* main thread only */
+	struct offload *jobs;
+	TAILQ_HEAD(, tls_entry) entries;
 };
 
-static void
-ctxs_unref_locked(struct tls_ctxs *t)
-{
-	bool last = --t->refs == 0;
-
-	pthread_mutex_unlock(&t->lock);
-	if (last) {
-		pthread_mutex_destroy(&t->lock);
-		free(t);
-	}
-}
+#define JOB(j) ((struct tls_job *)((char *)(j) - offsetof(struct tls_job, job)))
 
 static void
-job_free(struct tls_job *j)
+job_free(struct offload_job *oj)
 {
+	struct tls_job *j = JOB(oj);
+
 	SSL_CTX_free(j->ctx);
 	free(j->name);
 	free(j->ca_file);
@@ -128,26 +113,13 @@ fail:
 	return NULL;
 }
 
-static void *
-build_main(void *arg)
+static void
+build_job(struct offload_job *oj)
 {
-	struct tls_job *j = arg;
-	struct tls_ctxs *t = j->t;
+	struct tls_job *j = JOB(oj);
 
 	j->ctx = build(j);
 	ERR_clear_error();	/* the queue is per thread, and the thread ends */
-	pthread_mutex_lock(&t->lock);
-	TAILQ_REMOVE(&t->running, j, entry);
-	if (t->closed) {
-		job_free(j);
-	} else {
-		bool first = TAILQ_EMPTY(&t->done);
-		TAILQ_INSERT_TAIL(&t->done, j, entry);
-		if (first)
-			event_active(t->done_ev, EV_READ, 0);
-	}
-	ctxs_unref_locked(t);
-	return NULL;
 }
 
 static void
@@ -170,26 +142,13 @@ entry_settle(struct tls_ctxs *t, struct tls_entry *e, SSL_CTX *ctx)
 }
 
 static void
-done_cb(evutil_socket_t fd, short what, void *arg)
+built(struct offload_job *oj)
 {
-	struct tls_ctxs *t = arg;
-	TAILQ_HEAD(, tls_job) done = TAILQ_HEAD_INITIALIZER(done);
-	struct tls_job *j;
+	struct tls_job *j = JOB(oj);
+	SSL_CTX *ctx = j->ctx;
 
-	(void)fd;
-	(void)what;
-	pthread_mutex_lock(&t->lock);
-	TAILQ_CONCAT(&done, &t->done, entry);
-	pthread_mutex_unlock(&t->lock);
-	while ((j = TAILQ_FIRST(&done)) != NULL) {
-		TAILQ_REMOVE(&done, j, entry);
-		if (j->e != NULL) {
-			SSL_CTX *ctx = j->ctx;
-			j->ctx = NULL;
-			entry_settle(t, j->e, ctx);
-		}
-		job_free(j);
-	}
+	j->ctx = NULL;
+	entry_settle(j->t, j->e, ctx);
 }
 
 struct tls_ctxs *
@@ -197,14 +156,8 @@ tls_ctxs_new(struct event_base *base)
 {
 	struct tls_ctxs *t = xcalloc(1, sizeof(*t));
 
-	pthread_mutex_init(&t->lock, NULL);
-	t->refs = 1;
-	TAILQ_INIT(&t->running);
-	TAILQ_INIT(&t->done);
+	t->jobs = offload_new(base, "tls");
 	TAILQ_INIT(&t->entries);
-	t->done_ev = event_new(base, -1, 0, done_cb, t);
-	if (t->done_ev == NULL)
-		fatalx("tls: cannot create an event");
 	return t;
 }
 
@@ -212,10 +165,10 @@ void
 tls_ctxs_free(struct tls_ctxs *t)
 {
 	struct tls_entry *e;
-	struct tls_job *j;
 
 	if (t == NULL)
 		return;
+	offload_free(t->jobs);	/* builds still running are dropped */
 	while ((e = TAILQ_FIRST(&t->entries)) != NULL) {
 		struct tls_wait *w;
 		TAILQ_REMOVE(&t->entries, e, entry);
@@ -227,17 +180,7 @@ tls_ctxs_free(struct tls_ctxs *t)
 		free(e->key);
 		free(e);
 	}
-	pthread_mutex_lock(&t->lock);
-	t->closed = true;
-	TAILQ_FOREACH (j, &t->running, entry)
-		j->e = NULL;
-	while ((j = TAILQ_FIRST(&t->done)) != NULL) {
-		TAILQ_REMOVE(&t->done, j, entry);
-		job_free(j);
-	}
-	event_free(t->done_ev);
-	t->done_ev = NULL;
-	ctxs_unref_locked(t);
+	free(t);
 }
 
 static char *
@@ -250,47 +193,31 @@ static bool
 start_build(struct tls_ctxs *t, struct tls_entry *e, const struct conn_conf *c)
 {
 	struct tls_job *j = xcalloc(1, sizeof(*j));
-	pthread_attr_t attr;
-	pthread_t thread;
-	sigset_t all, old;
 	int rc;
 
+	j->job.run = build_job;
+	j->job.done = built;
+	j->job.free = job_free;
 	j->t = t;
 	j->e = e;
 	j->name = xstrdup(c->name);
 	j->ca_file = dup_or_null(c->ca_file);
 	j->client_cert = dup_or_null(c->client_cert);
 	j->client_key = dup_or_null(c->client_key);
-	pthread_mutex_lock(&t->lock);
-	TAILQ_INSERT_TAIL(&t->running, j, entry);
-	t->refs++;
-	pthread_mutex_unlock(&t->lock);
-
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	/* Only the loop thread takes signals. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	rc = pthread_create(&thread, &attr, build_main, j);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	if (rc == 0)
+	if ((rc = offload_start(t->jobs, &j->job)) == 0)
 		return true;
 	log_warnx("%s: cannot set up TLS: no thread to read the files: %s", c->name, strerror(rc));
-	pthread_mutex_lock(&t->lock);
-	TAILQ_REMOVE(&t->running, j, entry);
-	t->refs--;
-	pthread_mutex_unlock(&t->lock);
-	job_free(j);
+	job_free(&j->job);
 	return false;
 }
 
 SSL_CTX *
-tls_ctx_get(struct tls_ctxs *t, const struct conn_conf *c, struct tls_wait *w)
+tls_ctx_get(struct tls_ctxs *t, const struct conn_conf *c, struct tls_wait *w, bool *failed)
 {
 	struct tls_entry *e;
 	char *key;
 
+	*failed = false;
 	xasprintf(&key, "%s|%s|%s|%s", c->ca_file ? c->ca_file : "",
 		  c->client_cert ? c->client_cert : "", c->client_key ? c->client_key : "",
 		  c->tls_stamp ? c->tls_stamp : "");
@@ -307,15 +234,11 @@ tls_ctx_get(struct tls_ctxs *t, const struct conn_conf *c, struct tls_wait *w)
 		TAILQ_INIT(&e->waiters);
 		TAILQ_INSERT_TAIL(&t->entries, e, entry);
 		if (!start_build(t, e, c)) {
-			/* answered on the loop, like any other build */
-			struct tls_job *j = xcalloc(1, sizeof(*j));
-			j->e = e;
-			pthread_mutex_lock(&t->lock);
-			bool first = TAILQ_EMPTY(&t->done);
-			TAILQ_INSERT_TAIL(&t->done, j, entry);
-			pthread_mutex_unlock(&t->lock);
-			if (first)
-				event_active(t->done_ev, EV_READ, 0);
+			TAILQ_REMOVE(&t->entries, e, entry);
+			free(e->key);
+			free(e);
+			*failed = true;
+			return NULL;
 		}
 	}
 	w->e = e;

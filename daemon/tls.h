@@ -30,9 +30,11 @@ struct tls_wait {
 struct tls_ctxs *tls_ctxs_new(struct event_base *base);
 /* Builds still running finish on their own thread; their results are dropped. */
 void tls_ctxs_free(struct tls_ctxs *t);
-/* The context for c's settings when it is built; otherwise NULL, and w->fn
- * is called once it is (w->fn must be set). */
-SSL_CTX *tls_ctx_get(struct tls_ctxs *t, const struct conn_conf *c, struct tls_wait *w);
+/* The context for c's settings when it is built. Otherwise NULL, and w->fn
+ * is called once it is (w->fn must be set); or NULL and *failed when no
+ * build could start (logged). */
+SSL_CTX *tls_ctx_get(struct tls_ctxs *t, const struct conn_conf *c, struct tls_wait *w,
+		     bool *failed);
 void tls_wait_cancel(struct tls_wait *w);
 
 #endif

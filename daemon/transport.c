@@ -801,9 +801,12 @@ transport_connect(struct transport *tp, uint32_t id, uint32_t gen, const struct 
 		return;
 	}
 	l->state = L_TLS;
-	SSL_CTX *ctx = tls_ctx_get(tp->tls, c, &l->tls_wait);
+	bool failed;
+	SSL_CTX *ctx = tls_ctx_get(tp->tls, c, &l->tls_wait, &failed);
 	if (ctx != NULL)
 		dial(l, ctx);
+	else if (failed)
+		link_fail(l, 1015, "TLS setup failed", 0);
 }
 
 static struct tp_link *
