@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench/writes: the floor of a fan-out over Unix sockets. A writer sends
+ * M lines at RATE per second, one write() per subscriber per line, to K
+ * socketpairs; a reader process polls them all, as the libphxd peer
+ * does. What the writer spends per copy is what phxd cannot go below
+ * when messages arrive one at a time (one write per client batch, a
+ * batch of one). Prints one JSON line: cpu_ns is the writer's, the
+ * latencies the reader's.
+ *
+ *   writes K RATE M
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "stats.h"
+
+#define MAX_SUBS 1100
+
+static void
+die(const char *what)
+{
+	fprintf(stderr, "writes: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void
+writer(const int *fds, long k, long rate, long m)
+{
+	uint64_t gap = 1000000000ull / (uint64_t)rate, next = now_ns();
+
+	for (long seq = 0; seq < m; seq++) {
+		uint64_t now;
+		while ((now = now_ns()) < next) {
+			uint64_t wait = next - now;
+			struct timespec ts = { (time_t)(wait / 1000000000ull),
+					       (long)(wait % 1000000000ull) };
+			nanosleep(&ts, NULL);
+		}
+		next += gap;
+		char line[192];
+		int n = snprintf(line, sizeof(line),
+				 "{\"sub\":1,\"topic\":\"rooms:fan\",\"event\":\"broadcast\","
+				 "\"payload\":{\"t\":%" PRIu64 ",\"seq\":%ld}}\n", now_ns(), seq);
+		for (long i = 0; i < k; i++)
+			if (write(fds[i], line, (size_t)n) != n)
+				die("write");
+	}
+	_exit(0);
+}
+
+int
+main(int argc, char **argv)
+{
+	static int w[MAX_SUBS], r[MAX_SUBS];
+	static struct pollfd pfd[MAX_SUBS];
+	static char buf[65536];
+
+	if (argc != 4) {
+		fprintf(stderr, "usage: writes K RATE M\n");
+		return 2;
+	}
+	long k = atol(argv[1]), rate = atol(argv[2]), m = atol(argv[3]);
+	if (k < 1 || k > MAX_SUBS || rate < 1 || m < 1) {
+		fprintf(stderr, "writes: K from 1 to %d, RATE and M positive\n", MAX_SUBS);
+		return 2;
+	}
+	for (long i = 0; i < k; i++) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+			die("socketpair");
+		w[i] = sv[0];
+		r[i] = sv[1];
+	}
+	struct lat lat;
+	lat_init(&lat, (size_t)(k * m));
+	uint64_t t0 = now_ns();
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		for (long i = 0; i < k; i++)
+			close(r[i]);
+		writer(w, k, rate, m);
+	}
+	for (long i = 0; i < k; i++) {
+		close(w[i]);
+		pfd[i] = (struct pollfd){ r[i], POLLIN, 0 };
+	}
+	long lines = 0, open = k;
+	while (open > 0) {
+		if (poll(pfd, (nfds_t)k, 60000) <= 0)
+			break;
+		for (long i = 0; i < k; i++) {
+			if (!pfd[i].revents)
+				continue;
+			ssize_t n = read(pfd[i].fd, buf, sizeof(buf) - 1);
+			if (n <= 0) {
+				pfd[i].fd = -1;
+				open--;
+				continue;
+			}
+			buf[n] = '\0';
+			uint64_t at = now_ns();
+			/* each small write is one segment, and a read takes whole ones */
+			for (char *t = strstr(buf, "\"t\":"); t != NULL; t = strstr(t + 4, "\"t\":")) {
+				lat_add(&lat, at - strtoull(t + 4, NULL, 10));
+				lines++;
+			}
+		}
+	}
+	struct rusage ru;
+	int status;
+	if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		fprintf(stderr, "writes: the writer failed\n");
+		return 1;
+	}
+	uint64_t cpu = (uint64_t)ru.ru_utime.tv_sec * 1000000000ull +
+		       (uint64_t)ru.ru_utime.tv_usec * 1000ull +
+		       (uint64_t)ru.ru_stime.tv_sec * 1000000000ull +
+		       (uint64_t)ru.ru_stime.tv_usec * 1000ull;
+	print_result(k * m, now_ns() - t0, cpu, &lat, ru.ru_maxrss, k * m - lines);
+	return 0;
+}
