@@ -130,5 +130,6 @@ main(int argc, char **argv)
 		       (uint64_t)ru.ru_stime.tv_sec * 1000000000ull +
 		       (uint64_t)ru.ru_stime.tv_usec * 1000ull;
 	print_result(k * m, now_ns() - t0, cpu, &lat, ru.ru_maxrss, k * m - lines);
+	free(lat.v);
 	return 0;
 }
