@@ -430,44 +430,61 @@ on_frame(struct tp_link *l, const struct ws_frame *f, const uint8_t *p)
 	return true;
 }
 
+/*
+ * Frames are handled where they lie, in the input buffer's first chunk,
+ * and drained together; one that spans chunks is first made contiguous.
+ */
 static void
 read_frames(struct tp_link *l)
 {
 	struct evbuffer *in = bufferevent_get_input(l->bev);
 
 	while (l->state == L_OPEN && !l->done) {
-		size_t avail = evbuffer_get_length(in);
-		uint8_t head[10];
-		struct ws_frame f;
-		const char *why = NULL;
+		struct evbuffer_iovec v;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			return;
+		const uint8_t *buf = v.iov_base;
+		size_t n = v.iov_len, used = 0, need = 0;
+		bool stop = false;
 
-		if (avail < 2)
-			return;
-		ev_ssize_t n = evbuffer_copyout(in, head, avail < sizeof(head) ? avail : sizeof(head));
-		enum ws_parse rc = ws_frame_parse(head, (size_t)n, &f, &why);
-		if (rc == WS_NEED_MORE)
-			return;
-		if (rc == WS_BAD_FRAME) {
-			protocol_error(l, why);
-			return;
+		while (!stop) {
+			struct ws_frame f;
+			const char *why = NULL;
+			enum ws_parse rc = ws_frame_parse(buf + used, n - used, &f, &why);
+			if (rc == WS_NEED_MORE) {
+				need = n - used + 1;	/* some of the header */
+				break;
+			}
+			if (rc == WS_BAD_FRAME) {
+				protocol_error(l, why);
+				stop = true;
+				break;
+			}
+			bool data = f.opcode == WS_TEXT || f.opcode == WS_BINARY || f.opcode == WS_CONT;
+			if (data && f.len + (l->in_msg && f.opcode == WS_CONT ? l->msg_len : 0) >
+					    l->conf->max_message) {
+				too_big(l);
+				stop = true;
+				break;
+			}
+			if (n - used - f.head < f.len) {
+				need = f.head + (size_t)f.len;	/* at most max_message */
+				break;
+			}
+			stop = !on_frame(l, &f, buf + used + f.head);
+			used += f.head + (size_t)f.len;
 		}
-		bool data = f.opcode == WS_TEXT || f.opcode == WS_BINARY || f.opcode == WS_CONT;
-		if (data && f.len + (l->in_msg && f.opcode == WS_CONT ? l->msg_len : 0) >
-				    l->conf->max_message) {
-			too_big(l);
+		if (used > 0)
+			evbuffer_drain(in, used);
+		if (stop)
 			return;
-		}
-		if (avail - f.head < f.len)
-			return;	/* the rest is on its way (at most max_message) */
-		evbuffer_drain(in, f.head);
-		static const uint8_t empty[1];
-		const uint8_t *p = f.len ? evbuffer_pullup(in, (ev_ssize_t)f.len) : empty;
-		if (p == NULL)
+		size_t avail = evbuffer_get_length(in);
+		if (avail < need || avail == n - used)
+			return;	/* the rest is on its way */
+		if (need < WS_HEADER_MAX && avail >= need)
+			need = avail < WS_HEADER_MAX ? avail : WS_HEADER_MAX;
+		if (evbuffer_pullup(in, (ev_ssize_t)need) == NULL)
 			fatalx("websocket: out of memory");
-		bool more = on_frame(l, &f, p);
-		evbuffer_drain(in, f.len);
-		if (!more)
-			return;
 	}
 }
 
