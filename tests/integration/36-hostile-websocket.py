@@ -253,8 +253,10 @@ def every_bad_frame_is_closed_with_1002_and_retried(w):
 def frames_split_anywhere_and_long_lengths_arrive_whole(w):
     """The join reply comes one byte per segment; then messages with 7-,
     16- and 64-bit lengths, one fragmented across three frames with a ping
-    between its parts (answered with the same payload)."""
+    between its parts (answered with the same payload), then 5,000 frames
+    in one send."""
     sizes = [10, 300, 70000]
+    MANY = 5000
 
     def script(p):
         p.accept()
@@ -274,6 +276,11 @@ def frames_split_anywhere_and_long_lengths_arrive_whole(w):
         p.conn.sendall(frame(1, whole[:third], fin=False) + frame(9, b"are you there") +
                        frame(0, whole[third:2 * third], fin=False) + frame(0, whole[2 * third:]))
         pong = p.frame_of(10)
+        # many frames in one go: reads cut them at any byte, across the
+        # input buffer's chunks
+        p.conn.sendall(b"".join(frame(1, json.dumps([None, None, "rooms:a", "seq",
+                                                     {"i": i, "pad": "z" * (i % 97)}]).encode())
+                                for i in range(MANY)))
         p.conn.sendall(frame(8, struct.pack(">H", 4001) + b"bye"))
         return pong, p.close_code()
 
@@ -289,6 +296,9 @@ def frames_split_anywhere_and_long_lengths_arrive_whole(w):
         assert m["event"] == "big" and m["payload"]["n"] == n and len(m["payload"]["x"]) == n, n
     m = c.line(timeout=5)
     assert m["event"] == "parts" and m["payload"] == {"p": "é" * 50}, m
+    for i in range(MANY):
+        m = c.line(timeout=5)
+        assert m["event"] == "seq" and m["payload"] == {"i": i, "pad": "z" * (i % 97)}, (i, m)
     wait_until(lambda: srv.results, what="the pong and the close")
     pong, code = srv.results[0]
     assert pong == b"are you there", pong
