@@ -52,6 +52,9 @@ struct tp_link {
 	enum link_state state;
 	bool done;		/* TP_CLOSED is queued; only lingering */
 	bool dead;		/* to be freed by the reaper */
+	bool direct;		/* plain and open: phxd writes, not the bufferevent */
+	bool dirty;		/* on tp->dirty: output to write this pass */
+	TAILQ_ENTRY(tp_link) dirty_entry;
 	struct tls_wait tls_wait;
 	struct bufferevent *bev;
 	struct event *timer;
@@ -82,6 +85,8 @@ struct transport {
 	size_t nby_id;
 	STAILQ_HEAD(, tp_pending) pending;
 	struct event *pending_ev;	/* delivers `pending` */
+	TAILQ_HEAD(, tp_link) dirty;
+	struct event *flush_ev;		/* writes the dirty links */
 	struct event *reap_ev;		/* frees `dead` */
 	bool stopping;
 	struct event *stop_ev;		/* the grace deadline */
@@ -178,6 +183,10 @@ link_kill(struct tp_link *l)
 		return;
 	l->dead = true;
 	link_unindex(l);
+	if (l->dirty) {
+		TAILQ_REMOVE(&l->tp->dirty, l, dirty_entry);
+		l->dirty = false;
+	}
 	tls_wait_cancel(&l->tls_wait);
 	if (l->bev != NULL)
 		bufferevent_disable(l->bev, EV_READ | EV_WRITE);
@@ -261,6 +270,11 @@ write_frame(struct tp_link *l, enum ws_opcode op, const void *data, size_t len)
 	ws_mask((uint8_t *)v.iov_base + head, data, len, mask);
 	v.iov_len = head + len;
 	evbuffer_commit_space(out, &v, 1);
+	if (l->direct && !l->dirty) {
+		l->dirty = true;
+		TAILQ_INSERT_TAIL(&l->tp->dirty, l, dirty_entry);
+		event_active(l->tp->flush_ev, EV_TIMEOUT, 0);
+	}
 }
 
 static void
@@ -509,6 +523,10 @@ handshake_done(struct tp_link *l, const struct ws_response *r)
 	} else {
 		l->state = L_OPEN;
 		evtimer_del(l->timer);
+		if (!c->tls && evbuffer_get_length(bufferevent_get_output(l->bev)) == 0) {
+			l->direct = true;
+			bufferevent_disable(l->bev, EV_WRITE);
+		}
 		/* Phoenix before 1.8 ignores the auth token: it chooses no
 		 * subprotocol. */
 		post(l, TP_OPEN)->no_subprotocol = c->subprotocols != NULL && r->protocol == NULL;
@@ -557,16 +575,55 @@ read_cb(struct bufferevent *bev, void *arg)
 	deliver_pending(l->tp);
 }
 
+/* Everything queued has left: a stopping daemon does not wait for the
+ * server's answer to its close. */
+static void
+written(struct tp_link *l)
+{
+	if (l->state == L_CLOSING && l->tp->stopping)
+		link_kill(l);
+}
+
 static void
 write_cb(struct bufferevent *bev, void *arg)
 {
 	struct tp_link *l = arg;
 
-	(void)bev;
-	/* Everything queued has left: a stopping daemon does not wait for the
-	 * server's answer to its close. */
-	if (l->state == L_CLOSING && l->tp->stopping)
-		link_kill(l);
+	if (l->direct)	/* it finished what a direct write left: direct again */
+		bufferevent_disable(bev, EV_WRITE);
+	written(l);
+}
+
+/*
+ * An open plain socket is written here, at the end of the pass that
+ * queued its frames: one writev, without arming a write event first.
+ * Only what the kernel does not take is left to the bufferevent, which
+ * also reports the errors.
+ */
+static void
+flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct transport *tp = arg;
+	struct tp_link *l;
+
+	(void)fd;
+	(void)what;
+	while ((l = TAILQ_FIRST(&tp->dirty)) != NULL) {
+		TAILQ_REMOVE(&tp->dirty, l, dirty_entry);
+		l->dirty = false;
+		struct evbuffer *out = bufferevent_get_output(l->bev);
+		evutil_socket_t s = bufferevent_getfd(l->bev);
+		/* A bufferevent keeps its output's front frozen but for its own
+		 * writes; this is one of them. */
+		evbuffer_unfreeze(out, 1);
+		while (evbuffer_get_length(out) > 0 && evbuffer_write(out, s) > 0)
+			;
+		evbuffer_freeze(out, 1);
+		if (evbuffer_get_length(out) > 0)
+			bufferevent_enable(l->bev, EV_WRITE);
+		else
+			written(l);
+	}
 }
 
 /* ---- connecting ------------------------------------------------------------------- */
@@ -874,6 +931,10 @@ transport_new(struct event_base *base, tp_event_fn fn, void *ud)
 	STAILQ_INIT(&tp->pending);
 	tp->pending_ev = event_new(base, -1, 0, pending_cb, tp);
 	tp->reap_ev = event_new(base, -1, 0, reap_cb, tp);
+	TAILQ_INIT(&tp->dirty);
+	/* at the default priority: after the pass's other callbacks, in
+	 * the same loop iteration */
+	tp->flush_ev = event_new(base, -1, 0, flush_cb, tp);
 	/* The dead are freed after everything else of the pass ran (the
 	 * daemon's base has 3 priorities; 1 is the default). */
 	event_priority_set(tp->reap_ev, 2);
@@ -965,6 +1026,7 @@ transport_free(struct transport *tp)
 	tls_ctxs_free(tp->tls);
 	free(tp->by_id);
 	event_free(tp->pending_ev);
+	event_free(tp->flush_ev);
 	event_free(tp->reap_ev);
 	if (tp->stop_ev)
 		event_free(tp->stop_ev);

@@ -71,8 +71,9 @@ class Peer:
             n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
         while len(self.buf) < off + 4 + n:
             self.recv_more()
-        mask = self.buf[off:off + 4]
-        data = bytes(c ^ mask[i % 4] for i, c in enumerate(self.buf[off + 4:off + 4 + n]))
+        mask = (self.buf[off:off + 4] * (n // 4 + 1))[:n]
+        data = (int.from_bytes(self.buf[off + 4:off + 4 + n], "big") ^
+                int.from_bytes(mask, "big")).to_bytes(n, "big")
         self.buf = self.buf[off + 4 + n:]
         return bool(b0 & 0x80), b0 & 0x0F, data
 
@@ -328,6 +329,50 @@ def a_server_that_pings_and_never_reads_is_dropped_at_64_mib(w):
                     timeout=30, what="the socket dropped")
     assert st["last_close_code"] == 1008, st
     d.wait_log("more than 67108864 bytes queued for a server that does not read; closing")
+    srv.check()
+
+
+@test
+def frames_queued_for_a_slow_reader_leave_whole_and_in_order(w):
+    """The server reads nothing while 2,000 pushes of 8 KiB are queued (more
+    than the kernel's buffers hold), then everything: each frame arrives
+    whole, masked and in order, and the socket is written directly again
+    after."""
+    n = 2000
+    queued = threading.Event()
+
+    def script(p):
+        p.accept()
+        msg = p.join()
+        p.conn.sendall(frame(1, json.dumps([msg[0], msg[1], msg[2], "phx_reply",
+                                            {"status": "ok", "response": {}}]).encode()))
+        queued.wait(20)
+        seen = []
+        while len(seen) < n + 1:
+            m = json.loads(p.frame_of(1))
+            if m[3] == "seq":
+                seen.append(m[4]["i"])
+                if m[4]["i"] == n:  # awaited: answer it
+                    p.conn.sendall(frame(1, json.dumps([m[0], m[1], m[2], "phx_reply",
+                                                        {"status": "ok", "response": {}}])
+                                         .encode()))
+        return seen
+
+    srv = Server(script)
+    d = Daemon(w, config(srv.url, "rooms:a", extra=RETRY))
+    d.wait_joined("rooms:a")
+    c = d.client()
+    pad = "q" * 8192
+    for i in range(n):
+        c.send_raw((json.dumps({"op": "push", "topic": "rooms:a", "event": "seq",
+                                "payload": {"i": i, "pad": pad}}) + "\n").encode())
+    c.ok("status")  # every notification before it was handled
+    queued.set()
+    r = c.ok("push", topic="rooms:a", event="seq", payload={"i": n}, **{"await": True})
+    assert r["status"] == "ok", r
+    wait_until(lambda: srv.results, what="the server read everything")
+    assert srv.results[0] == list(range(n + 1))
+    assert d.status()[0]["connects"] == 1
     srv.check()
 
 
