@@ -156,6 +156,10 @@ tls_ctxs_new(struct event_base *base)
 {
 	struct tls_ctxs *t = xcalloc(1, sizeof(*t));
 
+	/* No cleanup at exit: a build may still run on its thread then (a
+	 * file that hangs), and OpenSSL's atexit handler would free what it
+	 * uses under it. The first init call decides. */
+	OPENSSL_init_ssl(OPENSSL_INIT_NO_ATEXIT, NULL);
 	t->jobs = offload_new(base, "tls");
 	TAILQ_INIT(&t->entries);
 	return t;

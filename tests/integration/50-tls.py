@@ -4,6 +4,7 @@ wrong host name, and tls_verify = no. Certificates are made here with
 openssl, valid for a day."""
 import os
 import subprocess
+import time
 
 from harness import Daemon, TestServer, config, run, test, wait_until
 
@@ -168,6 +169,25 @@ def a_key_that_does_not_match_its_certificate_is_named(w):
                                "reconnect_after_ms = 100"))
     refused_repeatedly(d, ts, open_elsewhere=None)
     d.wait_log(f"cannot set up TLS: client_key {key}: ")
+
+
+
+@test
+def stopping_while_tls_contexts_are_being_built_exits_cleanly(w):
+    """TLS contexts are built on threads of their own, and a stop may come
+    while one runs (a failing build retried every millisecond here): phxd
+    still exits 0, whatever OpenSSL's thread is doing."""
+    ca, cert, key = make_certs(w, "DNS:localhost")
+    ccert, _ = client_cert(w, ca)
+    conf = config("wss://127.0.0.1:1/socket", "rooms:a",
+                  extra=f"client_cert = {ccert}\nclient_key = {key}\nreconnect_after_ms = 1")
+    for i in range(15):
+        sub = os.path.join(w, f"run{i}")
+        os.mkdir(sub)
+        d = Daemon(sub, conf)
+        d.wait_log("cannot set up TLS: client_key")
+        time.sleep(0.01 * (i % 5))
+        assert d.stop() == 0, f"run {i}: phxd did not exit cleanly"
 
 
 @test
