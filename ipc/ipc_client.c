@@ -263,7 +263,7 @@ static void
 write_out(struct ipc_client *c)
 {
 	struct iovec iov[2 * WRITE_BATCH];
-	char tags[WRITE_BATCH][24];
+	char tags[WRITE_BATCH][IPC_TAG_SIZE];
 
 	while (c->out_count > 0 && c->fd >= 0) {
 		int n = 0;

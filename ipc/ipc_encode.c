@@ -115,9 +115,20 @@ ipc_encode_tail(json_t *o)
 size_t
 ipc_encode_tag(uint64_t sub, char *buf)
 {
-	int n = snprintf(buf, 24, "{\"sub\":%" PRIu64 ",", sub);
+	/* once per line per subscriber: no printf */
+	char digits[20];
+	size_t n = 0, len = 7;
 
-	return (size_t)n;
+	do {
+		digits[n++] = (char)('0' + sub % 10);
+		sub /= 10;
+	} while (sub != 0);
+	memcpy(buf, "{\"sub\":", 7);
+	while (n > 0)
+		buf[len++] = digits[--n];
+	buf[len++] = ',';
+	buf[len] = '\0';
+	return len;
 }
 
 struct ipc_line *

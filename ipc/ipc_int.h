@@ -154,7 +154,9 @@ struct ipc_line *ipc_encode_status(json_t *id, const char *status);
 struct ipc_line *ipc_encode_message(const char *conn, const struct phx_msg *m);
 /* The rest of an object line after its tag: o without its '{'. */
 struct ipc_line *ipc_encode_tail(json_t *o);
-/* Writes the tag of subscription `sub` into buf (24 bytes); its length. */
+/* Writes the tag of subscription `sub` into buf (IPC_TAG_SIZE bytes); its
+ * length. */
+#define IPC_TAG_SIZE 32	/* {"sub":, 20 digits, a comma and a NUL */
 size_t ipc_encode_tag(uint64_t sub, char *buf);
 
 /* ipc_client.c */

@@ -63,7 +63,7 @@ ipc_subscribe(struct ipc_request *r, enum ipc_sub_kind kind, const char *conn, c
 	struct ipc_client *c = r->c;
 	struct ipc_server *srv = c->srv;
 	struct ipc_sub *s;
-	char tag[24];
+	char tag[IPC_TAG_SIZE];
 
 	if (c->nsubs >= r->d->conf->client_max_subscriptions) {
 		ipc_reply_error(r, PHXD_E_LIMIT,
