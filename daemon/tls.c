@@ -14,7 +14,8 @@
 /* Settings that make a context: loop thread only. */
 struct tls_entry {
 	TAILQ_ENTRY(tls_entry) entry;
-	char *key;
+	char *key;		/* the files' names, then their stamp */
+	size_t names_len;	/* of the names part */
 	SSL_CTX *ctx;		/* NULL while building */
 	TAILQ_HEAD(, tls_wait) waiters;
 };
@@ -215,6 +216,29 @@ start_build(struct tls_ctxs *t, struct tls_entry *e, const struct conn_conf *c)
 	return false;
 }
 
+/* The same files with other contents (rotated, then reloaded): their
+ * context is not handed out again, so it goes (the sockets made with it
+ * hold references of their own). Without this every rotation would keep
+ * a context, with its CA store, for the daemon's life. */
+static void
+drop_rotated(struct tls_ctxs *t, const char *key, size_t names_len)
+{
+	struct tls_entry *e, *next;
+
+	for (e = TAILQ_FIRST(&t->entries); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, entry);
+		if (e->ctx == NULL || e->names_len != names_len ||
+		    memcmp(e->key, key, names_len) != 0)
+			continue;	/* another's, or still being built for its waiters */
+		log_debug("tls: a context for files that changed since is let go (%.*s)",
+			  (int)names_len, e->key);
+		TAILQ_REMOVE(&t->entries, e, entry);
+		SSL_CTX_free(e->ctx);
+		free(e->key);
+		free(e);
+	}
+}
+
 SSL_CTX *
 tls_ctx_get(struct tls_ctxs *t, const struct conn_conf *c, struct tls_wait *w, bool *failed)
 {
@@ -222,9 +246,13 @@ tls_ctx_get(struct tls_ctxs *t, const struct conn_conf *c, struct tls_wait *w, b
 	char *key;
 
 	*failed = false;
-	xasprintf(&key, "%s|%s|%s|%s", c->ca_file ? c->ca_file : "",
-		  c->client_cert ? c->client_cert : "", c->client_key ? c->client_key : "",
-		  c->tls_stamp ? c->tls_stamp : "");
+	int names_len = xasprintf(&key, "%s|%s|%s|", c->ca_file ? c->ca_file : "",
+				  c->client_cert ? c->client_cert : "",
+				  c->client_key ? c->client_key : "");
+	char *stamped;
+	xasprintf(&stamped, "%s%s", key, c->tls_stamp ? c->tls_stamp : "");
+	free(key);
+	key = stamped;
 	TAILQ_FOREACH (e, &t->entries, entry)
 		if (strcmp(e->key, key) == 0)
 			break;
@@ -233,8 +261,10 @@ tls_ctx_get(struct tls_ctxs *t, const struct conn_conf *c, struct tls_wait *w, b
 		if (e->ctx != NULL)
 			return e->ctx;
 	} else {
+		drop_rotated(t, key, (size_t)names_len);
 		e = xcalloc(1, sizeof(*e));
 		e->key = key;
+		e->names_len = (size_t)names_len;
 		TAILQ_INIT(&e->waiters);
 		TAILQ_INSERT_TAIL(&t->entries, e, entry);
 		if (!start_build(t, e, c)) {
