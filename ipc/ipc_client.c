@@ -70,6 +70,19 @@ mono_us(void)
 	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
+/* When a client's output last moved, stamped once per copy written: the
+ * coarse clock costs a quarter of the precise one, and it lags by at most a
+ * tick, which a stall of client_stall_ms (100 ms at least) cannot notice.
+ * It never runs ahead of phxd_now_ms(), so the stall check cannot wrap. */
+static uint64_t
+progress_stamp_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /*
  * Output is written once a loop pass. Under a wide fan-out a pass often
  * carries one message, so every subscriber costs a write per message;
@@ -130,7 +143,7 @@ out_push(struct ipc_client *c, struct ipc_line *l, uint64_t sub, uint32_t tag_le
 	c->out_count++;
 	c->out_bytes += item_cost(it);
 	if (c->out_count == 1)
-		c->last_progress_ms = phxd_now_ms();
+		c->last_progress_ms = progress_stamp_ms();
 	if (!c->read_paused && c->out_bytes > out_cap(c) && !c->dead) {
 		c->read_paused = true;
 		event_del(c->read_ev);
@@ -307,7 +320,7 @@ write_out(struct ipc_client *c)
 			event_active(c->reap_ev, EV_TIMEOUT, 0);
 			return;
 		}
-		c->last_progress_ms = phxd_now_ms();
+		c->last_progress_ms = progress_stamp_ms();
 		size_t left = (size_t)w;
 		while (left > 0) {
 			struct ipc_out_item *it = out_at(c, 0);
