@@ -108,13 +108,9 @@ mark_dirty(struct ipc_client *c)
 	TAILQ_INSERT_TAIL(&srv->dirty, c, dirty_entry);
 	if (event_pending(srv->flush_ev, EV_TIMEOUT, NULL))
 		return;
-	uint64_t now = mono_us(), window = srv->last_flush_took_us;
-	if (window < COALESCE_US)
-		window = COALESCE_US;
-	if (window > COALESCE_MAX_US)
-		window = COALESCE_MAX_US;
-	if (srv->last_flush_clients >= COALESCE_CLIENTS && now - srv->last_flush_us < window) {
-		uint64_t wait = window - (now - srv->last_flush_us);
+	uint64_t since = mono_us() - srv->last_flush_us;
+	if (since < srv->flush_window_us) {
+		uint64_t wait = srv->flush_window_us - since;
 		struct timeval tv = { 0, (suseconds_t)wait };
 		event_add(srv->flush_ev, &tv);
 	} else {
@@ -358,8 +354,12 @@ ipc_client_flush_all(struct ipc_server *srv)
 		n++;
 	}
 	srv->last_flush_us = mono_us();
-	srv->last_flush_took_us = srv->last_flush_us - start;
-	srv->last_flush_clients = n;
+	uint64_t window = srv->last_flush_us - start;	/* as long as it took */
+	if (window < COALESCE_US)
+		window = COALESCE_US;
+	if (window > COALESCE_MAX_US)
+		window = COALESCE_MAX_US;
+	srv->flush_window_us = n >= COALESCE_CLIENTS ? window : 0;
 }
 
 /* A read of 0 bytes means the client shut its sending side: it may still

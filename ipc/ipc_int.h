@@ -124,8 +124,7 @@ struct ipc_server {
 	struct event *accept_ev, *accept_pause_ev;
 	struct event *flush_ev;	/* writes every dirty client once a pass */
 	uint64_t last_flush_us;	/* when it last ran (CLOCK_MONOTONIC) */
-	uint64_t last_flush_took_us;	/* how long it took */
-	size_t last_flush_clients;	/* and to how many it wrote */
+	uint64_t flush_window_us;	/* how long after it the next waits */
 	struct event *stall_ev;	/* cuts off clients that stopped reading */
 	struct ipc_client_list clients, dirty;
 	size_t nclients;
