@@ -35,6 +35,12 @@ def bench_run_quick_prints_every_table(w):
     for peer in rows["fire"]:
         line = next((l for l in fire.splitlines() if l.startswith(f"| {peer} |")), None)
         assert line is not None and re.search(r"\| [0-9.]+ µs \|", line), (peer, fire)
+    # the relay (the floor of any hop) runs beside phxd, its own CPU counted
+    for title in ("Fire pushes", "Awaited round trips", "Received messages"):
+        table = out.split(f"### {title}")[1].split("###")[0]
+        line = next((l for l in table.splitlines()
+                     if l.startswith("| floor through a relay |")), None)
+        assert line is not None and len(re.findall(r"\| [0-9.]+ µs", line)) >= 2, (title, table)
     fan = out.split("### Fan-out")[1].split("###")[0]
     assert fan.count("| phxd + libphxd |") == 3 and "| 0 |" in fan, fan
     daemon = out.split("### phxd itself")[1]
