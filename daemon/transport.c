@@ -24,6 +24,8 @@
 #include <sys/queue.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 /* Until the websocket is open: TCP connect, TLS, the HTTP upgrade. */
 #define OPEN_TIMEOUT_MS 10000
@@ -53,6 +55,7 @@ struct tp_link {
 	bool done;		/* TP_CLOSED is queued; only lingering */
 	bool dead;		/* to be freed by the reaper */
 	bool direct;		/* plain and open: phxd writes, not the bufferevent */
+	struct event *read_ev;	/* plain and open: phxd reads, not the bufferevent */
 	bool dirty;		/* on tp->dirty: output to write this pass */
 	TAILQ_ENTRY(tp_link) dirty_entry;
 	struct tls_wait tls_wait;
@@ -99,6 +102,8 @@ struct transport {
 
 static void link_fail(struct tp_link *l, int code, const char *reason, int http_status);
 static void check_drained(struct transport *tp);
+static void read_directly(struct tp_link *l);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
 
 /* ---- events --------------------------------------------------------------------- */
 
@@ -190,6 +195,8 @@ link_kill(struct tp_link *l)
 	tls_wait_cancel(&l->tls_wait);
 	if (l->bev != NULL)
 		bufferevent_disable(l->bev, EV_READ | EV_WRITE);
+	if (l->read_ev != NULL)
+		event_del(l->read_ev);
 	evtimer_del(l->timer);
 	LIST_REMOVE(l, entry);
 	LIST_INSERT_HEAD(&l->tp->dead, l, entry);
@@ -201,6 +208,8 @@ link_kill(struct tp_link *l)
 static void
 link_free(struct tp_link *l)
 {
+	if (l->read_ev != NULL)
+		event_free(l->read_ev);
 	if (l->bev != NULL)
 		bufferevent_free(l->bev);
 	event_free(l->timer);
@@ -527,6 +536,8 @@ handshake_done(struct tp_link *l, const struct ws_response *r)
 			l->direct = true;
 			bufferevent_disable(l->bev, EV_WRITE);
 		}
+		if (!c->tls)
+			read_directly(l);
 		/* Phoenix before 1.8 ignores the auth token: it chooses no
 		 * subprotocol. */
 		post(l, TP_OPEN)->no_subprotocol = c->subprotocols != NULL && r->protocol == NULL;
@@ -573,6 +584,56 @@ read_cb(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, evbuffer_get_length(in));
 	}
 	deliver_pending(l->tp);
+}
+
+/*
+ * An open plain socket is read here rather than by the bufferevent, whose
+ * evbuffer_read takes at most 4 KiB a call (libevent 2.1): a flood then
+ * costs a loop pass, an ioctl and a delayed ACK per 4 KiB. One readv of
+ * up to READ_MAX goes into the same input buffer; EOF and errors go to
+ * the bufferevent's event callback, as if it had read them.
+ */
+static void
+direct_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tp_link *l = arg;
+	struct evbuffer *in = bufferevent_get_input(l->bev);
+	struct evbuffer_iovec v[2];
+	struct iovec iov[2];
+
+	(void)what;
+	evbuffer_unfreeze(in, 0);	/* its end is the bufferevent's alone */
+	int nv = evbuffer_reserve_space(in, READ_MAX, v, 2);
+	if (nv < 1)
+		fatalx("websocket: out of memory");
+	for (int i = 0; i < nv; i++) {
+		iov[i].iov_base = v[i].iov_base;
+		iov[i].iov_len = v[i].iov_len;
+	}
+	ssize_t n = readv(fd, iov, nv);
+	size_t left = n > 0 ? (size_t)n : 0;
+	for (int i = 0; i < nv; i++) {
+		v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
+		left -= v[i].iov_len;
+	}
+	evbuffer_commit_space(in, v, nv);
+	evbuffer_freeze(in, 0);
+	if (n > 0)
+		read_cb(l->bev, l);
+	else if (n == 0)
+		event_cb(l->bev, BEV_EVENT_EOF | BEV_EVENT_READING, l);
+	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		event_cb(l->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, l);
+}
+
+static void
+read_directly(struct tp_link *l)
+{
+	bufferevent_disable(l->bev, EV_READ);
+	l->read_ev = event_new(l->tp->base, bufferevent_getfd(l->bev), EV_READ | EV_PERSIST,
+			       direct_read_cb, l);
+	if (l->read_ev == NULL || event_add(l->read_ev, NULL) != 0)
+		fatalx("websocket: out of memory");
 }
 
 /* Everything queued has left: a stopping daemon does not wait for the
