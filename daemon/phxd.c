@@ -40,23 +40,29 @@ phxd_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/*
+ * Called after every frame: the libevent timer is moved only when the
+ * earliest deadline came nearer. A deadline that went later (a heartbeat
+ * or a timeout armed again) is found when the armed one fires; moving it
+ * each time cost a clock read per frame and a timerfd_settime per pass.
+ */
 void
 phxd_timers_changed(struct phxd *d)
 {
-	uint64_t next = tq_next(&d->tq), now = phxd_now_ms();
+	uint64_t next = tq_next(&d->tq);
 	struct timeval tv;
 
-	if (next == UINT64_MAX) {
-		evtimer_del(d->tq_ev);
+	if (next >= d->tq_armed_at)
 		return;
-	}
-	/* The clock is in whole milliseconds and the base's timers are
-	 * precise: one more millisecond, so that a timer never fires before
-	 * its delay has passed in real time. */
+	uint64_t now = phxd_now_ms();
+	/* One more millisecond: the clock is in whole milliseconds. The
+	 * base's own clock is the coarse one, a tick behind at most: when it
+	 * fires early, nothing is due yet and the timer is armed again. */
 	uint64_t delay = (next > now ? next - now : 0) + 1;
 	tv.tv_sec = (time_t)(delay / 1000);
 	tv.tv_usec = (suseconds_t)(delay % 1000) * 1000;
 	evtimer_add(d->tq_ev, &tv);
+	d->tq_armed_at = next;
 }
 
 static void
@@ -66,6 +72,7 @@ timers_due(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	d->tq_armed_at = UINT64_MAX;
 	tq_run(&d->tq, phxd_now_ms());
 	phxd_timers_changed(d);
 }
@@ -532,21 +539,16 @@ main(int argc, char **argv)
 
 	if (evthread_use_pthreads() != 0)
 		fatalx("libevent has no thread support");
-	/* Timers to the microsecond (timerfd): the write coalescing of wide
-	 * fan-outs waits a fraction of a millisecond. */
-	struct event_config *ecfg = event_config_new();
-	if (ecfg != NULL)
-		event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
-	d.base = ecfg ? event_base_new_with_config(ecfg) : NULL;
-	if (ecfg != NULL)
-		event_config_free(ecfg);
-	if (d.base == NULL)
-		d.base = event_base_new();
+	/* Not EVENT_BASE_FLAG_PRECISE_TIMER: with it every loop pass costs a
+	 * timerfd_settime. The one sub-millisecond wait has a timerfd of its
+	 * own (ipc/ipc_listen.c). */
+	d.base = event_base_new();
 	if (d.base == NULL || event_base_priority_init(d.base, 3) != 0)
 		fatalx("cannot create the event loop");
 	tq_init(&d.tq);
 	d.tq.now = phxd_now_ms();
 	d.tq_ev = evtimer_new(d.base, timers_due, &d);
+	d.tq_armed_at = UINT64_MAX;
 	d.trim_ev = event_new(d.base, -1, EV_PERSIST, trim_memory, &d);
 	if (d.trim_ev == NULL || event_priority_set(d.trim_ev, 2) != 0)
 		fatalx("cannot create the trim event");

@@ -30,6 +30,7 @@ struct phxd {
 	struct resolver *resolver;
 	struct timerq tq;
 	struct event *tq_ev;
+	uint64_t tq_armed_at;	/* the deadline tq_ev fires at; UINT64_MAX: none */
 	struct event *sig_term, *sig_int, *sig_hup, *sig_pipe;
 	struct event *watchdog_ev;
 	struct event *trim_ev;		/* gives freed memory back after a burst */

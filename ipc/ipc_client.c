@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -87,8 +88,8 @@ progress_stamp_ms(void)
  * Output is written once a loop pass. Under a wide fan-out a pass often
  * carries one message, so every subscriber costs a write per message;
  * when the last pass wrote to COALESCE_CLIENTS or more, the next waits
- * (the base's timers are precise) so that the writes carry what came
- * meanwhile: COALESCE_US after it, or as long as that pass took when it
+ * (on a timerfd: the base's timers are whole milliseconds) so that the
+ * writes carry what came meanwhile: COALESCE_US after it, or as long as that pass took when it
  * took longer (up to COALESCE_MAX_US). Writing then takes at most about
  * half the daemon's time, whatever the fan-out, and a message waits at
  * most about one pass longer than it would have anyway.
@@ -106,16 +107,18 @@ mark_dirty(struct ipc_client *c)
 		return;
 	c->dirty = true;
 	TAILQ_INSERT_TAIL(&srv->dirty, c, dirty_entry);
-	if (event_pending(srv->flush_ev, EV_TIMEOUT, NULL))
+	if (srv->window_armed || event_pending(srv->flush_ev, EV_TIMEOUT, NULL))
 		return;
 	uint64_t since = mono_us() - srv->last_flush_us;
-	if (since < srv->flush_window_us) {
+	if (since < srv->flush_window_us && srv->window_fd >= 0) {
 		uint64_t wait = srv->flush_window_us - since;
-		struct timeval tv = { 0, (suseconds_t)wait };
-		event_add(srv->flush_ev, &tv);
-	} else {
-		event_active(srv->flush_ev, EV_TIMEOUT, 0);
+		struct itimerspec its = { .it_value = { 0, (long)(wait * 1000) } };
+		if (timerfd_settime(srv->window_fd, 0, &its, NULL) == 0) {
+			srv->window_armed = true;
+			return;
+		}
 	}
+	event_active(srv->flush_ev, EV_TIMEOUT, 0);
 }
 
 static void
