@@ -1,9 +1,36 @@
 /* SPDX-License-Identifier: MIT */
 #include "json_scan.h"
 
+#include <stdint.h>
 #include <string.h>
 
 static bool scan_value(struct json_cursor *c, int depth);
+
+/*
+ * Length of the run at s of bytes a string holds as they are: printable
+ * ASCII but '"' and '\\'. Eight bytes a step (SWAR): each test below is
+ * non-zero exactly when some byte of the word is of its kind, so a word
+ * flagged falls to the byte loop of the caller, which says which.
+ */
+static size_t
+plain_run(const char *s, size_t len)
+{
+	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+	size_t n = 0;
+
+	while (len - n >= 8) {
+		uint64_t v, quote, bslash;
+		memcpy(&v, s + n, 8);
+		quote = v ^ (ones * '"');
+		bslash = v ^ (ones * '\\');
+		if (((v - ones * 0x20) & ~v & highs) |	/* a control character */
+		    ((quote - ones) & ~quote & highs) | ((bslash - ones) & ~bslash & highs) |
+		    (v & highs))				/* not ASCII */
+			break;
+		n += 8;
+	}
+	return n;
+}
 
 static bool
 fail(struct json_cursor *c, const char *why)
@@ -170,6 +197,9 @@ json_scan_string(struct json_cursor *c, const char **raw, size_t *raw_len,
 		return fail(c, "expected a string");
 	start = ++c->p;
 	while (c->p < c->end) {
+		c->p += plain_run(c->p, (size_t)(c->end - c->p));
+		if (c->p >= c->end)
+			break;
 		unsigned char ch = (unsigned char)*c->p;
 
 		if (ch == '"') {
@@ -322,6 +352,11 @@ json_escaped_len(const char *s, size_t len)
 	size_t n = 2;
 
 	for (size_t i = 0; i < len;) {
+		size_t plain = plain_run(s + i, len - i);
+		n += plain;
+		i += plain;
+		if (i == len)
+			break;
 		unsigned char ch = (unsigned char)s[i];
 		if (ch >= 0x80) {
 			size_t seq = valid_seq(s + i, s + len);
@@ -348,6 +383,12 @@ json_escape(const char *s, size_t len, char *out)
 
 	out[n++] = '"';
 	for (size_t i = 0; i < len;) {
+		size_t plain = plain_run(s + i, len - i);
+		memcpy(out + n, s + i, plain);
+		n += plain;
+		i += plain;
+		if (i == len)
+			break;
 		unsigned char ch = (unsigned char)s[i];
 		char short_esc = 0;
 
@@ -420,6 +461,10 @@ json_copy_one_line(const char *json, size_t len, char *out)
 {
 	size_t n = 0;
 
+	if (memchr(json, '\n', len) == NULL && memchr(json, '\r', len) == NULL) {
+		memcpy(out, json, len);
+		return len;
+	}
 	/* In valid JSON a raw CR or LF can only be white space between tokens
 	 * (strings must escape them), so dropping them keeps the value. */
 	for (size_t i = 0; i < len; i++)

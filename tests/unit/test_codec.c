@@ -3,6 +3,7 @@
  * Arbitrary bytes are the job of tests/fuzz/fuzz_codec.c (whose corpus
  * make check replays): it checks that what decodes re-encodes the same. */
 #include <check.h>
+#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -460,6 +461,101 @@ START_TEST(json_unescape_round_trip)
 }
 END_TEST
 
+/* The string scanner and the escaper take eight plain bytes a step: every
+ * kind of byte that ends the step, at every offset of a word. */
+START_TEST(json_strings_special_byte_at_every_offset)
+{
+	static const char *specials[] = { "\"", "\\", "\n", "\x01", "\x1f", "\x7f", "\xc3\xa9",
+					  "\xe2\x82\xac", "\xf0\x9f\x98\x80", " ", "~" };
+	for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+		for (size_t at = 0; at < 24; at++) {
+			char s[64], out[256], quoted[256];
+			size_t sl = strlen(specials[k]);
+			memset(s, 'a', sizeof(s));
+			memcpy(s + at, specials[k], sl);
+			size_t len = at + sl + (at % 11);	/* tails of 0 to 10 plain bytes */
+
+			/* jansson is the reference escaper (it leaves '/' alone, as phxd does) */
+			json_t *js = json_stringn(s, len);
+			ck_assert_ptr_nonnull(js);
+			char *ref = json_dumps(js, JSON_ENCODE_ANY);
+			for (char *u = strstr(ref, "\\u"); u != NULL; u = strstr(u + 2, "\\u"))
+				for (int i = 2; i < 6; i++)	/* phxd writes \u001f, as JSON.stringify */
+					u[i] = (char)tolower((unsigned char)u[i]);
+			size_t n = json_escape(s, len, out);
+			ck_assert_uint_eq(n, json_escaped_len(s, len));
+			ck_assert_uint_eq(n, strlen(ref));
+			ck_assert_mem_eq(out, ref, n);
+
+			/* its escaped form scans back to the same bytes */
+			struct json_cursor c;
+			const char *raw;
+			size_t raw_len;
+			bool escapes;
+			json_cursor_init(&c, ref, n);
+			ck_assert(json_scan_string(&c, &raw, &raw_len, &escapes));
+			ck_assert_ptr_eq(c.p, ref + n);
+			char back[256];
+			size_t bl = escapes ? json_unescape(raw, raw_len, back) : raw_len;
+			ck_assert_mem_eq(escapes ? back : raw, s, len);
+			ck_assert_uint_eq(bl, len);
+			free(ref);
+			json_decref(js);
+
+			/* raw in a string: a quote ends it there, a control character
+			 * or a lone backslash is refused, the rest is kept */
+			quoted[0] = '"';
+			memcpy(quoted + 1, s, len);
+			quoted[len + 1] = '"';
+			json_cursor_init(&c, quoted, len + 2);
+			bool ok = json_scan_string(&c, &raw, &raw_len, &escapes);
+			unsigned char b = (unsigned char)specials[k][0];
+			if (b == '"') {
+				ck_assert(ok);
+				ck_assert_uint_eq(raw_len, at);
+			} else if (b < 0x20 || b == '\\') {
+				ck_assert(!ok);
+			} else {
+				ck_assert(ok);
+				ck_assert_uint_eq(raw_len, len);
+				ck_assert(!escapes);
+			}
+		}
+	}
+	/* not UTF-8 at every offset: refused by the scanner, U+FFFD on output */
+	for (size_t at = 0; at < 24; at++) {
+		char s[40], out[256];
+		memset(s, 'a', sizeof(s));
+		s[at] = (char)0xff;
+		size_t n = json_escape(s, 32, out);
+		ck_assert_uint_eq(n, 2 + 31 + 3);
+		ck_assert_mem_eq(out + 1 + at, "\xef\xbf\xbd", 3);
+		char quoted[40] = "\"";
+		memcpy(quoted + 1, s, 32);
+		quoted[33] = '"';
+		struct json_cursor c;
+		const char *raw;
+		size_t raw_len;
+		bool escapes;
+		json_cursor_init(&c, quoted, 34);
+		ck_assert(!json_scan_string(&c, &raw, &raw_len, &escapes));
+		ck_assert_str_eq(c.error, "invalid UTF-8 in string");
+	}
+	/* a payload loses its raw line breaks, whatever their offset, and
+	 * nothing else */
+	for (size_t at = 0; at < 40; at++) {
+		char s[48], out[48];
+		memset(s, ' ', sizeof(s));
+		s[0] = '{';
+		s[47] = '}';
+		s[at + 1] = at % 2 ? '\n' : '\r';
+		ck_assert_uint_eq(json_copy_one_line(s, 48, out), 47);
+		ck_assert(memchr(out, '\n', 47) == NULL && memchr(out, '\r', 47) == NULL);
+		ck_assert_uint_eq(json_copy_one_line(s + at + 2, 46 - at, out), 46 - at);
+	}
+}
+END_TEST
+
 START_TEST(json_members_walk)
 {
 	static const struct {
@@ -875,6 +971,7 @@ codec_suite(void)
 	tcase_add_test(tc, refs_count_up_and_wrap);
 	tcase_add_test(tc, json_unescape_round_trip);
 	tcase_add_test(tc, json_members_walk);
+	tcase_add_test(tc, json_strings_special_byte_at_every_offset);
 	suite_add_tcase(s, tc);
 
 	/* The recordings ship with the source: without them this fails,
