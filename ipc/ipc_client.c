@@ -89,10 +89,11 @@ progress_stamp_ms(void)
  * carries one message, so every subscriber costs a write per message;
  * when the last pass wrote to COALESCE_CLIENTS or more, the next waits
  * (on a timerfd: the base's timers are whole milliseconds) so that the
- * writes carry what came meanwhile: COALESCE_US after it, or as long as that pass took when it
- * took longer (up to COALESCE_MAX_US). Writing then takes at most about
- * half the daemon's time, whatever the fan-out, and a message waits at
- * most about one pass longer than it would have anyway.
+ * writes carry what came meanwhile: COALESCE_US after it, or as long as
+ * that pass took when it took longer (up to COALESCE_MAX_US). Writing
+ * then takes at most about half the daemon's time, whatever the fan-out,
+ * and a message waits at most about one pass longer than it would have
+ * anyway.
  */
 #define COALESCE_CLIENTS 32
 #define COALESCE_US 250
