@@ -588,10 +588,10 @@ read_cb(struct bufferevent *bev, void *arg)
 
 /*
  * An open plain socket is read here rather than by the bufferevent, whose
- * evbuffer_read takes at most 4 KiB a call (libevent 2.1): a flood then
- * costs a loop pass, an ioctl and a delayed ACK per 4 KiB. One readv of
- * up to READ_MAX goes into the same input buffer; EOF and errors go to
- * the bufferevent's event callback, as if it had read them.
+ * evbuffer_read does a FIONREAD ioctl and then takes at most 4 KiB
+ * (libevent 2.1): a backlog costs a loop pass per 4 KiB. One readv of up
+ * to READ_MAX goes into the same input buffer; EOF and errors go to the
+ * bufferevent's event callback, as if it had read them.
  */
 static void
 direct_read_cb(evutil_socket_t fd, short what, void *arg)
