@@ -12,7 +12,7 @@ static bool scan_value(struct json_cursor *c, int depth);
  * non-zero exactly when some byte of the word is of its kind, so a word
  * flagged falls to the byte loop of the caller, which says which.
  */
-static size_t
+static inline size_t
 plain_run(const char *s, size_t len)
 {
 	const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
@@ -32,6 +32,13 @@ plain_run(const char *s, size_t len)
 	return n;
 }
 
+/* The bytes plain_run takes, one at a time. */
+static bool
+plain_byte(unsigned char ch)
+{
+	return ch >= 0x20 && ch < 0x80 && ch != '"' && ch != '\\';
+}
+
 static bool
 fail(struct json_cursor *c, const char *why)
 {
@@ -47,18 +54,28 @@ json_cursor_init(struct json_cursor *c, const char *data, size_t len)
 	c->error = NULL;
 }
 
-void
-json_skip_ws(struct json_cursor *c)
+/* Inlined into every token step below: the scanner calls it before each. */
+static inline void
+skip_ws(struct json_cursor *c)
 {
+	/* Most tokens follow the last with no white space at all. */
+	if (c->p < c->end && (unsigned char)*c->p > ' ')
+		return;
 	while (c->p < c->end &&
 	       (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
 		c->p++;
 }
 
-enum json_kind
-json_peek(struct json_cursor *c)
+void
+json_skip_ws(struct json_cursor *c)
 {
-	json_skip_ws(c);
+	skip_ws(c);
+}
+
+static inline enum json_kind
+peek(struct json_cursor *c)
+{
+	skip_ws(c);
 	if (c->p >= c->end)
 		return JSON_KIND_NONE;
 	switch (*c->p) {
@@ -75,30 +92,42 @@ json_peek(struct json_cursor *c)
 	}
 }
 
-bool
-json_expect(struct json_cursor *c, char ch)
+static inline bool
+expect(struct json_cursor *c, char ch)
 {
-	json_skip_ws(c);
+	skip_ws(c);
 	if (c->p >= c->end || *c->p != ch)
 		return false;
 	c->p++;
 	return true;
 }
 
+enum json_kind
+json_peek(struct json_cursor *c)
+{
+	return peek(c);
+}
+
+bool
+json_expect(struct json_cursor *c, char ch)
+{
+	return expect(c, ch);
+}
+
 enum json_member
 json_next_member(struct json_cursor *c, unsigned *n, const char **key, size_t *key_len,
 		 bool *has_escapes)
 {
-	json_skip_ws(c);
+	skip_ws(c);
 	if (c->p < c->end && *c->p == '}') {
 		c->p++;
 		return JSON_MEMBERS_END;
 	}
-	if (*n > 0 && !json_expect(c, ','))
+	if (*n > 0 && !expect(c, ','))
 		return JSON_MEMBERS_BAD;
-	if (!json_scan_string(c, key, key_len, has_escapes) || !json_expect(c, ':'))
+	if (!json_scan_string(c, key, key_len, has_escapes) || !expect(c, ':'))
 		return JSON_MEMBERS_BAD;
-	json_skip_ws(c);
+	skip_ws(c);
 	(*n)++;
 	return JSON_MEMBER;
 }
@@ -192,12 +221,16 @@ json_scan_string(struct json_cursor *c, const char **raw, size_t *raw_len,
 	const char *start;
 	bool escapes = false;
 
-	json_skip_ws(c);
+	skip_ws(c);
 	if (c->p >= c->end || *c->p != '"')
 		return fail(c, "expected a string");
 	start = ++c->p;
 	while (c->p < c->end) {
 		c->p += plain_run(c->p, (size_t)(c->end - c->p));
+		/* The word plain_run stopped at holds the next special byte (or is
+		 * the short tail): a few steps here, not a plain_run per byte. */
+		while (c->p < c->end && plain_byte((unsigned char)*c->p))
+			c->p++;
 		if (c->p >= c->end)
 			break;
 		unsigned char ch = (unsigned char)*c->p;
@@ -240,10 +273,6 @@ json_scan_string(struct json_cursor *c, const char **raw, size_t *raw_len,
 			default:
 				return fail(c, "bad escape in string");
 			}
-			continue;
-		}
-		if (ch < 0x80) {
-			c->p++;
 			continue;
 		}
 		size_t n = utf8_seq_len((const unsigned char *)c->p,
@@ -523,7 +552,7 @@ static bool
 scan_container(struct json_cursor *c, int depth, char close, bool object)
 {
 	c->p++;	/* the opening bracket */
-	if (json_expect(c, close))
+	if (expect(c, close))
 		return true;
 	for (;;) {
 		if (object) {
@@ -531,18 +560,18 @@ scan_container(struct json_cursor *c, int depth, char close, bool object)
 			size_t raw_len;
 			bool esc;
 
-			if (json_peek(c) != JSON_KIND_STRING)
+			if (peek(c) != JSON_KIND_STRING)
 				return fail(c, "expected an object key");
 			if (!json_scan_string(c, &raw, &raw_len, &esc))
 				return false;
-			if (!json_expect(c, ':'))
+			if (!expect(c, ':'))
 				return fail(c, "expected ':' after object key");
 		}
 		if (!scan_value(c, depth + 1))
 			return false;
-		if (json_expect(c, ','))
+		if (expect(c, ','))
 			continue;
-		if (json_expect(c, close))
+		if (expect(c, close))
 			return true;
 		return fail(c, object ? "expected ',' or '}'" : "expected ',' or ']'");
 	}
@@ -557,7 +586,7 @@ scan_value(struct json_cursor *c, int depth)
 
 	if (depth > JSON_SCAN_MAX_DEPTH)
 		return fail(c, "nesting too deep");
-	switch (json_peek(c)) {
+	switch (peek(c)) {
 	case JSON_KIND_OBJECT: return scan_container(c, depth, '}', true);
 	case JSON_KIND_ARRAY: return scan_container(c, depth, ']', false);
 	case JSON_KIND_STRING: return json_scan_string(c, &raw, &raw_len, &esc);
