@@ -47,7 +47,7 @@ struct sub {
  * result is a span of it. */
 struct ready_line {
 	STAILQ_ENTRY(ready_line) entry;
-	char *raw;		/* the line, NUL-terminated */
+	bool kept;		/* now the last response: freed when the next comes */
 	size_t len;
 	uint64_t sub;		/* a stream line's subscription; 0: a response */
 	size_t body;		/* stream line: its text without the tag, from raw[body] */
@@ -55,6 +55,7 @@ struct ready_line {
 	bool ok;
 	const char *result;	/* response: the "result" span in raw, or NULL */
 	size_t result_len;
+	char raw[];		/* the line, NUL-terminated: one allocation a line */
 };
 STAILQ_HEAD(ready_list, ready_line);
 
@@ -88,7 +89,7 @@ struct phxd_client {
 	char code[64];
 	char message[512];
 	char *error_json;
-	char *last_response;
+	struct ready_line *last_response;
 };
 
 static int
@@ -161,9 +162,8 @@ static void
 set_last_response(struct phxd_client *c, struct ready_line *l)
 {
 	free(c->last_response);
-	c->last_response = l->raw;
-	l->raw = NULL;
-	l->result = NULL;	/* it pointed into raw */
+	c->last_response = l;
+	l->kept = true;
 }
 
 /* The answer to a blocking call in progress: recorded for it. */
@@ -238,8 +238,8 @@ dispatch_line(struct phxd_client *c, struct ready_line *l)
 static void
 line_free(struct ready_line *l)
 {
-	free(l->raw);
-	free(l);
+	if (!l->kept)
+		free(l);
 }
 
 /* Every phxd_send callback still waiting gets status (the connection is
@@ -348,15 +348,13 @@ scan_response(struct ready_line *l)
 static int
 queue_line(struct phxd_client *c, const char *line, size_t len)
 {
-	struct ready_line *l = calloc(1, sizeof(*l));
+	struct ready_line *l = malloc(sizeof(*l) + len + 1);
 
-	if (l == NULL || (l->raw = malloc(len + 1)) == NULL) {
-		free(l);
+	if (l == NULL)
 		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
-	}
+	*l = (struct ready_line){ .len = len };
 	memcpy(l->raw, line, len);
 	l->raw[len] = '\0';
-	l->len = len;
 	if ((l->sub = stream_tag(line, len, &l->body)) != 0) {
 		l->raw[l->body] = '{';	/* the rest of the object, as its own */
 		/* what phxd sends is checked, not trusted: one valid object */
@@ -645,7 +643,7 @@ phxd_error_json(const struct phxd_client *c)
 const char *
 phxd_last_response(const struct phxd_client *c)
 {
-	return c->last_response;
+	return c->last_response ? c->last_response->raw : NULL;
 }
 
 void
