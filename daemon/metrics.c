@@ -411,6 +411,9 @@ metrics_render(struct phxd *d, struct evbuffer *out, bool openmetrics)
 		   (double)d->started_at_ms / 1000.0, openmetrics);
 	add_global(out, "phxd_reloads", COUNTER, "Configuration reloads", (double)d->reloads,
 		   openmetrics);
+	add_global(out, "phxd_websocket_read_pauses", COUNTER,
+		   "Times a streaming websocket was left unread for 250 us to gather its frames",
+		   (double)transport_read_pauses(d->tp), openmetrics);
 	render_ipc(d, out, openmetrics);
 	render_outbox(d, out, openmetrics);
 	for (size_t f = 0; f < sizeof(conn_families) / sizeof(conn_families[0]); f++) {

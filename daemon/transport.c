@@ -24,6 +24,7 @@
 #include <sys/queue.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -56,6 +57,11 @@ struct tp_link {
 	bool dead;		/* to be freed by the reaper */
 	bool direct;		/* plain and open: phxd writes, not the bufferevent */
 	struct event *read_ev;	/* plain and open: phxd reads, not the bufferevent */
+	/* read moderation (see moderate_reads) */
+	uint64_t rate_start_us;
+	size_t rate_bytes;
+	int pause_fd;		/* timerfd, -1 until first needed */
+	struct event *pause_ev;
 	bool dirty;		/* on tp->dirty: output to write this pass */
 	TAILQ_ENTRY(tp_link) dirty_entry;
 	struct tls_wait tls_wait;
@@ -98,6 +104,7 @@ struct transport {
 	/* mask keys: the kernel's random bytes, fetched a batch at a time */
 	uint8_t rnd[256];	/* getrandom: up to 256 bytes are never cut short */
 	size_t rnd_used;
+	uint64_t read_pauses;
 };
 
 static void link_fail(struct tp_link *l, int code, const char *reason, int http_status);
@@ -197,6 +204,8 @@ link_kill(struct tp_link *l)
 		bufferevent_disable(l->bev, EV_READ | EV_WRITE);
 	if (l->read_ev != NULL)
 		event_del(l->read_ev);
+	if (l->pause_ev != NULL)
+		event_del(l->pause_ev);
 	evtimer_del(l->timer);
 	LIST_REMOVE(l, entry);
 	LIST_INSERT_HEAD(&l->tp->dead, l, entry);
@@ -210,6 +219,10 @@ link_free(struct tp_link *l)
 {
 	if (l->read_ev != NULL)
 		event_free(l->read_ev);
+	if (l->pause_ev != NULL)
+		event_free(l->pause_ev);
+	if (l->pause_fd >= 0)
+		close(l->pause_fd);
 	if (l->bev != NULL)
 		bufferevent_free(l->bev);
 	event_free(l->timer);
@@ -587,6 +600,85 @@ read_cb(struct bufferevent *bev, void *arg)
 }
 
 /*
+ * Read moderation. Read at every segment, a server streaming small frames
+ * wakes phxd every few messages, and each wake-up costs more than the
+ * frames it brings (on a VM, a halted vCPU woken through the host). Once a
+ * link has brought MODERATE_BYTES within MODERATE_WINDOW_US and its socket
+ * is drained, it is not read again for MODERATE_PAUSE_US: the kernel
+ * gathers what comes meanwhile, and one read, one parse pass and one write
+ * per client carry it all. Only what follows 16 KiB within a millisecond
+ * (a stream of about 16 MB/s, or one large message) waits, and at most the
+ * pause; a quieter link is read as soon as bytes come.
+ * The pause is a timerfd: the base's timers are whole milliseconds.
+ */
+#define MODERATE_BYTES (16u << 10)
+#define MODERATE_WINDOW_US 1000
+#define MODERATE_PAUSE_US 250
+
+static uint64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void direct_read_cb(evutil_socket_t fd, short what, void *arg);
+
+static void
+pause_over_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tp_link *l = arg;
+	uint64_t expirations;
+
+	(void)what;
+	if (read(fd, &expirations, sizeof(expirations)) < 0)
+		return;	/* not expired after all (EAGAIN) */
+	event_add(l->read_ev, NULL);
+	direct_read_cb(bufferevent_getfd(l->bev), EV_READ, l);
+}
+
+/* After a read of n bytes that drained the socket: pause the link's reads
+ * when it is streaming. Without a timerfd (fd exhaustion) it is not
+ * paused, only read as before. */
+static void
+moderate_reads(struct tp_link *l, size_t n)
+{
+	uint64_t now = mono_us();
+
+	if (now - l->rate_start_us >= MODERATE_WINDOW_US) {
+		l->rate_start_us = now;
+		l->rate_bytes = 0;
+	}
+	l->rate_bytes += n;
+	if (l->rate_bytes < MODERATE_BYTES)
+		return;
+	l->rate_start_us = now;
+	l->rate_bytes = 0;
+	if (l->pause_fd < 0) {
+		l->pause_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+		if (l->pause_fd < 0)
+			return;
+		l->pause_ev = event_new(l->tp->base, l->pause_fd, EV_READ | EV_PERSIST,
+					pause_over_cb, l);
+		if (l->pause_ev == NULL || event_add(l->pause_ev, NULL) != 0)
+			fatalx("websocket: out of memory");
+	}
+	struct itimerspec its = { .it_value = { 0, MODERATE_PAUSE_US * 1000 } };
+	if (timerfd_settime(l->pause_fd, 0, &its, NULL) == 0) {
+		event_del(l->read_ev);
+		l->tp->read_pauses++;
+	}
+}
+
+uint64_t
+transport_read_pauses(const struct transport *tp)
+{
+	return tp->read_pauses;
+}
+
+/*
  * An open plain socket is read here rather than by the bufferevent, whose
  * evbuffer_read does a FIONREAD ioctl and then takes at most 4 KiB
  * (libevent 2.1): a backlog costs a loop pass per 4 KiB. One readv of up
@@ -611,16 +703,20 @@ direct_read_cb(evutil_socket_t fd, short what, void *arg)
 		iov[i].iov_len = v[i].iov_len;
 	}
 	ssize_t n = readv(fd, iov, nv);
-	size_t left = n > 0 ? (size_t)n : 0;
+	size_t left = n > 0 ? (size_t)n : 0, room = 0;
+	for (int i = 0; i < nv; i++)
+		room += iov[i].iov_len;
 	for (int i = 0; i < nv; i++) {
 		v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
 		left -= v[i].iov_len;
 	}
 	evbuffer_commit_space(in, v, nv);
 	evbuffer_freeze(in, 0);
-	if (n > 0)
+	if (n > 0) {
+		if ((size_t)n < room)	/* drained: a read that filled its room left more */
+			moderate_reads(l, (size_t)n);
 		read_cb(l->bev, l);
-	else if (n == 0)
+	} else if (n == 0)
 		event_cb(l->bev, BEV_EVENT_EOF | BEV_EVENT_READING, l);
 	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 		event_cb(l->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, l);
@@ -921,6 +1017,7 @@ transport_connect(struct transport *tp, uint32_t id, uint32_t gen, const struct 
 		link_fail(tp->by_id[id], 1000, "replaced", 0);
 
 	struct tp_link *l = xcalloc(1, sizeof(*l));
+	l->pause_fd = -1;
 	l->tp = tp;
 	l->id = id;
 	l->gen = gen;

@@ -58,5 +58,8 @@ void transport_stop(struct transport *tp, unsigned grace_ms, void (*drained)(voi
 		    void *arg);
 /* Closes every socket at once, without events. */
 void transport_free(struct transport *tp);
+/* How often a streaming websocket was left unread for a moment, so that
+ * its frames are read, handled and written on together (read moderation). */
+uint64_t transport_read_pauses(const struct transport *tp);
 
 #endif

@@ -109,6 +109,14 @@ phxd_notify_status(struct phxd *d)
 	(void)d;
 }
 
+/* No websockets here (fake_ops stand in for them): nothing is ever paused. */
+uint64_t
+transport_read_pauses(const struct transport *tp)
+{
+	(void)tp;
+	return 0;
+}
+
 static void
 fake_connect(void *host, struct session *s)
 {

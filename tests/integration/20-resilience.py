@@ -331,6 +331,47 @@ def a_flood_while_the_loop_is_busy_is_delivered_or_counted(w):
     assert "receive_queue_bytes is no longer used; ignored" in d.log()
 
 
+def read_pauses(d):
+    for line in d.ctl("metrics").stdout.splitlines():
+        if line.startswith("phxd_websocket_read_pauses_total "):
+            return float(line.split()[1])
+    raise AssertionError("no phxd_websocket_read_pauses_total in the metrics")
+
+
+@test
+def a_streaming_server_is_read_in_gathered_passes_in_order_and_its_loss_seen(w):
+    """Read moderation: a websocket that brings 16 KiB a millisecond and
+    more is left unread for 250 us at a time. Every message still arrives,
+    in order; the server's loss in the middle of a stream is still seen;
+    a quiet websocket (round trips one at a time) is never paused."""
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "load:m", extra=FAST), log_level="info")
+    d.wait_joined("load:m")
+    c = d.client()
+    for _ in range(300):
+        assert "response" in c.ok("push", topic="load:m", event="count", **{"await": True})
+    assert read_pauses(d) == 0
+    sub = c.ok("subscribe", topic="load:m")["sub"]
+    n = 50000
+    c.ok("push", topic="load:m", event="flood", payload={"n": n, "size": 200})
+    seen = 0
+    while seen < n:
+        m = c.line(timeout=20)
+        if m.get("sub") != sub:
+            continue
+        assert m["type"] == "message" and m["payload"]["i"] == seen, (seen, m)
+        seen += 1
+    paused = read_pauses(d)
+    assert paused > 0
+    c.ok("push", topic="load:m", event="flood", payload={"n": 10 ** 7, "size": 200})
+    wait_until(lambda: read_pauses(d) > paused, what="the second stream paused")
+    ts.stop()
+    wait_until(lambda: conn(d)["state"] in ("waiting", "connecting"),
+               what="phxd sees the loss in the middle of a stream")
+    ts.restart()
+    d.wait_joined("load:m")
+
+
 class DnsBlackhole:
     """A name server on a loopback address that reads queries and never
     answers, and a resolv.conf naming it, bind-mounted for phxd alone."""
