@@ -14,9 +14,11 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -56,7 +58,8 @@ struct tp_link {
 	bool done;		/* TP_CLOSED is queued; only lingering */
 	bool dead;		/* to be freed by the reaper */
 	bool direct;		/* plain and open: phxd writes, not the bufferevent */
-	struct event *read_ev;	/* plain and open: phxd reads, not the bufferevent */
+	struct event *read_ev;	/* open: phxd reads, not the bufferevent */
+	struct event *writable_ev;	/* TLS: a read waits for the socket to take a write */
 	/* read moderation (see moderate_reads) */
 	uint64_t rate_start_us;
 	size_t rate_bytes;
@@ -206,6 +209,8 @@ link_kill(struct tp_link *l)
 		event_del(l->read_ev);
 	if (l->pause_ev != NULL)
 		event_del(l->pause_ev);
+	if (l->writable_ev != NULL)
+		event_del(l->writable_ev);
 	evtimer_del(l->timer);
 	LIST_REMOVE(l, entry);
 	LIST_INSERT_HEAD(&l->tp->dead, l, entry);
@@ -221,6 +226,8 @@ link_free(struct tp_link *l)
 		event_free(l->read_ev);
 	if (l->pause_ev != NULL)
 		event_free(l->pause_ev);
+	if (l->writable_ev != NULL)
+		event_free(l->writable_ev);
 	if (l->pause_fd >= 0)
 		close(l->pause_fd);
 	if (l->bev != NULL)
@@ -549,8 +556,7 @@ handshake_done(struct tp_link *l, const struct ws_response *r)
 			l->direct = true;
 			bufferevent_disable(l->bev, EV_WRITE);
 		}
-		if (!c->tls)
-			read_directly(l);
+		read_directly(l);
 		/* Phoenix before 1.8 ignores the auth token: it chooses no
 		 * subprotocol. */
 		post(l, TP_OPEN)->no_subprotocol = c->subprotocols != NULL && r->protocol == NULL;
@@ -635,6 +641,8 @@ pause_over_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (read(fd, &expirations, sizeof(expirations)) < 0)
 		return;	/* not expired after all (EAGAIN) */
+	if (l->writable_ev != NULL && event_pending(l->writable_ev, EV_WRITE, NULL))
+		return;	/* writable_cb reads */
 	event_add(l->read_ev, NULL);
 	direct_read_cb(bufferevent_getfd(l->bev), EV_READ, l);
 }
@@ -678,12 +686,83 @@ transport_read_pauses(const struct transport *tp)
 	return tp->read_pauses;
 }
 
+/* How a direct read ended. */
+enum read_end {
+	READ_MORE,	/* the room is full: more may be waiting */
+	READ_DRAINED,	/* all there was is read */
+	READ_EOF,
+	READ_ERROR,
+	READ_WANTS_WRITE,	/* TLS must write first (a key update's answer) */
+};
+
+static size_t
+read_plain(int fd, struct iovec *iov, int nv, enum read_end *end)
+{
+	size_t room = 0;
+	for (int i = 0; i < nv; i++)
+		room += iov[i].iov_len;
+	ssize_t n = readv(fd, iov, nv);
+	if (n > 0)
+		*end = (size_t)n < room ? READ_DRAINED : READ_MORE;
+	else if (n == 0)
+		*end = READ_EOF;
+	else
+		*end = errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? READ_DRAINED
+										  : READ_ERROR;
+	return n > 0 ? (size_t)n : 0;
+}
+
+/* SSL_read until OpenSSL wants more from the socket: with read-ahead on,
+ * one read(2) brings many records, and each SSL_read gives one. */
+static size_t
+read_tls(SSL *ssl, struct iovec *iov, int nv, enum read_end *end)
+{
+	size_t got = 0;
+
+	ERR_clear_error();
+	*end = READ_MORE;
+	for (int i = 0; i < nv; i++) {
+		size_t filled = 0;
+		while (filled < iov[i].iov_len) {
+			size_t want = iov[i].iov_len - filled;
+			int r = SSL_read(ssl, (char *)iov[i].iov_base + filled,
+					 want > INT_MAX ? INT_MAX : (int)want);
+			if (r > 0) {
+				filled += (size_t)r;
+				continue;
+			}
+			switch (SSL_get_error(ssl, r)) {
+			case SSL_ERROR_WANT_READ: *end = READ_DRAINED; break;
+			case SSL_ERROR_WANT_WRITE: *end = READ_WANTS_WRITE; break;
+			case SSL_ERROR_ZERO_RETURN: *end = READ_EOF; break;
+			default: *end = READ_ERROR; ERR_clear_error(); break;
+			}
+			return got + filled;
+		}
+		got += filled;
+	}
+	return got;
+}
+
+static void
+writable_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tp_link *l = arg;
+
+	(void)what;
+	event_add(l->read_ev, NULL);
+	direct_read_cb(fd, EV_READ, l);
+}
+
 /*
- * An open plain socket is read here rather than by the bufferevent, whose
- * evbuffer_read does a FIONREAD ioctl and then takes at most 4 KiB
- * (libevent 2.1): a backlog costs a loop pass per 4 KiB. One readv of up
- * to READ_MAX goes into the same input buffer; EOF and errors go to the
- * bufferevent's event callback, as if it had read them.
+ * An open socket is read here rather than by the bufferevent. libevent
+ * 2.1's evbuffer_read does a FIONREAD ioctl and then takes at most 4 KiB,
+ * and its OpenSSL bufferevent takes one TLS record per loop pass, each in
+ * two read(2)s (header, body): a stream cost a loop pass per 4 KiB, or
+ * per message over TLS. Here one readv of up to READ_MAX, or SSL_reads
+ * with read-ahead until OpenSSL wants more, go into the same input
+ * buffer; EOF and errors go to the bufferevent's event callback, as if it
+ * had read them. TLS writes stay with the bufferevent.
  */
 static void
 direct_read_cb(evutil_socket_t fd, short what, void *arg)
@@ -692,8 +771,12 @@ direct_read_cb(evutil_socket_t fd, short what, void *arg)
 	struct evbuffer *in = bufferevent_get_input(l->bev);
 	struct evbuffer_iovec v[2];
 	struct iovec iov[2];
+	enum read_end end;
+	SSL *ssl = l->conf->tls ? bufferevent_openssl_get_ssl(l->bev) : NULL;
 
 	(void)what;
+	if (l->dead)
+		return;
 	evbuffer_unfreeze(in, 0);	/* its end is the bufferevent's alone */
 	int nv = evbuffer_reserve_space(in, READ_MAX, v, 2);
 	if (nv < 1)
@@ -702,34 +785,49 @@ direct_read_cb(evutil_socket_t fd, short what, void *arg)
 		iov[i].iov_base = v[i].iov_base;
 		iov[i].iov_len = v[i].iov_len;
 	}
-	ssize_t n = readv(fd, iov, nv);
-	size_t left = n > 0 ? (size_t)n : 0, room = 0;
-	for (int i = 0; i < nv; i++)
-		room += iov[i].iov_len;
+	size_t n = ssl ? read_tls(ssl, iov, nv, &end) : read_plain(fd, iov, nv, &end);
+	size_t left = n;
 	for (int i = 0; i < nv; i++) {
 		v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
 		left -= v[i].iov_len;
 	}
 	evbuffer_commit_space(in, v, nv);
 	evbuffer_freeze(in, 0);
+	if (end == READ_WANTS_WRITE) {
+		/* Reading again must wait until the socket takes what OpenSSL
+		 * has to write. */
+		event_del(l->read_ev);
+		if (l->writable_ev == NULL)
+			l->writable_ev = event_new(l->tp->base, fd, EV_WRITE, writable_cb, l);
+		if (l->writable_ev == NULL || event_add(l->writable_ev, NULL) != 0)
+			fatalx("websocket: out of memory");
+	}
 	if (n > 0) {
-		if ((size_t)n < room)	/* drained: a read that filled its room left more */
-			moderate_reads(l, (size_t)n);
+		if (end == READ_DRAINED)
+			moderate_reads(l, n);
 		read_cb(l->bev, l);
-	} else if (n == 0)
+	}
+	if (end == READ_EOF)
 		event_cb(l->bev, BEV_EVENT_EOF | BEV_EVENT_READING, l);
-	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+	else if (end == READ_ERROR)
 		event_cb(l->bev, BEV_EVENT_ERROR | BEV_EVENT_READING, l);
+	else if (end == READ_MORE && ssl != NULL && SSL_has_pending(ssl) && !l->dead)
+		event_active(l->read_ev, EV_READ, 0);	/* read ahead: the socket may be drained */
 }
 
 static void
 read_directly(struct tp_link *l)
 {
 	bufferevent_disable(l->bev, EV_READ);
+	if (l->conf->tls)
+		SSL_set_read_ahead(bufferevent_openssl_get_ssl(l->bev), 1);
 	l->read_ev = event_new(l->tp->base, bufferevent_getfd(l->bev), EV_READ | EV_PERSIST,
 			       direct_read_cb, l);
 	if (l->read_ev == NULL || event_add(l->read_ev, NULL) != 0)
 		fatalx("websocket: out of memory");
+	/* OpenSSL may hold records the socket no longer shows */
+	if (l->conf->tls)
+		event_active(l->read_ev, EV_READ, 0);
 }
 
 /* Everything queued has left: a stopping daemon does not wait for the

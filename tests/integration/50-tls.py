@@ -1,12 +1,14 @@
 # SPDX-License-Identifier: MIT
 """wss:// with certificate verification: a CA file, the system store, a
-wrong host name, and tls_verify = no. Certificates are made here with
+wrong host name, and tls_verify = no; and wss streams, read by phxd
+itself. Certificates are made here with
 openssl, valid for a day."""
 import os
 import subprocess
 import time
 
-from harness import Daemon, TestServer, config, run, test, wait_until
+from harness import (STREAM_HEAD, Daemon, TestServer, config, read_pauses, run, stream_in_order,
+                     test, wait_until)
 
 
 def make_certs(w, san):
@@ -199,6 +201,39 @@ def tls_verify_no_is_warned_about(w):
                          extra="tls_verify = no"))
     d.wait_joined("rooms:tls")
     d.wait_log("warning: demo: tls_verify = no: the server's certificate is not checked")
+
+
+@test
+def a_wss_stream_arrives_in_order_and_its_ends_are_seen(w):
+    """An open wss socket is read with OpenSSL's read-ahead, record after
+    record until it wants more, and moderated as a plain one: a stream
+    arrives whole and in order, small messages or large; the server's
+    clean close (close frame, close_notify) and its loss (killed, no
+    close_notify) are both seen."""
+    ts, ca = tls_server(w)
+    fast = f"ca_file = {ca}\nreconnect_after_ms = 50 100\nrejoin_after_ms = 100"
+    d = Daemon(w, config(f"wss://localhost:{ts.port}/socket", "load:tls", "rooms:tls",
+                         extra=fast, head=STREAM_HEAD), log_level="info")
+    d.wait_joined("load:tls", "rooms:tls")
+    c = d.client()
+    for _ in range(100):
+        assert c.ok("push", topic="load:tls", event="count", **{"await": True})["response"]
+    assert read_pauses(d) == 0
+    stream_in_order(d, c, "load:tls", 30000)
+    # messages larger than a read (64 KiB): reads end with records left
+    # in OpenSSL that the socket no longer shows
+    stream_in_order(d, c, "load:tls", 200, size=150000)
+    c.ok("push", topic="rooms:tls", event="disconnect_socket")
+    wait_until(lambda: d.status()[0]["connects"] == 2 and d.topic_states()["load:tls"] == "joined",
+               what="reconnected after the server's close")
+    c.ok("push", topic="load:tls", event="flood", payload={"n": 10 ** 7, "size": 200})
+    paused = read_pauses(d)
+    wait_until(lambda: read_pauses(d) > paused, what="the second stream paused")
+    ts.stop()
+    wait_until(lambda: d.status()[0]["state"] in ("waiting", "connecting"),
+               what="phxd sees the loss in the middle of a stream")
+    ts.restart()
+    d.wait_joined("load:tls")
 
 
 run()

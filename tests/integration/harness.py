@@ -292,6 +292,36 @@ def count_stream(client, sub, n, timeout=20):
     return msgs, dropped
 
 
+def read_pauses(d):
+    """phxd_websocket_read_pauses_total: how often read moderation paused."""
+    for line in d.ctl("metrics").stdout.splitlines():
+        if line.startswith("phxd_websocket_read_pauses_total "):
+            return float(line.split()[1])
+    raise AssertionError("no phxd_websocket_read_pauses_total in the metrics")
+
+
+# A client buffer that holds a whole stream_in_order: never dropped from,
+# however slowly a test reads.
+STREAM_HEAD = "[phxd]\nclient_buffer_bytes = 67108864\n"
+
+
+def stream_in_order(d, client, topic, n, size=200):
+    """Has the test server stream n messages of size bytes on topic (joined
+    by d, whose config has STREAM_HEAD) and checks each arrives, in order;
+    and that the stream was read with pauses (read moderation)."""
+    before = read_pauses(d)
+    sub = client.ok("subscribe", topic=topic)["sub"]
+    client.ok("push", topic=topic, event="flood", payload={"n": n, "size": size})
+    seen = 0
+    while seen < n:
+        m = client.line(timeout=20)
+        if m.get("sub") != sub:
+            continue
+        assert m["type"] == "message" and m["payload"]["i"] == seen, (seen, m)
+        seen += 1
+    assert read_pauses(d) > before, "a stream was read without a pause"
+
+
 def config(url, *joins, extra="", conn="demo", head=""):
     lines = [head, f"[connection {conn}]", f"url = {url}", "param.user = itest",
              "jitter = 0", extra]
