@@ -6,6 +6,7 @@
  * spend. It does the same work as the other peers and prints one JSON line.
  *
  *   floor PORT fire N | await N | receive N | fanout K RATE M | join T
+ * With PHXD_BENCH_TLS set in the environment it speaks wss (any certificate).
  */
 #include <libwebsockets.h>
 
@@ -42,6 +43,7 @@ static struct {
 	struct conn conns[MAX_CONNS];
 	unsigned nconns, established, joined;
 	bool done, failed;
+	bool tls;		/* PHXD_BENCH_TLS set: wss */
 	char why[256];
 	/* work */
 	long sent, received, replies;
@@ -314,6 +316,9 @@ connect_one(unsigned i, int port, const char *topic, bool sender)
 	ci.host = "127.0.0.1";
 	ci.origin = "127.0.0.1";
 	ci.local_protocol_name = "floor";
+	if (B.tls)	/* bench/run's own certificate, made for the run */
+		ci.ssl_connection = LCCSCF_USE_SSL | LCCSCF_ALLOW_SELFSIGNED |
+				    LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
 	ci.opaque_user_data = c;
 	ci.pwsi = &c->wsi;
 	if (lws_client_connect_via_info(&ci) == NULL)
@@ -337,6 +342,9 @@ main(int argc, char **argv)
 	lws_set_log_level(LLL_ERR, NULL);
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = protocols;
+	B.tls = getenv("PHXD_BENCH_TLS") != NULL;
+	if (B.tls)
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.timeout_secs = 30;
 	B.ctx = lws_create_context(&info);
 	if (B.ctx == NULL)

@@ -12,7 +12,15 @@ const require = createRequire(path.join(modules, "bench.js"));
 const { Socket } = require("phoenix");
 const WebSocket = require("ws");
 const port = Number(portArg);
-const url = `ws://127.0.0.1:${port}/socket`;
+// PHXD_BENCH_TLS: wss, to bench/run's own certificate (made for the run)
+const tls = process.env.PHXD_BENCH_TLS !== undefined;
+const url = `${tls ? "wss" : "ws"}://127.0.0.1:${port}/socket`;
+class AnyCertWebSocket extends WebSocket {
+  constructor(address, protocols) {
+    super(address, protocols, { rejectUnauthorized: false });
+  }
+}
+const Transport = tls ? AnyCertWebSocket : WebSocket;
 const N = Number(rest[0]);
 
 const now = () => process.hrtime.bigint();
@@ -22,7 +30,7 @@ const cpu = () => {
 };
 
 function socket(opts = {}) {
-  const s = new Socket(url, { transport: WebSocket, heartbeatIntervalMs: 30000, ...opts });
+  const s = new Socket(url, { transport: Transport, heartbeatIntervalMs: 30000, ...opts });
   s.connect();
   return s;
 }

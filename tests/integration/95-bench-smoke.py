@@ -21,8 +21,9 @@ def bench_run_quick_prints_every_table(w):
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     out = p.stdout
-    for title in ("Fire pushes", "Awaited round trips", "Received messages", "Fan-out",
-                  "topics: start to all joined", "phxd itself"):
+    for title in ("Fire pushes", "Awaited round trips", "Received messages (",
+                  "Received messages over wss", "Fan-out", "topics: start to all joined",
+                  "phxd itself"):
         assert f"### {title}" in out or title in out, (title, out)
     # bench/run measures phoenix.js when node and the npm packages are there
     modules = os.path.join(os.path.dirname(BENCH), "..", "tests", "conformance", "node_modules")
@@ -36,11 +37,16 @@ def bench_run_quick_prints_every_table(w):
         line = next((l for l in fire.splitlines() if l.startswith(f"| {peer} |")), None)
         assert line is not None and re.search(r"\| [0-9.]+ µs \|", line), (peer, fire)
     # the relay (the floor of any hop) runs beside phxd, its own CPU counted
-    for title in ("Fire pushes", "Awaited round trips", "Received messages"):
+    for title in ("Fire pushes", "Awaited round trips", "Received messages ("):
         table = out.split(f"### {title}")[1].split("###")[0]
         line = next((l for l in table.splitlines()
                      if l.startswith("| floor through a relay |")), None)
         assert line is not None and len(re.findall(r"\| [0-9.]+ µs", line)) >= 2, (title, table)
+    # over wss too: the floor, phoenix.js and phxd each received every message
+    wss = out.split("### Received messages over wss")[1].split("###")[0]
+    for peer in ["floor", "phxd + libphxd"] + (["phoenix.js"] if node else []):
+        line = next((l for l in wss.splitlines() if l.startswith(f"| {peer} |")), None)
+        assert line is not None and re.search(r"\| [0-9.]+ µs \|", line), (peer, wss)
     fan = out.split("### Fan-out")[1].split("###")[0]
     assert fan.count("| phxd + libphxd |") == 3 and "| 0 |" in fan, fan
     daemon = out.split("### phxd itself")[1]
