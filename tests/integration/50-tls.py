@@ -1,8 +1,7 @@
 # SPDX-License-Identifier: MIT
 """wss:// with certificate verification: a CA file, the system store, a
 wrong host name, and tls_verify = no; and wss streams, read by phxd
-itself. Certificates are made here with
-openssl, valid for a day."""
+itself. Certificates are made here with openssl, valid for a day."""
 import os
 import subprocess
 import time
