@@ -540,8 +540,8 @@ main(int argc, char **argv)
 	if (evthread_use_pthreads() != 0)
 		fatalx("libevent has no thread support");
 	/* Not EVENT_BASE_FLAG_PRECISE_TIMER: with it every loop pass costs a
-	 * timerfd_settime. The one sub-millisecond wait has a timerfd of its
-	 * own (ipc/ipc_listen.c). */
+	 * timerfd_settime. Waits finer than a millisecond are utimers
+	 * (daemon/utimer.h), a timerfd each. */
 	d.base = event_base_new();
 	if (d.base == NULL || event_base_priority_init(d.base, 3) != 0)
 		fatalx("cannot create the event loop");

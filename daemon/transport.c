@@ -3,6 +3,7 @@
 
 #include "log.h"
 #include "tls.h"
+#include "utimer.h"
 #include "xmalloc.h"
 
 #include "protocol/base64.h"
@@ -26,7 +27,6 @@
 #include <sys/queue.h>
 #include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -63,8 +63,7 @@ struct tp_link {
 	/* read moderation (see moderate_reads) */
 	uint64_t rate_start_us;
 	size_t rate_bytes;
-	int pause_fd;		/* timerfd, -1 until first needed */
-	struct event *pause_ev;
+	struct utimer pause;	/* made when first needed */
 	bool dirty;		/* on tp->dirty: output to write this pass */
 	TAILQ_ENTRY(tp_link) dirty_entry;
 	struct tls_wait tls_wait;
@@ -207,8 +206,7 @@ link_kill(struct tp_link *l)
 		bufferevent_disable(l->bev, EV_READ | EV_WRITE);
 	if (l->read_ev != NULL)
 		event_del(l->read_ev);
-	if (l->pause_ev != NULL)
-		event_del(l->pause_ev);
+	utimer_stop(&l->pause);
 	if (l->writable_ev != NULL)
 		event_del(l->writable_ev);
 	evtimer_del(l->timer);
@@ -224,12 +222,9 @@ link_free(struct tp_link *l)
 {
 	if (l->read_ev != NULL)
 		event_free(l->read_ev);
-	if (l->pause_ev != NULL)
-		event_free(l->pause_ev);
+	utimer_free(&l->pause);
 	if (l->writable_ev != NULL)
 		event_free(l->writable_ev);
-	if (l->pause_fd >= 0)
-		close(l->pause_fd);
 	if (l->bev != NULL)
 		bufferevent_free(l->bev);
 	event_free(l->timer);
@@ -615,36 +610,30 @@ read_cb(struct bufferevent *bev, void *arg)
  * per client carry it all. Only what follows 16 KiB within a millisecond
  * (a stream of about 16 MB/s, or one large message) waits, and at most the
  * pause; a quieter link is read as soon as bytes come.
- * The pause is a timerfd: the base's timers are whole milliseconds.
+ * The pause is a utimer: the base's timers are whole milliseconds.
  */
 #define MODERATE_BYTES (16u << 10)
 #define MODERATE_WINDOW_US 1000
 #define MODERATE_PAUSE_US 250
 
-static uint64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 static void direct_read_cb(evutil_socket_t fd, short what, void *arg);
 
+/* Reads again, after a pause or a wait for writability. */
 static void
-pause_over_cb(evutil_socket_t fd, short what, void *arg)
+resume_reads(struct tp_link *l)
 {
-	struct tp_link *l = arg;
-	uint64_t expirations;
-
-	(void)what;
-	if (read(fd, &expirations, sizeof(expirations)) < 0)
-		return;	/* not expired after all (EAGAIN) */
-	if (l->writable_ev != NULL && event_pending(l->writable_ev, EV_WRITE, NULL))
-		return;	/* writable_cb reads */
 	event_add(l->read_ev, NULL);
 	direct_read_cb(bufferevent_getfd(l->bev), EV_READ, l);
+}
+
+static void
+pause_over(void *arg)
+{
+	struct tp_link *l = arg;
+
+	if (l->writable_ev != NULL && event_pending(l->writable_ev, EV_WRITE, NULL))
+		return;	/* writable_cb reads */
+	resume_reads(l);
 }
 
 /* After a read of n bytes that drained the socket: pause the link's reads
@@ -653,7 +642,7 @@ pause_over_cb(evutil_socket_t fd, short what, void *arg)
 static void
 moderate_reads(struct tp_link *l, size_t n)
 {
-	uint64_t now = mono_us();
+	uint64_t now = utimer_now_us();
 
 	if (now - l->rate_start_us >= MODERATE_WINDOW_US) {
 		l->rate_start_us = now;
@@ -664,17 +653,9 @@ moderate_reads(struct tp_link *l, size_t n)
 		return;
 	l->rate_start_us = now;
 	l->rate_bytes = 0;
-	if (l->pause_fd < 0) {
-		l->pause_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-		if (l->pause_fd < 0)
-			return;
-		l->pause_ev = event_new(l->tp->base, l->pause_fd, EV_READ | EV_PERSIST,
-					pause_over_cb, l);
-		if (l->pause_ev == NULL || event_add(l->pause_ev, NULL) != 0)
-			fatalx("websocket: out of memory");
-	}
-	struct itimerspec its = { .it_value = { 0, MODERATE_PAUSE_US * 1000 } };
-	if (timerfd_settime(l->pause_fd, 0, &its, NULL) == 0) {
+	if (l->pause.ev == NULL && !utimer_init(&l->pause, l->tp->base, 1, pause_over, l))
+		return;
+	if (utimer_arm(&l->pause, MODERATE_PAUSE_US)) {
 		event_del(l->read_ev);
 		l->tp->read_pauses++;
 	}
@@ -747,11 +728,9 @@ read_tls(SSL *ssl, struct iovec *iov, int nv, enum read_end *end)
 static void
 writable_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct tp_link *l = arg;
-
+	(void)fd;
 	(void)what;
-	event_add(l->read_ev, NULL);
-	direct_read_cb(fd, EV_READ, l);
+	resume_reads(arg);
 }
 
 /*
@@ -1115,7 +1094,6 @@ transport_connect(struct transport *tp, uint32_t id, uint32_t gen, const struct 
 		link_fail(tp->by_id[id], 1000, "replaced", 0);
 
 	struct tp_link *l = xcalloc(1, sizeof(*l));
-	l->pause_fd = -1;
 	l->tp = tp;
 	l->id = id;
 	l->gen = gen;

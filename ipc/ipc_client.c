@@ -22,7 +22,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -62,15 +61,6 @@ item_cost(const struct ipc_out_item *it)
 	return it->tag_len + it->line->len + IPC_ITEM_COST;
 }
 
-static uint64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* When a client's output last moved, stamped once per copy written: the
  * coarse clock costs a quarter of the precise one, and it lags by at most a
  * tick, which a stall of client_stall_ms (100 ms at least) cannot notice.
@@ -88,7 +78,7 @@ progress_stamp_ms(void)
  * Output is written once a loop pass. Under a wide fan-out a pass often
  * carries one message, so every subscriber costs a write per message;
  * when the last pass wrote to COALESCE_CLIENTS or more, the next waits
- * (on a timerfd: the base's timers are whole milliseconds) so that the
+ * (a utimer: the base's timers are whole milliseconds) so that the
  * writes carry what came meanwhile: COALESCE_US after it, or as long as
  * that pass took when it took longer (up to COALESCE_MAX_US). Writing
  * then takes at most about half the daemon's time, whatever the fan-out,
@@ -108,17 +98,12 @@ mark_dirty(struct ipc_client *c)
 		return;
 	c->dirty = true;
 	TAILQ_INSERT_TAIL(&srv->dirty, c, dirty_entry);
-	if (srv->window_armed || event_pending(srv->flush_ev, EV_TIMEOUT, NULL))
+	if (srv->window.armed || event_pending(srv->flush_ev, EV_TIMEOUT, NULL))
 		return;
-	uint64_t since = mono_us() - srv->last_flush_us;
-	if (since < srv->flush_window_us && srv->window_fd >= 0) {
-		uint64_t wait = srv->flush_window_us - since;
-		struct itimerspec its = { .it_value = { 0, (long)(wait * 1000) } };
-		if (timerfd_settime(srv->window_fd, 0, &its, NULL) == 0) {
-			srv->window_armed = true;
-			return;
-		}
-	}
+	uint64_t since = utimer_now_us() - srv->last_flush_us;
+	if (since < srv->flush_window_us &&
+	    utimer_arm(&srv->window, srv->flush_window_us - since))
+		return;
 	event_active(srv->flush_ev, EV_TIMEOUT, 0);
 }
 
@@ -347,7 +332,7 @@ ipc_client_flush_all(struct ipc_server *srv)
 {
 	struct ipc_client *c;
 	size_t n = 0;
-	uint64_t start = mono_us();
+	uint64_t start = utimer_now_us();
 
 	while ((c = TAILQ_FIRST(&srv->dirty)) != NULL) {
 		TAILQ_REMOVE(&srv->dirty, c, dirty_entry);
@@ -357,7 +342,7 @@ ipc_client_flush_all(struct ipc_server *srv)
 		client_unref(c);
 		n++;
 	}
-	srv->last_flush_us = mono_us();
+	srv->last_flush_us = utimer_now_us();
 	uint64_t window = srv->last_flush_us - start;	/* as long as it took */
 	if (window < COALESCE_US)
 		window = COALESCE_US;

@@ -8,6 +8,7 @@
 #include "ipc.h"
 
 #include "daemon/strmap.h"
+#include "daemon/utimer.h"
 
 #include <event2/event.h>
 #include <sys/queue.h>
@@ -124,10 +125,8 @@ struct ipc_server {
 	struct event *accept_ev, *accept_pause_ev;
 	struct event *flush_ev;	/* writes every dirty client once a pass */
 	/* The wait before a pass under a wide fan-out is a fraction of a
-	 * millisecond, finer than the base's timers: a timerfd of its own. */
-	int window_fd;		/* -1: none, the pass is not delayed */
-	struct event *window_ev;
-	bool window_armed;
+	 * millisecond, finer than the base's timers. Unmade: not delayed. */
+	struct utimer window;
 	uint64_t last_flush_us;	/* when it last ran (CLOCK_MONOTONIC) */
 	uint64_t flush_window_us;	/* how long after it the next waits */
 	struct event *stall_ev;	/* cuts off clients that stopped reading */

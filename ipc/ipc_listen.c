@@ -16,7 +16,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -261,31 +260,9 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-window_cb(evutil_socket_t fd, short what, void *arg)
+window_over(void *arg)
 {
-	struct ipc_server *srv = arg;
-	uint64_t expirations;
-
-	(void)what;
-	if (read(fd, &expirations, sizeof(expirations)) < 0 && errno == EAGAIN)
-		return;
-	srv->window_armed = false;
-	ipc_client_flush_all(srv);
-}
-
-static void
-window_open(struct ipc_server *srv)
-{
-	srv->window_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (srv->window_fd < 0) {
-		log_warn("ipc: timerfd_create; wide fan-outs are written without a pause");
-		return;
-	}
-	srv->window_ev = event_new(srv->d->base, srv->window_fd, EV_READ | EV_PERSIST, window_cb, srv);
-	if (srv->window_ev == NULL)
-		fatalx("cannot create the write pass timer");
-	event_priority_set(srv->window_ev, 2);
-	event_add(srv->window_ev, NULL);
+	ipc_client_flush_all(arg);
 }
 
 static void
@@ -326,7 +303,8 @@ ipc_server_new(struct phxd *d, const char *path)
 	 * daemon's base has 3 priorities; 1 is the default). */
 	srv->flush_ev = event_new(d->base, -1, 0, flush_cb, srv);
 	event_priority_set(srv->flush_ev, 2);
-	window_open(srv);
+	if (!utimer_init(&srv->window, d->base, 2, window_over, srv))
+		log_warn("ipc: timerfd_create; wide fan-outs are written without a pause");
 	srv->stall_ev = event_new(d->base, -1, EV_PERSIST, stall_cb, srv);
 	event_add(srv->accept_ev, NULL);
 	event_add(srv->stall_ev, &second);
@@ -396,10 +374,7 @@ ipc_server_free(struct ipc_server *srv, unsigned hear_out_ms)
 	event_free(srv->accept_ev);
 	event_free(srv->accept_pause_ev);
 	event_free(srv->flush_ev);
-	if (srv->window_ev != NULL)
-		event_free(srv->window_ev);
-	if (srv->window_fd >= 0)
-		close(srv->window_fd);
+	utimer_free(&srv->window);
 	event_free(srv->stall_ev);
 	free(srv->path);
 	free(srv);
