@@ -72,6 +72,8 @@ static const struct opt global_opts[] = {
 	  "requests of one client awaiting an answer" },
 	{ "client_stall_ms", OPT_UINT, G(client_stall_ms), 0, 100, 86400000, "60000",
 	  "a client with output waiting that reads none of it this long is cut off" },
+	{ "busy_poll_us", OPT_UINT, G(busy_poll_us), 0, 0, 1000, "0",
+	  "microseconds phxd polls on after an event before it sleeps (0: it sleeps at once)" },
 	{ "allow_users", OPT_STRING, G(allow_users), 0, 0, 0, NULL,
 	  "users (names or uids) allowed on the socket, besides root and phxd's own" },
 	{ "allow_groups", OPT_STRING, G(allow_groups), 0, 0, 0, NULL,

@@ -88,6 +88,7 @@ struct phxd_conf {
 	unsigned client_max_subscriptions;
 	unsigned client_max_pending;	/* requests awaiting an answer, per client */
 	unsigned client_stall_ms;	/* a client that reads nothing this long is cut off */
+	unsigned busy_poll_us;		/* polling after an event before sleeping; 0: none */
 	char *allow_users;		/* space-separated names or uids; NULL: anyone */
 	char *allow_groups;
 	char *metrics_listen;		/* ADDRESS:PORT; NULL: no metrics endpoint */

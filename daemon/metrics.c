@@ -2,6 +2,7 @@
 /* metrics: the families, rendered from the daemon context. */
 #include "metrics.h"
 
+#include "loop.h"
 #include "phxd.h"
 #include "xmalloc.h"
 
@@ -414,6 +415,12 @@ metrics_render(struct phxd *d, struct evbuffer *out, bool openmetrics)
 	add_global(out, "phxd_websocket_read_pauses", COUNTER,
 		   "Times a streaming websocket was left unread for 250 us to gather its frames",
 		   (double)transport_read_pauses(d->tp), openmetrics);
+	add_global(out, "phxd_busy_poll_catches", COUNTER,
+		   "Events caught while busy-polling (busy_poll_us): wake-ups saved",
+		   d->loop ? (double)loop_poll_catches(d->loop) : 0, openmetrics);
+	add_global(out, "phxd_busy_poll_seconds", COUNTER,
+		   "Time spent busy-polling, handling what it caught included",
+		   d->loop ? (double)loop_poll_us(d->loop) / 1e6 : 0, openmetrics);
 	render_ipc(d, out, openmetrics);
 	render_outbox(d, out, openmetrics);
 	for (size_t f = 0; f < sizeof(conn_families) / sizeof(conn_families[0]); f++) {

@@ -8,6 +8,7 @@
 
 #include "ipc/ipc.h"
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
 #include "notify.h"
 #include "outbox.h"
@@ -259,6 +260,10 @@ phxd_reload(struct phxd *d, char *err, size_t errlen)
 		}
 	}
 	d->conf = fresh;
+	if (fresh->busy_poll_us != old->busy_poll_us) {
+		loop_set_busy_poll(d->loop, fresh->busy_poll_us);
+		log_info("reload: busy_poll_us now %u", fresh->busy_poll_us);
+	}
 	open_outbox(d);
 	if (!d->log_level_forced && fresh->log_level != old->log_level) {
 		log_set_level(fresh->log_level);
@@ -390,6 +395,15 @@ default_socket(const struct phxd_conf *conf)
 }
 
 /* Frees whatever main() got to set up; the loop has stopped. */
+/* The loop polls on while this grows: a server or a client was read. */
+static uint64_t
+reads_so_far(void *arg)
+{
+	struct phxd *d = arg;
+
+	return transport_reads(d->tp) + ipc_server_reads(d->ipc);
+}
+
 static void
 teardown(struct phxd *d)
 {
@@ -428,6 +442,7 @@ teardown(struct phxd *d)
 		event_free(d->trim_ev);
 	notify_flush(d->notify);
 	notify_free(d->notify);
+	loop_free(d->loop);
 	if (d->base)
 		event_base_free(d->base);
 	config_free(d->conf);
@@ -586,6 +601,8 @@ main(int argc, char **argv)
 	d.ipc = ipc_server_new(&d, d.socket_path);
 	if (d.ipc == NULL)
 		goto fail;
+	d.loop = loop_new(d.base, reads_so_far, &d);
+	loop_set_busy_poll(d.loop, d.conf->busy_poll_us);
 
 	uint64_t wd_usec = 0;
 	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
@@ -604,7 +621,8 @@ main(int argc, char **argv)
 	notify_send(d.notify, "READY=1");
 	phxd_notify_status(&d);
 
-	event_base_dispatch(d.base);
+	if (!loop_run(d.loop))
+		log_warnx("the event loop failed");
 
 	teardown(&d);
 	log_info("stopped");

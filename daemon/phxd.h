@@ -35,6 +35,7 @@ struct phxd {
 	struct event *watchdog_ev;
 	struct event *trim_ev;		/* gives freed memory back after a burst */
 	struct ipc_server *ipc;
+	struct loop *loop;		/* runs base, busy-polling when configured */
 	struct metrics_http *metrics;	/* NULL unless metrics_listen */
 	struct outbox *outbox;		/* NULL: none, or it failed to open */
 	char outbox_error[512];		/* why it is NULL; "" when none is configured */

@@ -107,6 +107,7 @@ struct transport {
 	uint8_t rnd[256];	/* getrandom: up to 256 bytes are never cut short */
 	size_t rnd_used;
 	uint64_t read_pauses;
+	uint64_t reads;		/* read callbacks run: the loop's activity */
 };
 
 static void link_fail(struct tp_link *l, int code, const char *reason, int http_status);
@@ -586,6 +587,7 @@ read_cb(struct bufferevent *bev, void *arg)
 {
 	struct tp_link *l = arg;
 
+	l->tp->reads++;
 	if (l->dead)
 		return;
 	if (l->state == L_HANDSHAKE)
@@ -665,6 +667,12 @@ uint64_t
 transport_read_pauses(const struct transport *tp)
 {
 	return tp->read_pauses;
+}
+
+uint64_t
+transport_reads(const struct transport *tp)
+{
+	return tp->reads;
 }
 
 /* How a direct read ended. */
@@ -754,6 +762,7 @@ direct_read_cb(evutil_socket_t fd, short what, void *arg)
 	SSL *ssl = l->conf->tls ? bufferevent_openssl_get_ssl(l->bev) : NULL;
 
 	(void)what;
+	l->tp->reads++;
 	if (l->dead)
 		return;
 	evbuffer_unfreeze(in, 0);	/* its end is the bufferevent's alone */

@@ -61,5 +61,7 @@ void transport_free(struct transport *tp);
 /* How often a streaming websocket was left unread for a moment, so that
  * its frames are read, handled and written on together (read moderation). */
 uint64_t transport_read_pauses(const struct transport *tp);
+/* Read callbacks run so far: grows whenever a server's socket was read. */
+uint64_t transport_reads(const struct transport *tp);
 
 #endif

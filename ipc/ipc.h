@@ -37,6 +37,8 @@ size_t ipc_server_client_count(const struct ipc_server *srv);
 /* Clients, their pending requests, subscriptions and queued output. */
 json_t *ipc_server_stats(const struct ipc_server *srv);
 bool ipc_server_activated(const struct ipc_server *srv);
+/* Accepts and client reads so far: grows whenever a client was read. */
+uint64_t ipc_server_reads(const struct ipc_server *srv);
 
 /* Fan-out from sessions. */
 void ipc_publish_message(struct ipc_server *srv, const struct phxd_conn *pc,

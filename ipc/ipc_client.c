@@ -462,6 +462,7 @@ read_cb(evutil_socket_t fd, short what, void *arg)
 	ssize_t n;
 
 	(void)what;
+	c->srv->reads++;
 	if (c->dead || c->read_paused)
 		return;
 	size_t room = input_room(c);

@@ -139,6 +139,7 @@ struct ipc_server {
 	struct strmap prefixes;	/* pattern prefix -> sub_head */
 	unsigned prefix_lens[PHX_MAX_FIELD + 2];	/* patterns per prefix length */
 	struct sub_head events;
+	uint64_t reads;		/* client read callbacks run: the loop's activity */
 };
 
 /* ipc_encode.c: lines */

@@ -106,6 +106,7 @@ accept_cb(evutil_socket_t lfd, short what, void *arg)
 	const struct phxd_conf *conf = srv->d->conf;
 
 	(void)what;
+	srv->reads++;
 	for (int i = 0; i < ACCEPTS_PER_WAKEUP; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -356,6 +357,12 @@ bool
 ipc_server_activated(const struct ipc_server *srv)
 {
 	return srv->activated;
+}
+
+uint64_t
+ipc_server_reads(const struct ipc_server *srv)
+{
+	return srv->reads;
 }
 
 void

@@ -355,6 +355,39 @@ def a_streaming_server_is_read_in_gathered_passes_in_order_and_its_loss_seen(w):
     d.wait_joined("load:m")
 
 
+def metric(d, name):
+    for line in d.ctl("metrics").stdout.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in the metrics")
+
+
+@test
+def busy_polling_catches_a_closed_loop_and_a_reload_turns_it_off(w):
+    """busy_poll_us: round trips one at a time are caught while phxd polls
+    (each catch a wake-up saved), a stream still arrives whole and in
+    order, and a reload to 0 stops the polling at once."""
+    ts = TestServer(w)
+    head = STREAM_HEAD + "busy_poll_us = 1000\n"
+    d = Daemon(w, config(ts.url, "load:m", extra=FAST, head=head))
+    d.wait_joined("load:m")
+    c = d.client()
+    for _ in range(300):
+        assert "response" in c.ok("push", topic="load:m", event="count", **{"await": True})
+    caught = metric(d, "phxd_busy_poll_catches_total")
+    assert caught >= 100, caught
+    assert metric(d, "phxd_busy_poll_seconds_total") > 0
+    stream_in_order(d, c, "load:m", 20000)
+    d.write_config(config(ts.url, "load:m", extra=FAST, head=STREAM_HEAD))
+    c.ok("reload")
+    caught = metric(d, "phxd_busy_poll_catches_total")
+    polled = metric(d, "phxd_busy_poll_seconds_total")
+    for _ in range(300):
+        assert "response" in c.ok("push", topic="load:m", event="count", **{"await": True})
+    assert metric(d, "phxd_busy_poll_catches_total") == caught
+    assert metric(d, "phxd_busy_poll_seconds_total") == polled
+
+
 class DnsBlackhole:
     """A name server on a loopback address that reads queries and never
     answers, and a resolv.conf naming it, bind-mounted for phxd alone."""

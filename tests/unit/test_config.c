@@ -141,6 +141,8 @@ static const struct {
 	{ "[phxd]\nallow_users = no-such-user-phxd\n", "allow_users: no user named 'no-such-user-phxd'" },
 	{ "[phxd]\nallow_groups = root no-such-group-phxd\n", "allow_groups: no group named 'no-such-group-phxd'" },
 	{ "[phxd]\nclient_max_pending = 0\n", ":2: client_max_pending: '0' is not an integer from 1" },
+	{ "[phxd]\nbusy_poll_us = 1001\n", ":2: busy_poll_us: '1001' is not an integer from 0" },
+	{ "[phxd]\nbusy_poll_us = soon\n", ":2: busy_poll_us: 'soon' is not an integer" },
 	{ "[connection a]\nurl = ws://h/s\nmax_topics = -1\n", ":3: max_topics: '-1' is not an integer" },
 	{ "[connection a]\nurl = ws://h/s\nmax_channels = -1\n", ":3: max_channels: '-1' is not an integer" },
 	{ "[connection a]\nurl = ws://h/s\nmax_channels = 10000001\n", ":3: max_channels:" },
