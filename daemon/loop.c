@@ -87,7 +87,9 @@ poll_on(struct loop *lp, uint64_t last)
 	uint64_t seen = lp->activity(lp->arg), start = last, now = last;
 
 	while (now - last < lp->limit_us) {
-		if (event_base_loop(lp->base, EVLOOP_NONBLOCK) < 0)
+		/* One pass each: NONBLOCK alone keeps passing while events keep
+		 * coming, and would count a whole burst as one catch. */
+		if (event_base_loop(lp->base, EVLOOP_NONBLOCK | EVLOOP_ONCE) < 0)
 			lp->failed = true;
 		if (stopped(lp))
 			break;

