@@ -36,6 +36,11 @@ def bench_run_quick_prints_every_table(w):
     for peer in rows["fire"]:
         line = next((l for l in fire.splitlines() if l.startswith(f"| {peer} |")), None)
         assert line is not None and re.search(r"\| [0-9.]+ µs \|", line), (peer, fire)
+    # awaited through a phxd that busy-polls, and through one that does not
+    awaits = out.split("### Awaited round trips")[1].split("###")[0]
+    for peer in ("phxd + libphxd", "phxd + libphxd, busy_poll_us = 100"):
+        line = next((l for l in awaits.splitlines() if l.startswith(f"| {peer} |")), None)
+        assert line is not None and len(re.findall(r"\| [0-9.]+ µs", line)) >= 3, (peer, awaits)
     # the relay (the floor of any hop) runs beside phxd, its own CPU counted
     for title in ("Fire pushes", "Awaited round trips", "Received messages ("):
         table = out.split(f"### {title}")[1].split("###")[0]
