@@ -522,7 +522,9 @@ call_json(struct phxd_client *c, json_t *req, char **result)
 		return status;
 	c->waiters = &w;
 	deadline = c->timeout_ms < 0 ? 0 : now_ms() + (uint64_t)c->timeout_ms;
-	while (!w.done) {
+	/* Out at once: a poll first would only say that the socket is writable. */
+	status = write_some(c);
+	while (!w.done && status == PHXD_OK) {
 		int wait = -1;
 		if (deadline) {
 			uint64_t now = now_ms();
@@ -534,8 +536,6 @@ call_json(struct phxd_client *c, json_t *req, char **result)
 			wait = (int)(deadline - now);
 		}
 		status = pump(c, wait);
-		if (status != PHXD_OK && !w.done)
-			break;
 	}
 	c->waiters = w.outer;
 	if (!w.done)

@@ -80,6 +80,26 @@ def a_pending_callback_fires_when_phxd_goes_away(w):
 
 
 @test
+def a_call_after_phxd_went_away_fails_at_once(w):
+    """A call on a connection whose phxd has gone (its request written at
+    once, into a closed socket) fails as unreachable, without waiting."""
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:c"))
+    d.wait_joined("rooms:c")
+    p = subprocess.Popen([CHECK, d.sock, "call-after-drop"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "connected\n"
+    d.proc.kill()
+    d.proc.wait()
+    _daemons.remove(d)  # killed on purpose: no clean stop to check
+    p.stdin.write("go\n")
+    p.stdin.close()
+    out = p.stdout.read()
+    assert p.wait(20) == 0, out
+    assert "code unreachable" in out, out
+
+
+@test
 def the_library_exports_what_the_header_declares_and_nothing_else(w):
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "client-lib")
     with open(os.path.join(src, "phxd.h")) as f:

@@ -107,6 +107,28 @@ pending_on_drop(const char *path)
 	return replies == 1 && reply_status == PHXD_EUNREACHABLE ? 0 : 1;
 }
 
+/* phxd goes away between two calls (80-libphxd.py kills it after
+ * "connected"): the next call fails at once as unreachable. */
+static int
+call_after_drop(const char *path)
+{
+	struct phxd_client *c;
+	char *out = NULL, go[8];
+	int rc;
+
+	if (phxd_connect(path, &c) != PHXD_OK)
+		return 1;
+	puts("connected");
+	fflush(stdout);
+	if (fgets(go, sizeof(go), stdin) == NULL)
+		return 1;
+	rc = phxd_push(c, NULL, "rooms:c", "ping", "{}", 0, PHXD_PUSH_AWAIT, 0, &out);
+	printf("status %d code %s\n", rc, phxd_error_code(c));
+	free(out);
+	phxd_disconnect(c);
+	return rc == PHXD_EUNREACHABLE && out == NULL ? 0 : 1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -116,8 +138,10 @@ main(int argc, char **argv)
 
 	if (argc == 3 && strcmp(argv[2], "pending-on-drop") == 0)
 		return pending_on_drop(argv[1]);
+	if (argc == 3 && strcmp(argv[2], "call-after-drop") == 0)
+		return call_after_drop(argv[1]);
 	if (argc != 2) {
-		fprintf(stderr, "usage: libphxd-check SOCKET [pending-on-drop]\n");
+		fprintf(stderr, "usage: libphxd-check SOCKET [pending-on-drop|call-after-drop]\n");
 		return 2;
 	}
 	rc = phxd_connect("/nonexistent/phxd.sock", &bad);
