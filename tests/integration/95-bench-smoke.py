@@ -21,8 +21,8 @@ def bench_run_quick_prints_every_table(w):
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     out = p.stdout
-    for title in ("Fire pushes", "Awaited round trips", "Received messages (",
-                  "Received messages over wss", "Fan-out", "topics: start to all joined",
+    for title in ("Fire pushes", "Awaited round trips", "Awaited round trips on one CPU",
+                  "Received messages (", "Received messages over wss", "Fan-out", "topics: start to all joined",
                   "phxd itself"):
         assert f"### {title}" in out or title in out, (title, out)
     # bench/run measures phoenix.js when node and the npm packages are there
@@ -36,11 +36,16 @@ def bench_run_quick_prints_every_table(w):
     for peer in rows["fire"]:
         line = next((l for l in fire.splitlines() if l.startswith(f"| {peer} |")), None)
         assert line is not None and re.search(r"\| [0-9.]+ µs \|", line), (peer, fire)
-    # awaited through a phxd that busy-polls, and through one that does not
-    awaits = out.split("### Awaited round trips")[1].split("###")[0]
-    for peer in ("phxd + libphxd", "phxd + libphxd, busy_poll_us = 100"):
-        line = next((l for l in awaits.splitlines() if l.startswith(f"| {peer} |")), None)
-        assert line is not None and len(re.findall(r"\| [0-9.]+ µs", line)) >= 3, (peer, awaits)
+    # awaited through a phxd that busy-polls, and through one that does not;
+    # and again with every process on one CPU
+    for title, peers in (("Awaited round trips (", ("phxd + libphxd",
+                                                   "phxd + libphxd, busy_poll_us = 100")),
+                         ("Awaited round trips on one CPU", ("floor", "floor through a relay",
+                                                             "phxd + libphxd", "phxd + Python"))):
+        awaits = out.split(f"### {title}")[1].split("###")[0]
+        for peer in peers:
+            line = next((l for l in awaits.splitlines() if l.startswith(f"| {peer} |")), None)
+            assert line is not None and len(re.findall(r"\| [0-9.]+ µs", line)) >= 3, (peer, awaits)
     # the relay (the floor of any hop) runs beside phxd, its own CPU counted
     for title in ("Fire pushes", "Awaited round trips", "Received messages ("):
         table = out.split(f"### {title}")[1].split("###")[0]
