@@ -9,8 +9,9 @@
  * for a while before it sleeps again, as the kernel's halt-polling does
  * for a whole CPU. The while adapts as halt-polling's does: it grows
  * when the next event came a little after polling gave up, and shrinks
- * when events come further apart than busy_poll_us, so a quiet daemon or
- * a steady stream does not spin.
+ * when events come further apart than busy_poll_us, so a quiet daemon,
+ * or a stream of events further apart than that, does not spin; events
+ * that keep coming closer together keep it polling.
  */
 #ifndef PHXD_LOOP_H
 #define PHXD_LOOP_H
