@@ -21,7 +21,8 @@
 #include <unistd.h>
 
 #define MAX_LINE (64u << 20)
-#define READ_CHUNK 65536
+#define READ_MIN 4096		/* room for a read on a connection that keeps up */
+#define READ_MAX 65536		/* room for a read while a backlog lasts */
 
 struct pending {
 	struct pending *next;
@@ -76,6 +77,7 @@ struct phxd_client {
 	uint64_t next_id;
 	char *in;
 	size_t in_len, in_cap;
+	bool in_backlog;	/* the last read filled its room: more is waiting */
 	char *out;
 	size_t out_off, out_len, out_cap;
 	/* phxd_send callbacks, oldest first: answers mostly come in order */
@@ -373,20 +375,50 @@ queue_line(struct phxd_client *c, const char *line, size_t len)
 	return PHXD_OK;
 }
 
+/*
+ * The input buffer is small while the connection keeps up, and grows
+ * while a backlog lasts or a line is long: a process with a thousand
+ * connections holds a thousand of them, and room the allocator shares
+ * costs less than a large buffer each (a mapping of its own, its pages
+ * zeroed as a burst first reaches them).
+ */
+static bool
+make_room(struct phxd_client *c)
+{
+	size_t want = c->in_len + (c->in_backlog ? READ_MAX : READ_MIN), cap;
+
+	if (c->in_cap >= want)
+		return true;
+	for (cap = c->in_cap ? c->in_cap : READ_MIN; cap < want; cap *= 2)
+		;
+	char *in = realloc(c->in, cap);
+	if (in == NULL)
+		return false;
+	c->in = in;
+	c->in_cap = cap;
+	return true;
+}
+
+/* Once a backlog or a long line is read, the room it took goes back. */
+static void
+give_back_room(struct phxd_client *c)
+{
+	if (c->in_len == 0 && !c->in_backlog && c->in_cap > READ_MIN) {
+		free(c->in);
+		c->in = NULL;
+		c->in_cap = 0;
+	}
+}
+
 /* Reads what the socket has (once), queues every complete line, then
  * handles them. */
 static int
 read_some(struct phxd_client *c)
 {
-	if (c->in_cap - c->in_len < READ_CHUNK) {
-		size_t cap = c->in_cap ? c->in_cap * 2 : 2 * READ_CHUNK;
-		char *in = realloc(c->in, cap);
-		if (in == NULL)
-			return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
-		c->in = in;
-		c->in_cap = cap;
-	}
-	ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+	if (!make_room(c))
+		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
+	size_t room = c->in_cap - c->in_len;
+	ssize_t n = recv(c->fd, c->in + c->in_len, room, MSG_DONTWAIT);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return PHXD_OK;
 	if (n <= 0) {
@@ -394,6 +426,7 @@ read_some(struct phxd_client *c)
 		deliver(c);
 		return rc;
 	}
+	c->in_backlog = (size_t)n == room;
 	c->in_len += (size_t)n;
 	size_t start = 0;
 	for (;;) {
@@ -410,6 +443,7 @@ read_some(struct phxd_client *c)
 	c->in_len -= start;
 	if (c->in_len > MAX_LINE)
 		lost(c, "sent an overlong line");
+	give_back_room(c);
 	deliver(c);
 	return c->dead ? PHXD_EUNREACHABLE : PHXD_OK;
 }

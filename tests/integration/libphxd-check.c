@@ -84,6 +84,67 @@ answer_in_callback(void *arg, uint64_t sub, const char *json, size_t len)
 	free(out);
 }
 
+/* A reader that was away: every line of its backlog, and a line longer
+ * than any read takes, arrive whole and in order. */
+#define BACKLOG_LINES 300
+#define LONG_LINE_PAD 200000
+
+static long seq_next, seq_wrong;
+static size_t longest_line;
+
+static void
+count_in_order(void *arg, uint64_t sub, const char *json, size_t len)
+{
+	const char *seq = strstr(json, "\"seq\":");
+
+	(void)arg;
+	(void)sub;
+	if (seq == NULL || strtol(seq + 6, NULL, 10) != seq_next || json[len - 1] != '}')
+		seq_wrong++;
+	seq_next++;
+	if (len > longest_line)
+		longest_line = len;
+}
+
+static void
+check_backlog_and_long_line(const char *path, struct phxd_client *pusher)
+{
+	static char payload[LONG_LINE_PAD + 64];
+	struct phxd_client *reader;
+	uint64_t sub;
+	int pushed = 0;
+
+	CHECK(phxd_connect(path, &reader) == PHXD_OK &&
+		      phxd_subscribe(reader, NULL, "rooms:c", NULL, count_in_order, NULL, &sub) ==
+			      PHXD_OK,
+	      "a reader subscribed");
+	/* the reader does not read while the pusher's pushes are answered */
+	for (int i = 0; i < BACKLOG_LINES; i++) {
+		snprintf(payload, sizeof(payload), "{\"seq\":%d,\"pad\":\"%0100d\"}", i, i);
+		pushed += phxd_push(pusher, NULL, "rooms:c", "broadcast", payload, 0,
+				    PHXD_PUSH_AWAIT, 0, NULL) == PHXD_OK;
+	}
+	int n = snprintf(payload, sizeof(payload), "{\"seq\":%d,\"pad\":\"", BACKLOG_LINES);
+	memset(payload + n, 'x', LONG_LINE_PAD);
+	strcpy(payload + n + LONG_LINE_PAD, "\"}");
+	pushed += phxd_push(pusher, NULL, "rooms:c", "broadcast", payload, 0, PHXD_PUSH_AWAIT, 0,
+			    NULL) == PHXD_OK;
+	for (int i = 0; i < 100 && seq_next < BACKLOG_LINES + 1; i++)
+		phxd_wait(reader, 100);
+	CHECK(pushed == BACKLOG_LINES + 1 && seq_next == BACKLOG_LINES + 1 && seq_wrong == 0 &&
+		      longest_line > LONG_LINE_PAD,
+	      "a backlog of %d lines and one of %zu bytes: %ld read, %ld wrong", BACKLOG_LINES,
+	      longest_line, seq_next, seq_wrong);
+	/* and the reader keeps up with what comes after */
+	pushed = phxd_push(pusher, NULL, "rooms:c", "broadcast", "{\"seq\":301}", 0,
+			   PHXD_PUSH_AWAIT, 0, NULL) == PHXD_OK;
+	for (int i = 0; i < 50 && seq_next < BACKLOG_LINES + 2; i++)
+		phxd_wait(reader, 100);
+	CHECK(pushed && seq_next == BACKLOG_LINES + 2 && seq_wrong == 0,
+	      "a line after the backlog: %ld read, %ld wrong", seq_next, seq_wrong);
+	phxd_disconnect(reader);
+}
+
 /* A request sent with phxd_send whose answer never comes, then phxd goes
  * away (80-libphxd.py kills it after "sent"): the callback still fires. */
 static int
@@ -346,6 +407,8 @@ main(int argc, char **argv)
 			poll(NULL, 0, 20);
 	}
 	CHECK(gone, "the hold ended with its client");
+
+	check_backlog_and_long_line(argv[1], c);
 
 	phxd_disconnect(c);
 	printf("%d failed\n", failures);
