@@ -379,8 +379,7 @@ queue_line(struct phxd_client *c, const char *line, size_t len)
  * The input buffer is small while the connection keeps up, and grows
  * while a backlog lasts or a line is long: a process with a thousand
  * connections holds a thousand of them, and room the allocator shares
- * costs less than a large buffer each (a mapping of its own, its pages
- * zeroed as a burst first reaches them).
+ * costs less than a large buffer each (a mapping of its own).
  */
 static bool
 make_room(struct phxd_client *c)
