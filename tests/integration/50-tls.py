@@ -220,8 +220,10 @@ def a_wss_stream_arrives_in_order_and_its_ends_are_seen(w):
     assert read_pauses(d) == 0
     stream_in_order(d, c, "load:tls", 30000)
     # messages larger than a read (64 KiB): reads end with records left
-    # in OpenSSL that the socket no longer shows
-    stream_in_order(d, c, "load:tls", 200, size=150000)
+    # in OpenSSL that the socket no longer shows. Whether a read drains
+    # the socket (and so pauses) depends on whether phxd decrypts faster
+    # than the server encrypts, which a loaded machine decides
+    stream_in_order(d, c, "load:tls", 200, size=150000, paused=False)
     c.ok("push", topic="rooms:tls", event="disconnect_socket")
     wait_until(lambda: d.status()[0]["connects"] == 2 and d.topic_states()["load:tls"] == "joined",
                what="reconnected after the server's close")
