@@ -14,10 +14,12 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define WINDOW 1024	/* fire: pushes in flight */
 #define MAX_SUBS 1000
@@ -231,23 +233,39 @@ fan_line(void *arg, uint64_t sub, const char *json, size_t len)
 	}
 }
 
+/* epoll, not poll(2): a reader of a thousand sockets that scanned them
+ * all on every wake-up would measure itself more than phxd. */
+static void
+watch(int ep, struct phxd_client *c)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, phxd_fd(c), &ev) != 0)
+		die(NULL, "epoll_ctl");
+}
+
 static void
 fanout(long k, long rate, long m)
 {
 	static struct phxd_client *subs[MAX_SUBS];
-	static struct pollfd pfd[MAX_SUBS + 1];
+	struct epoll_event ready[256];
 	struct phxd_client *sender = connect_or_die();
 	uint64_t gap = 1000000000ull / (uint64_t)rate, next;
 	long sent = 0;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
 
 	if (k > MAX_SUBS)
 		die(NULL, "too many subscribers");
+	if (ep < 0)
+		die(NULL, "epoll_create1");
 	lat_init(&lat, (size_t)(k * m));
 	for (long i = 0; i < k; i++) {
 		subs[i] = connect_or_die();
 		if (phxd_subscribe(subs[i], NULL, "rooms:fan", NULL, fan_line, NULL, NULL) != PHXD_OK)
 			die(subs[i], "subscribe");
+		watch(ep, subs[i]);
 	}
+	watch(ep, sender);
 	uint64_t t0 = now_ns(), c0 = cpu_ns();
 	next = t0;
 	while (lines + failed < k * m) {
@@ -262,18 +280,14 @@ fanout(long k, long rate, long m)
 			sent++;
 			next += gap;
 		}
-		for (long i = 0; i < k; i++)
-			pfd[i] = (struct pollfd){ phxd_fd(subs[i]), POLLIN, 0 };
-		pfd[k] = (struct pollfd){ phxd_fd(sender), POLLIN, 0 };
 		uint64_t t = now_ns(), wait = sent < m ? (next > t ? next - t : 0) : 1000000000ull;
 		struct timespec ts = { (time_t)(wait / 1000000000ull), (long)(wait % 1000000000ull) };
-		if (ppoll(pfd, (nfds_t)k + 1, &ts, NULL) < 0)
-			die(NULL, "poll");
-		for (long i = 0; i < k; i++)
-			if (pfd[i].revents && phxd_dispatch(subs[i]) != PHXD_OK)
-				die(subs[i], "dispatch");
-		if (pfd[k].revents && phxd_dispatch(sender) != PHXD_OK)
-			die(sender, "dispatch");
+		int n = epoll_pwait2(ep, ready, (int)(sizeof(ready) / sizeof(ready[0])), &ts, NULL);
+		if (n < 0)
+			die(NULL, "epoll_pwait2");
+		for (int i = 0; i < n; i++)
+			if (phxd_dispatch(ready[i].data.ptr) != PHXD_OK)
+				die(ready[i].data.ptr, "dispatch");
 		if (now_ns() - t0 > 60000000000ull)
 			break;
 	}
@@ -282,6 +296,7 @@ fanout(long k, long rate, long m)
 	for (long i = 0; i < k; i++)
 		phxd_disconnect(subs[i]);
 	phxd_disconnect(sender);
+	close(ep);
 }
 
 int

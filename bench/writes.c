@@ -2,21 +2,21 @@
 /*
  * bench/writes: the floor of a fan-out over Unix sockets. A writer sends
  * M lines at RATE per second, one write() per subscriber per line, to K
- * socketpairs; a reader process polls them all, as the libphxd peer
- * does. What the writer spends per copy is what phxd cannot go below
- * when messages arrive one at a time (one write per client batch, a
- * batch of one). Prints one JSON line: cpu_ns is the writer's, the
- * latencies the reader's.
+ * socketpairs; a reader process waits on them all with epoll, as the
+ * libphxd peer does. What the writer spends per copy is what phxd
+ * cannot go below when messages arrive one at a time (one write per
+ * client batch, a batch of one). Prints one JSON line: cpu_ns is the
+ * writer's, the latencies the reader's.
  *
  *   writes K RATE M
  */
 #include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -63,8 +63,8 @@ int
 main(int argc, char **argv)
 {
 	static int w[MAX_SUBS], r[MAX_SUBS];
-	static struct pollfd pfd[MAX_SUBS];
 	static char buf[65536];
+	struct epoll_event ready[256];
 
 	if (argc != 4) {
 		fprintf(stderr, "usage: writes K RATE M\n");
@@ -93,20 +93,25 @@ main(int argc, char **argv)
 			close(r[i]);
 		writer(w, k, rate, m);
 	}
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ep < 0)
+		die("epoll_create1");
 	for (long i = 0; i < k; i++) {
 		close(w[i]);
-		pfd[i] = (struct pollfd){ r[i], POLLIN, 0 };
+		struct epoll_event ev = { .events = EPOLLIN, .data.fd = r[i] };
+		if (epoll_ctl(ep, EPOLL_CTL_ADD, r[i], &ev) != 0)
+			die("epoll_ctl");
 	}
 	long lines = 0, open = k;
 	while (open > 0) {
-		if (poll(pfd, (nfds_t)k, 60000) <= 0)
+		int nready = epoll_wait(ep, ready, (int)(sizeof(ready) / sizeof(ready[0])), 60000);
+		if (nready <= 0)
 			break;
-		for (long i = 0; i < k; i++) {
-			if (!pfd[i].revents)
-				continue;
-			ssize_t n = read(pfd[i].fd, buf, sizeof(buf) - 1);
+		for (int i = 0; i < nready; i++) {
+			int fd = ready[i].data.fd;
+			ssize_t n = read(fd, buf, sizeof(buf) - 1);
 			if (n <= 0) {
-				pfd[i].fd = -1;
+				close(fd);	/* and out of the epoll set */
 				open--;
 				continue;
 			}
