@@ -14,10 +14,10 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <stdbool.h>
-#include <sys/epoll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <time.h>
 #include <unistd.h>
 
