@@ -60,8 +60,17 @@ cmp_u64(const void *a, const void *b)
 void
 print_result(long n, uint64_t wall_ns, uint64_t cpu, struct lat *l, long rss_kib, long dropped)
 {
+	print_result_with(n, wall_ns, cpu, l, rss_kib, dropped, NULL, 0);
+}
+
+void
+print_result_with(long n, uint64_t wall_ns, uint64_t cpu, struct lat *l, long rss_kib,
+		  long dropped, const char *key, uint64_t value)
+{
 	printf("{\"n\":%ld,\"wall_ns\":%llu,\"cpu_ns\":%llu,\"rss_kib\":%ld,\"dropped\":%ld", n,
 	       (unsigned long long)wall_ns, (unsigned long long)cpu, rss_kib, dropped);
+	if (key != NULL)
+		printf(",\"%s\":%llu", key, (unsigned long long)value);
 	if (l != NULL && l->n > 0) {
 		qsort(l->v, l->n, sizeof(*l->v), cmp_u64);
 		printf(",\"p50_ns\":%llu,\"p99_ns\":%llu,\"max_ns\":%llu",

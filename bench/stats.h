@@ -21,5 +21,8 @@ void lat_add(struct lat *l, uint64_t ns);
  *  "rss_kib":..,"dropped":..} on stdout */
 void print_result(long n, uint64_t wall_ns, uint64_t cpu, struct lat *l, long rss_kib,
 		  long dropped);
+/* The same with one more field, key: value. */
+void print_result_with(long n, uint64_t wall_ns, uint64_t cpu, struct lat *l, long rss_kib,
+		       long dropped, const char *key, uint64_t value);
 
 #endif

@@ -5,8 +5,10 @@
  * socketpairs; a reader process waits on them all with epoll, as the
  * libphxd peer does. What the writer spends per copy is what phxd
  * cannot go below when messages arrive one at a time (one write per
- * client batch, a batch of one). Prints one JSON line: cpu_ns is the
- * writer's, the latencies the reader's.
+ * client batch, a batch of one). With one subscriber it is also what a
+ * wake-up costs: a process waiting on a socket, woken by another's
+ * write. Prints one JSON line: cpu_ns is the writer's, reader_cpu_ns
+ * the reader's, the latencies the reader's.
  *
  *   writes K RATE M
  */
@@ -103,6 +105,7 @@ main(int argc, char **argv)
 			die("epoll_ctl");
 	}
 	long lines = 0, open = k;
+	uint64_t reader_c0 = cpu_ns();
 	while (open > 0) {
 		int nready = epoll_wait(ep, ready, (int)(sizeof(ready) / sizeof(ready[0])), 60000);
 		if (nready <= 0)
@@ -124,6 +127,7 @@ main(int argc, char **argv)
 			}
 		}
 	}
+	uint64_t reader_cpu = cpu_ns() - reader_c0;
 	struct rusage ru;
 	int status;
 	if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -134,7 +138,8 @@ main(int argc, char **argv)
 		       (uint64_t)ru.ru_utime.tv_usec * 1000ull +
 		       (uint64_t)ru.ru_stime.tv_sec * 1000000000ull +
 		       (uint64_t)ru.ru_stime.tv_usec * 1000ull;
-	print_result(k * m, now_ns() - t0, cpu, &lat, ru.ru_maxrss, k * m - lines);
+	print_result_with(k * m, now_ns() - t0, cpu, &lat, ru.ru_maxrss, k * m - lines,
+			  "reader_cpu_ns", reader_cpu);
 	free(lat.v);
 	return 0;
 }
