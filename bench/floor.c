@@ -53,7 +53,6 @@ static struct {
 	uint64_t ping_at;
 	struct lat lat;
 	lws_sorted_usec_list_t tick;
-	bool send_due;
 	char frame[FRAME_MAX];
 	char fire[FRAME_MAX];	/* the pre-encoded push */
 	size_t fire_len;
@@ -91,15 +90,21 @@ write_frame(struct lws *wsi, const char *text, size_t len)
 	return lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len ? -1 : 0;
 }
 
+/* When broadcast seq is due: RATE a second from the start of the work. */
+static uint64_t
+fanout_due(long seq)
+{
+	return B.t0 + (uint64_t)seq * 1000000000ull / (uint64_t)B.rate;
+}
+
 static void
 tick_cb(lws_sorted_usec_list_t *sul)
 {
 	(void)sul;
-	B.send_due = true;
 	for (unsigned i = 0; i < B.nconns; i++)
 		if (B.conns[i].sender)
 			lws_callback_on_writable(B.conns[i].wsi);
-	if (B.sent + 1 < B.m)
+	if (B.sent < B.m)
 		lws_sul_schedule(B.ctx, 0, &B.tick, tick_cb, 1000000 / B.rate);
 }
 
@@ -215,12 +220,16 @@ write_work(struct conn *c)
 		}
 		return;
 	case FANOUT:
-		if (c->sender && B.send_due) {
-			B.send_due = false;
+		/* each broadcast stamped with when it was due (stats.h); one
+		 * frame per callback, so a sender behind asks for the next */
+		if (c->sender && B.sent < B.m && now_ns() >= fanout_due(B.sent)) {
 			n = snprintf(B.frame, sizeof(B.frame),
 				     "[\"1\",\"b\",\"%s\",\"broadcast\",{\"t\":%" PRIu64
-				     ",\"seq\":%ld}]", c->topic, now_ns(), B.sent++);
+				     ",\"seq\":%ld}]", c->topic, fanout_due(B.sent), B.sent);
+			B.sent++;
 			write_frame(c->wsi, B.frame, (size_t)n);
+			if (B.sent < B.m && now_ns() >= fanout_due(B.sent))
+				lws_callback_on_writable(c->wsi);
 		}
 		return;
 	case JOIN:

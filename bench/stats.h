@@ -17,6 +17,14 @@ struct lat {
 void lat_init(struct lat *l, size_t cap);
 void lat_add(struct lat *l, uint64_t ns);
 
+/*
+ * A fan-out latency runs from when a message was due (its place in the
+ * RATE schedule), not from when its sender got to it: a sender behind
+ * schedule sends every message due at once, so a backlog anywhere shows
+ * as latency instead of quietly lowering the rate (coordinated
+ * omission). Every fan-out peer does the same.
+ */
+
 /* {"n":N,"wall_ns":..,"cpu_ns":..,"p50_ns":..,"p99_ns":..,"max_ns":..,
  *  "rss_kib":..,"dropped":..} on stdout */
 void print_result(long n, uint64_t wall_ns, uint64_t cpu, struct lat *l, long rss_kib,

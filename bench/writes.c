@@ -41,6 +41,7 @@ writer(const int *fds, long k, long rate, long m)
 {
 	uint64_t gap = 1000000000ull / (uint64_t)rate, next = now_ns();
 
+	/* each line stamped with when it was due (stats.h) */
 	for (long seq = 0; seq < m; seq++) {
 		uint64_t now;
 		while ((now = now_ns()) < next) {
@@ -49,11 +50,11 @@ writer(const int *fds, long k, long rate, long m)
 					       (long)(wait % 1000000000ull) };
 			nanosleep(&ts, NULL);
 		}
-		next += gap;
 		char line[192];
 		int n = snprintf(line, sizeof(line),
 				 "{\"sub\":1,\"topic\":\"rooms:fan\",\"event\":\"broadcast\","
-				 "\"payload\":{\"t\":%" PRIu64 ",\"seq\":%ld}}\n", now_ns(), seq);
+				 "\"payload\":{\"t\":%" PRIu64 ",\"seq\":%ld}}\n", next, seq);
+		next += gap;
 		for (long i = 0; i < k; i++)
 			if (write(fds[i], line, (size_t)n) != n)
 				die("write");

@@ -81,7 +81,9 @@ def bench_run_quick_prints_every_table(w):
               "fan-out through phxd: no message dropped",
               "memory per joined topic ≤ 1 KiB", "idle private RSS ≤ 2 MiB"]
     for name in judged:
-        assert name in goals and goals[name][2] in ("met", "not met"), (name, goals)
+        # "met" or "not met", with the limit applied where a target has two
+        assert name in goals and re.fullmatch(r"(met|not met)( \(against .+\))?",
+                                              goals[name][2]), (name, goals)
     # each judged figure shows its rounds' spread, and with two rounds the
     # medians' value lies within it (a median of two is their mean)
     def number(cell):
@@ -93,6 +95,17 @@ def bench_run_quick_prints_every_table(w):
             continue
         least, most = spread.split(" – ")
         assert number(least) <= number(value) <= number(most), (name, goals[name])
+    # the fan-out p99 is held to the writer's p99 exactly where that misses 1 ms
+    label, writer_p99 = None, None
+    for l in fan.splitlines():
+        cells = [c.strip() for c in l.strip("|").split("|")]
+        if len(cells) > 3 and cells[0]:
+            label = cells[0]
+        if label == "100 subs at 2000/s" and cells[1:2] == ["one write per copy"]:
+            writer_p99 = number(cells[3])
+    verdict = goals["fan-out, 100 subs at 2000/s: p99 ≤ 1 ms, or one write per copy's if more"][2]
+    assert writer_p99 is not None, fan
+    assert ("(against one write per copy's" in verdict) == (writer_p99 > 1000), (writer_p99, verdict)
     for name in ("fan-out, 1000 subs at 1000/s: p99 ≤ 5 ms, or one write per copy's if more",
                  "10,000 topics: joined within 1 s of exec"):
         assert goals.get(name) == ["—", "—", "not measured"], (name, goals)
