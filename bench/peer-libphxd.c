@@ -260,15 +260,9 @@ fan_sender(long rate, long m)
 	long sent = 0;
 
 	while (sent < m) {
-		uint64_t now;
-		while ((now = now_ns()) < next) {
-			uint64_t wait = next - now;
-			struct timespec ts = { (time_t)(wait / 1000000000ull),
-					       (long)(wait % 1000000000ull) };
-			nanosleep(&ts, NULL);
-		}
+		sleep_until_ns(next);
 		/* every push that is due, stamped with when it was due (stats.h) */
-		for (; sent < m && now >= next; sent++, next += gap) {
+		for (uint64_t now = now_ns(); sent < m && now >= next; sent++, next += gap) {
 			char req[160];
 			snprintf(req, sizeof(req),
 				 "{\"op\":\"push\",\"topic\":\"rooms:fan\",\"event\":\"broadcast\","

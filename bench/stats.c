@@ -15,6 +15,18 @@ now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+void
+sleep_until_ns(uint64_t t)
+{
+	uint64_t now;
+
+	while ((now = now_ns()) < t) {
+		struct timespec ts = { (time_t)((t - now) / 1000000000ull),
+				       (long)((t - now) % 1000000000ull) };
+		nanosleep(&ts, NULL);
+	}
+}
+
 uint64_t
 cpu_ns(void)
 {

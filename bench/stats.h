@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 uint64_t now_ns(void);		/* CLOCK_MONOTONIC, as every peer's */
+void sleep_until_ns(uint64_t t);	/* until now_ns() >= t */
 uint64_t cpu_ns(void);		/* this process, user + system */
 long max_rss_kib(void);
 

@@ -43,13 +43,7 @@ writer(const int *fds, long k, long rate, long m)
 
 	/* each line stamped with when it was due (stats.h) */
 	for (long seq = 0; seq < m; seq++) {
-		uint64_t now;
-		while ((now = now_ns()) < next) {
-			uint64_t wait = next - now;
-			struct timespec ts = { (time_t)(wait / 1000000000ull),
-					       (long)(wait % 1000000000ull) };
-			nanosleep(&ts, NULL);
-		}
+		sleep_until_ns(next);
 		char line[192];
 		int n = snprintf(line, sizeof(line),
 				 "{\"sub\":1,\"topic\":\"rooms:fan\",\"event\":\"broadcast\","
