@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include "config.h"
 
+#include "strmap.h"
 #include "xmalloc.h"
 
 #include "protocol/base64.h"
@@ -33,6 +34,10 @@ struct parse_state {
 	unsigned line;
 	bool line_too_long;
 	char err[512];
+	/* the current connection's joins so far: a topic joined twice is
+	 * found without a scan, whatever their number */
+	struct strmap joined;
+	size_t joins_cap;
 };
 
 enum opt_type { OPT_UINT, OPT_MODE, OPT_STRING, OPT_PATH, OPT_LEVEL, OPT_BOOL, OPT_FRACTION,
@@ -384,13 +389,15 @@ parse_join(struct parse_state *ps, const char *key, const char *value, bool from
 		json_decref(j);
 	}
 	free(text);
-	for (size_t i = 0; i < c->njoins; i++) {
-		if (strlen(c->joins[i].topic) == tlen && memcmp(c->joins[i].topic, value, tlen) == 0) {
-			free(payload);
-			return fail(ps, key, "%.*s is joined twice", (int)tlen, value);
-		}
+	if (strmap_get(&ps->joined, value, tlen) != NULL) {
+		free(payload);
+		return fail(ps, key, "%.*s is joined twice", (int)tlen, value);
 	}
-	c->joins = xrealloc(c->joins, (c->njoins + 1) * sizeof(*c->joins));
+	if (c->njoins == ps->joins_cap) {
+		ps->joins_cap = ps->joins_cap ? 2 * ps->joins_cap : 16;
+		c->joins = xrealloc(c->joins, ps->joins_cap * sizeof(*c->joins));
+	}
+	strmap_put(&ps->joined, value, tlen, c);
 	c->joins[c->njoins].topic = xstrndup(value, tlen);
 	c->joins[c->njoins].payload = payload;
 	c->njoins++;
@@ -569,6 +576,9 @@ config_ini_reader(char *buf, int size, void *stream)
 							   (ps->conf->nconns + 1) * sizeof(c));
 				ps->conf->conns[ps->conf->nconns++] = c;
 				ps->conn = c;
+				strmap_free(&ps->joined);
+				strmap_init(&ps->joined);
+				ps->joins_cap = 0;
 			}
 		} else {
 			fail(ps, NULL, "unknown section [%s] (want [phxd] or [connection NAME])", name);
@@ -887,6 +897,7 @@ config_load(const char *path, char *err, size_t errlen)
 	}
 	rc = ini_parse_stream(config_ini_reader, &ps, config_ini_handler, &ps);
 	fclose(ps.fp);
+	strmap_free(&ps.joined);
 	if (ps.err[0] == '\0' && rc != 0) {
 		ps.line = rc > 0 ? (unsigned)rc : ps.line;
 		fail(&ps, NULL, "not a 'key = value' line");

@@ -1277,16 +1277,18 @@ session_reconfigure(struct session *s, const struct conn_conf *conf)
 
 	s->conf = conf;
 	/* Topics the old config joined and the new one does not: leave. */
+	struct strmap joins;
+	strmap_init(&joins);
+	for (size_t i = 0; i < conf->njoins; i++)
+		strmap_put(&joins, conf->joins[i].topic, strlen(conf->joins[i].topic),
+			   &conf->joins[i]);
 	for (struct channel *ch = TAILQ_FIRST(&s->chans), *next; ch != NULL; ch = next) {
 		next = TAILQ_NEXT(ch, link);
-		bool kept = false;
-		if (!ch->from_config)
-			continue;
-		for (size_t i = 0; i < conf->njoins && !kept; i++)
-			kept = strcmp(conf->joins[i].topic, ch->topic) == 0;
-		if (!kept && session_unwant(s, ch, WANT_CONFIG) && ch->state != CHAN_LEAVING)
+		if (ch->from_config && strmap_get(&joins, ch->topic, ch->topic_len) == NULL &&
+		    session_unwant(s, ch, WANT_CONFIG) && ch->state != CHAN_LEAVING)
 			session_leave(s, ch->topic, NULL, NULL);
 	}
+	strmap_free(&joins);
 	/* The config's topics, once per connection, in config order. */
 	for (size_t i = 0; s->topics == &s->own_topics && i < conf->njoins; i++) {
 		struct channel *ch = session_channel(s, conf->joins[i].topic);

@@ -188,6 +188,51 @@ START_TEST(no_connection_is_a_valid_config)
 }
 END_TEST
 
+/* Tens of thousands of joins: each kept, in order, with its payload; a
+ * topic joined twice is found however far apart the two lines are, and
+ * only within one connection (another may join the same topic). */
+#define MANY_JOINS 30000
+
+static char *
+many_joins_text(const char *last_line)
+{
+	size_t cap = 64 + MANY_JOINS * 48 + 256, len = 0;
+	char *text = malloc(cap);
+
+	ck_assert_ptr_nonnull(text);
+	len += (size_t)snprintf(text + len, cap - len, "[connection a]\nurl = ws://h/s\n");
+	for (int i = 0; i < MANY_JOINS; i++)
+		len += (size_t)snprintf(text + len, cap - len, "join = load:t%d {\"i\":%d}\n", i, i);
+	snprintf(text + len, cap - len, "%s", last_line);
+	return text;
+}
+
+START_TEST(many_joins_kept_in_order_duplicates_found)
+{
+	char err[512], want[64];
+	char *text = many_joins_text("[connection b]\nurl = ws://h/s\njoin = load:t0\n");
+	struct phxd_conf *c = load(text, err, sizeof(err));
+
+	ck_assert_msg(c != NULL, "%s", err);
+	ck_assert_uint_eq(c->conns[0]->njoins, MANY_JOINS);
+	for (int i = 0; i < MANY_JOINS; i += 997) {
+		snprintf(want, sizeof(want), "load:t%d", i);
+		ck_assert_str_eq(c->conns[0]->joins[i].topic, want);
+		snprintf(want, sizeof(want), "{\"i\":%d}", i);
+		ck_assert_str_eq(c->conns[0]->joins[i].payload, want);
+	}
+	ck_assert_uint_eq(c->conns[1]->njoins, 1);
+	config_free(c);
+	free(text);
+
+	text = many_joins_text("join = load:t0 {\"again\":true}\n");
+	ck_assert_ptr_null(load(text, err, sizeof(err)));
+	snprintf(want, sizeof(want), ":%d: join: load:t0 is joined twice", MANY_JOINS + 3);
+	ck_assert_msg(strstr(err, want) != NULL, "error '%s' lacks '%s'", err, want);
+	free(text);
+}
+END_TEST
+
 /* A path longer than the error buffer: the message is cut, never overrun. */
 START_TEST(long_path_error_is_bounded)
 {
@@ -323,6 +368,7 @@ main(void)
 	tcase_add_test(tc, long_line_is_an_error_not_a_split);
 	tcase_add_test(tc, missing_file);
 	tcase_add_test(tc, no_connection_is_a_valid_config);
+	tcase_add_test(tc, many_joins_kept_in_order_duplicates_found);
 	tcase_add_test(tc, long_path_error_is_bounded);
 	tcase_add_test(tc, url_query_values_are_redacted_for_display);
 	tcase_add_test(tc, allow_lists_resolve_names_and_numbers);

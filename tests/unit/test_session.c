@@ -1227,6 +1227,38 @@ START_TEST(reconfigure_joins_leaves_and_reconnects)
 }
 END_TEST
 
+/* A reload of a long topic list leaves exactly the topics it dropped. */
+START_TEST(reconfigure_of_many_topics_leaves_exactly_the_dropped)
+{
+	enum { N = 600 };
+	char topic[32];
+	struct conn_conf *c = make_conf(), *n = make_conf();
+	for (int i = 0; i < N; i++) {
+		snprintf(topic, sizeof(topic), "load:t%d", i);
+		add_join(c, topic, "{}");
+		if (i % 3 != 0)
+			add_join(n, topic, "{}");
+	}
+	struct fake *f = fake_new(c);
+	open_socket(f);
+	for (int i = 0; i < N; i++) {
+		snprintf(topic, sizeof(topic), "load:t%d", i);
+		reply_join(f, topic, "ok", "{}");
+	}
+	size_t mark = nsent(f);
+	session_reconfigure(f->s, n);
+	ck_assert_uint_eq(nsent(f) - mark, N / 3);
+	for (int i = 0; i < N; i++) {
+		snprintf(topic, sizeof(topic), "load:t%d", i);
+		ck_assert_uint_eq(count_sent(f, mark, topic, "phx_leave"), i % 3 == 0);
+		ck_assert_int_eq(chan(f, topic)->state, i % 3 == 0 ? CHAN_LEAVING : CHAN_JOINED);
+	}
+	f->s->conf = c;	/* fake_free frees c */
+	config_conn_free(n);
+	fake_free(f);
+}
+END_TEST
+
 START_TEST(a_topic_is_left_only_when_nobody_wants_it)
 {
 	struct conn_conf *c = make_conf();
@@ -1359,6 +1391,7 @@ session_suite(void)
 	tcase_add_test(tc, join_request_times_out_while_disconnected);
 	tcase_add_test(tc, stop_leaves_closes_and_answers);
 	tcase_add_test(tc, reconfigure_joins_leaves_and_reconnects);
+	tcase_add_test(tc, reconfigure_of_many_topics_leaves_exactly_the_dropped);
 	tcase_add_test(tc, a_topic_is_left_only_when_nobody_wants_it);
 	tcase_add_test(tc, bad_server_frames_are_counted_not_fatal);
 	tcase_add_test(tc, backoff_jitter_bounds);
