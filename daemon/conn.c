@@ -217,17 +217,6 @@ host_place(void *host, struct session *s)
 	return place(sh->pc, s, NULL);
 }
 
-static unsigned
-joined_on(const struct session *s)
-{
-	const struct channel *ch;
-	unsigned n = 0;
-
-	TAILQ_FOREACH(ch, &s->chans, link)
-		n += ch->state == CHAN_JOINED;
-	return n;
-}
-
 /* The server holds fewer channels per socket than pc->cap: it has `joined`
  * of ours on this one, which is its cap. */
 static bool
@@ -235,7 +224,7 @@ host_cap_refused(void *host, struct session *s, struct channel *ch)
 {
 	struct phxd_shard *sh = host;
 	struct phxd_conn *pc = sh->pc;
-	unsigned joined = joined_on(s);
+	unsigned joined = s->njoined;
 
 	/* Refused with nothing joined: no other socket would do better. */
 	if (joined == 0)

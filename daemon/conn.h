@@ -67,6 +67,17 @@ conn_shards_open(const struct phxd_conn *pc)
 	return n;
 }
 
+/* Topics joined, on every shard. */
+static inline size_t
+conn_topics_joined(const struct phxd_conn *pc)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < pc->nshards; i++)
+		n += pc->shards[i] != NULL ? pc->shards[i]->sess->njoined : 0;
+	return n;
+}
+
 static inline size_t
 conn_shard_count(const struct phxd_conn *pc)
 {

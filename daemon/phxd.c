@@ -94,7 +94,6 @@ send_status(evutil_socket_t fd, short what, void *arg)
 {
 	struct phxd *d = arg;
 	size_t up = 0, live = 0, topics = 0, joined = 0;
-	struct strmap_iter it;
 
 	(void)fd;
 	(void)what;
@@ -105,12 +104,8 @@ send_status(evutil_socket_t fd, short what, void *arg)
 			continue;
 		live++;
 		up += conn_state(pc) == SESS_OPEN;
-		for (struct strmap_entry *e = strmap_first(pc->sess->topics, &it); e;
-		     e = strmap_next(pc->sess->topics, &it)) {
-			struct channel *ch = e->value;
-			topics++;
-			joined += ch->state == CHAN_JOINED;
-		}
+		topics += pc->sess->topics->len;
+		joined += conn_topics_joined(pc);
 	}
 	char line[sizeof(d->last_status)];
 	snprintf(line, sizeof(line), "STATUS=%zu/%zu connections up, %zu/%zu topics joined, %zu clients",

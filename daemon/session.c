@@ -68,6 +68,7 @@ static const struct session_ops no_ops;
 #define LAST_ERROR_MAX 1024
 
 static void socket_gone(struct session *s, int code, const char *reason, int http_status);
+static void set_state(struct channel *ch, enum chan_state st);
 static void send_join(struct channel *ch);
 static void send_push(struct session *s, struct sess_push *p);
 static void channel_free(struct channel *ch);
@@ -567,7 +568,7 @@ schedule_rejoin(struct channel *ch, const char *reason)
 					 random01(s));
 
 	ch->rejoin_tries++;
-	ch->state = CHAN_ERRORED;
+	set_state(ch, CHAN_ERRORED);
 	tq_arm(s->tq, &ch->rejoin_timer, delay);
 	emit_channel(ch, reason, delay);
 }
@@ -583,7 +584,7 @@ rejoin_due(struct tq_timer *t, void *arg)
 	if (ch->sess->state == SESS_OPEN)
 		send_join(ch);
 	else
-		ch->state = CHAN_WAITING;
+		set_state(ch, CHAN_WAITING);
 }
 
 static void
@@ -624,7 +625,7 @@ send_join(struct channel *ch)
 
 	tq_cancel(s->tq, &ch->rejoin_timer);
 	phx_ref_next(&s->refs, ch->join_ref);
-	ch->state = CHAN_JOINING;
+	set_state(ch, CHAN_JOINING);
 	/* Presence is re-synced by the presence_state the join brings. */
 	presence_rejoined(&ch->presence);
 	w->join.kind = WAIT_JOIN;
@@ -671,13 +672,22 @@ channel_new(struct session *s, const char *topic, const char *payload)
 	memcpy(ch->topic, topic, tlen + 1);
 	ch->topic_len = tlen;
 	ch->payload = payload ? text_copy(payload, strlen(payload)) : empty_object;
-	ch->state = CHAN_WAITING;
+	ch->state = CHAN_WAITING;	/* set_state: not yet on s */
 	tq_timer_init(&ch->join_timer, join_timeout, ch);
 	tq_timer_init(&ch->rejoin_timer, rejoin_due, ch);
 	strmap_put(s->topics, ch->topic, ch->topic_len, ch);
 	TAILQ_INSERT_TAIL(&s->chans, ch, link);
 	s->nchans++;
 	return ch;
+}
+
+/* Every state change of a channel on its session, so that the session's
+ * count of joined channels (STATUS=, the cap check) needs no scan. */
+static void
+set_state(struct channel *ch, enum chan_state st)
+{
+	ch->sess->njoined += (st == CHAN_JOINED) - (ch->state == CHAN_JOINED);
+	ch->state = st;
 }
 
 /* Takes ch off its session (not off the topic map). */
@@ -688,6 +698,7 @@ channel_unlink(struct channel *ch)
 
 	TAILQ_REMOVE(&s->chans, ch, link);
 	s->nchans--;
+	s->njoined -= ch->state == CHAN_JOINED;
 }
 
 /* Removes a channel from its session and frees it, failing what waits. */
@@ -811,7 +822,7 @@ session_join(struct session *s, const char *topic, const char *payload, struct s
 	case CHAN_CLOSED:
 		text_free(ch->payload);
 		ch->payload = payload ? text_copy(payload, strlen(payload)) : empty_object;
-		ch->state = CHAN_WAITING;
+		set_state(ch, CHAN_WAITING);
 		ch->rejoin_tries = 0;
 		if (done)
 			req = add_waiter(ch, false, done, arg);
@@ -847,7 +858,7 @@ session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg
 		tq_cancel(s->tq, &ch->rejoin_timer);
 		phx_ref_next(&s->refs, ref);
 		memcpy(ch->leave_ref, ref, sizeof(ref));
-		ch->state = CHAN_LEAVING;
+		set_state(ch, CHAN_LEAVING);
 		w->leave.kind = WAIT_LEAVE;
 		w->leave.obj = ch;
 		strmap_put(&s->inflight, ref, strlen(ref), &w->leave);
@@ -859,7 +870,7 @@ session_leave(struct session *s, const char *topic, sess_done_fn done, void *arg
 		return req;
 	}
 	/* Nothing on the server side to undo. */
-	ch->state = CHAN_CLOSED;
+	set_state(ch, CHAN_CLOSED);
 	emit_channel(ch, "left", 0);
 	channel_free(ch);
 	finish(done, arg, SESS_OK, NULL);
@@ -960,7 +971,7 @@ handle_reply(struct session *s, const struct phx_msg *m)
 		tq_cancel(s->tq, &ch->join_timer);
 		s->reconnect_tries = 0;
 		if (r.outcome == SESS_OK) {
-			ch->state = CHAN_JOINED;
+			set_state(ch, CHAN_JOINED);
 			ch->joins++;
 			ch->rejoin_tries = 0;
 			set_error(ch, NULL, 0);
@@ -987,7 +998,7 @@ handle_reply(struct session *s, const struct phx_msg *m)
 		if (!phx_field_eq(m->topic, ch->topic))
 			break;
 		strmap_del(&s->inflight, ref, m->ref.len);
-		ch->state = CHAN_CLOSED;
+		set_state(ch, CHAN_CLOSED);
 		emit_channel(ch, "left", 0);
 		settle_waiters(ch, true, &r);
 		channel_free(ch);
@@ -1016,7 +1027,7 @@ channel_ended(struct channel *ch, bool crashed, const struct phx_msg *m)
 		return;
 	}
 	log_warnx("%s: the server closed channel %s", s->conf->name, ch->topic);
-	ch->state = CHAN_CLOSED;
+	set_state(ch, CHAN_CLOSED);
 	set_error(ch, "\"phx_close\"", 11);
 	fail_inflight(ch, SESS_CHANNEL_CLOSED, "the server closed the channel");
 	fail_buffered(ch, SESS_CHANNEL_CLOSED, "the server closed the channel");
@@ -1198,14 +1209,14 @@ socket_gone(struct session *s, int code, const char *reason, int http_status)
 		case CHAN_ERRORED:
 			drop_join_wait(ch);
 			tq_cancel(s->tq, &ch->rejoin_timer);
-			ch->state = CHAN_WAITING;
+			set_state(ch, CHAN_WAITING);
 			if (!s->stopping)
 				emit_channel(ch, "disconnected", 0);
 			break;
 		case CHAN_LEAVING:
 			/* The server forgets the channel with the socket. */
 			strmap_del(&s->inflight, ch->leave_ref, strlen(ch->leave_ref));
-			ch->state = CHAN_CLOSED;
+			set_state(ch, CHAN_CLOSED);
 			channel_free(ch);
 			break;
 		default:
@@ -1378,7 +1389,7 @@ session_move(struct channel *ch, struct session *to)
 	ch->sess = to;
 	TAILQ_INSERT_TAIL(&to->chans, ch, link);
 	to->nchans++;
-	ch->state = CHAN_WAITING;
+	ch->state = CHAN_WAITING;	/* set_state: channel_unlink counted it off from */
 	ch->rejoin_tries = 0;
 	if (to->state == SESS_OPEN)
 		send_join(ch);

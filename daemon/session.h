@@ -187,6 +187,7 @@ struct session {
 	struct strmap own_topics;
 	struct channel_list chans;	/* the channels this websocket holds */
 	unsigned nchans;
+	unsigned njoined;		/* of them, those joined (set_state) */
 	struct strmap inflight;		/* ref -> struct sess_wait */
 	unsigned buffered;		/* pushes waiting in channel buffers */
 	size_t buffered_bytes;		/* and their payload bytes */

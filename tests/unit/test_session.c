@@ -92,11 +92,24 @@ fk_message(void *host, struct session *s, const struct phx_msg *m)
 						     m->payload.len));
 }
 
+/* The session's count of joined channels, checked against its channels at
+ * every event it emits. */
+static void
+check_njoined(const struct session *s)
+{
+	const struct channel *ch;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(ch, &s->chans, link)
+		n += ch->state == CHAN_JOINED;
+	ck_assert_uint_eq(s->njoined, n);
+}
+
 static void
 fk_event(void *host, struct session *s, const struct sess_event *ev)
 {
 	struct fake *f = host;
-	(void)s;
+	check_njoined(s);
 	json_array_append_new(f->events,
 			      json_pack("{s:i, s:s?, s:s, s:i, s:i, s:I}", "kind", ev->kind, "topic",
 					ev->topic, "state", chan_state_name(ev->chan_state), "code",
@@ -590,6 +603,36 @@ START_TEST(join_error_surfaced_and_retried_with_backoff)
 	reply_join(f, "rejected:x", "ok", "{}");
 	ck_assert_uint_eq(chan(f, "rejected:x")->rejoin_tries, 0);
 	ck_assert_ptr_null(chan(f, "rejected:x")->last_error);
+	fake_free(f);
+}
+END_TEST
+
+/* A joined topic moved to another websocket is joined there, not here,
+ * and counts as joined there once the join is answered. */
+START_TEST(a_joined_topic_moved_is_counted_where_it_is_joined)
+{
+	struct fake *f = fake_new(NULL);
+
+	f->s->ops = &fk_shard_ops;
+	struct fake *g = fake_shard(f);
+	open_socket(f);
+	session_start(g->s);
+	session_on_open(g->s);
+	session_join(f->s, "rooms:a", NULL, WANT_RUNTIME, NULL, NULL);
+	session_join(f->s, "rooms:b", NULL, WANT_RUNTIME, NULL, NULL);
+	reply_join(f, "rooms:a", "ok", "{}");
+	reply_join(f, "rooms:b", "ok", "{}");
+	ck_assert_uint_eq(f->s->njoined, 2);
+	session_move(chan(f, "rooms:b"), g->s);
+	ck_assert_uint_eq(f->s->njoined, 1);
+	ck_assert_uint_eq(g->s->njoined, 0);
+	ck_assert_int_eq(chan(f, "rooms:b")->state, CHAN_JOINING);
+	reply_join(g, "rooms:b", "ok", "{}");
+	ck_assert_uint_eq(f->s->njoined, 1);
+	ck_assert_uint_eq(g->s->njoined, 1);
+	check_njoined(f->s);
+	check_njoined(g->s);
+	fake_shard_free(g);
 	fake_free(f);
 }
 END_TEST
@@ -1245,9 +1288,11 @@ START_TEST(reconfigure_of_many_topics_leaves_exactly_the_dropped)
 		snprintf(topic, sizeof(topic), "load:t%d", i);
 		reply_join(f, topic, "ok", "{}");
 	}
+	ck_assert_uint_eq(f->s->njoined, N);
 	size_t mark = nsent(f);
 	session_reconfigure(f->s, n);
 	ck_assert_uint_eq(nsent(f) - mark, N / 3);
+	ck_assert_uint_eq(f->s->njoined, N - N / 3);
 	for (int i = 0; i < N; i++) {
 		snprintf(topic, sizeof(topic), "load:t%d", i);
 		ck_assert_uint_eq(count_sent(f, mark, topic, "phx_leave"), i % 3 == 0);
@@ -1369,6 +1414,7 @@ session_suite(void)
 	tcase_add_test(tc, auth_failure_retries_slowly);
 	tcase_add_test(tc, rejoins_every_topic_after_reconnect);
 	tcase_add_test(tc, join_error_surfaced_and_retried_with_backoff);
+	tcase_add_test(tc, a_joined_topic_moved_is_counted_where_it_is_joined);
 	tcase_add_test(tc, a_topic_refused_for_the_cap_moves_with_its_waiters_and_pushes);
 	tcase_add_test(tc, join_timeout_leaves_and_rejoins);
 	tcase_add_test(tc, phx_error_rejoins_and_fails_inflight);
