@@ -672,7 +672,7 @@ channel_new(struct session *s, const char *topic, const char *payload)
 	memcpy(ch->topic, topic, tlen + 1);
 	ch->topic_len = tlen;
 	ch->payload = payload ? text_copy(payload, strlen(payload)) : empty_object;
-	ch->state = CHAN_WAITING;	/* set_state: not yet on s */
+	ch->state = CHAN_WAITING;	/* not joined: nothing to count yet */
 	tq_timer_init(&ch->join_timer, join_timeout, ch);
 	tq_timer_init(&ch->rejoin_timer, rejoin_due, ch);
 	strmap_put(s->topics, ch->topic, ch->topic_len, ch);
@@ -1389,7 +1389,7 @@ session_move(struct channel *ch, struct session *to)
 	ch->sess = to;
 	TAILQ_INSERT_TAIL(&to->chans, ch, link);
 	to->nchans++;
-	ch->state = CHAN_WAITING;	/* set_state: channel_unlink counted it off from */
+	ch->state = CHAN_WAITING;	/* channel_unlink took it off from's count */
 	ch->rejoin_tries = 0;
 	if (to->state == SESS_OPEN)
 		send_join(ch);
