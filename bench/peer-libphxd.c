@@ -315,9 +315,7 @@ fanout(long k, long rate, long m)
 	int status;
 	if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		die(NULL, "the sender's pushes were not all answered ok");
-	cpu += (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
-	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
-	print_result(k * m, wall, cpu, &lat, max_rss_kib(), k * m - lines);
+	print_result(k * m, wall, cpu + rusage_cpu_ns(&ru), &lat, max_rss_kib(), k * m - lines);
 	for (long i = 0; i < k; i++)
 		phxd_disconnect(subs[i]);
 	close(ep);

@@ -9,6 +9,8 @@
 uint64_t now_ns(void);		/* CLOCK_MONOTONIC, as every peer's */
 void sleep_until_ns(uint64_t t);	/* until now_ns() >= t */
 uint64_t cpu_ns(void);		/* this process, user + system */
+struct rusage;
+uint64_t rusage_cpu_ns(const struct rusage *ru);	/* its user + system */
 long max_rss_kib(void);
 
 struct lat {

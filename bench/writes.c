@@ -129,10 +129,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "writes: the writer failed\n");
 		return 1;
 	}
-	uint64_t cpu = (uint64_t)ru.ru_utime.tv_sec * 1000000000ull +
-		       (uint64_t)ru.ru_utime.tv_usec * 1000ull +
-		       (uint64_t)ru.ru_stime.tv_sec * 1000000000ull +
-		       (uint64_t)ru.ru_stime.tv_usec * 1000ull;
+	uint64_t cpu = rusage_cpu_ns(&ru);
 	print_result_with(k * m, now_ns() - t0, cpu, &lat, ru.ru_maxrss, k * m - lines,
 			  "reader_cpu_ns", reader_cpu);
 	free(lat.v);
