@@ -268,25 +268,30 @@ static void
 render_ipc(struct phxd *d, struct evbuffer *out, bool openmetrics)
 {
 	static const struct {
-		const char *key, *name, *help;
-	} ipc_gauges[] = {
-		{ "clients", "phxd_ipc_clients", "Clients connected to the socket" },
-		{ "pending", "phxd_ipc_pending_requests", "Requests awaiting an answer" },
-		{ "subscriptions", "phxd_ipc_subscriptions", "Subscriptions and event streams" },
-		{ "queued_bytes", "phxd_ipc_queued_bytes", "Output queued to clients" },
-		{ "largest_queue_bytes", "phxd_ipc_largest_queue_bytes",
+		const char *key, *name;
+		enum family_type type;
+		const char *help;
+	} ipc_families[] = {
+		{ "clients", "phxd_ipc_clients", GAUGE, "Clients connected to the socket" },
+		{ "pending", "phxd_ipc_pending_requests", GAUGE, "Requests awaiting an answer" },
+		{ "subscriptions", "phxd_ipc_subscriptions", GAUGE,
+		  "Subscriptions and event streams" },
+		{ "queued_bytes", "phxd_ipc_queued_bytes", GAUGE, "Output queued to clients" },
+		{ "largest_queue_bytes", "phxd_ipc_largest_queue_bytes", GAUGE,
 		  "Output queued to the client with the most" },
-		{ "client_buffer_bytes", "phxd_ipc_client_buffer_bytes",
+		{ "client_buffer_bytes", "phxd_ipc_client_buffer_bytes", GAUGE,
 		  "client_buffer_bytes: what one client's queue may hold" },
+		{ "write_windows", "phxd_ipc_write_windows", COUNTER,
+		  "Write passes to many clients after which output was held to be written together" },
 	};
 	json_t *stats;
 
 	if (d->ipc == NULL)
 		return;
 	stats = ipc_server_stats(d->ipc);
-	for (size_t i = 0; i < sizeof(ipc_gauges) / sizeof(ipc_gauges[0]); i++)
-		add_global(out, ipc_gauges[i].name, GAUGE, ipc_gauges[i].help,
-			   (double)json_integer_value(json_object_get(stats, ipc_gauges[i].key)),
+	for (size_t i = 0; i < sizeof(ipc_families) / sizeof(ipc_families[0]); i++)
+		add_global(out, ipc_families[i].name, ipc_families[i].type, ipc_families[i].help,
+			   (double)json_integer_value(json_object_get(stats, ipc_families[i].key)),
 			   openmetrics);
 	json_decref(stats);
 }

@@ -77,13 +77,15 @@ progress_stamp_ms(void)
 /*
  * Output is written once a loop pass. Under a wide fan-out a pass often
  * carries one message, so every subscriber costs a write per message;
- * when the last pass wrote to COALESCE_CLIENTS or more, the next waits
- * (a utimer: the base's timers are whole milliseconds) so that the
+ * when the last pass wrote to COALESCE_CLIENTS or more and carried more
+ * than a line per client (messages come faster than passes), the next
+ * waits (a utimer: the base's timers are whole milliseconds) so that the
  * writes carry what came meanwhile: COALESCE_US after it, or as long as
  * that pass took when it took longer (up to COALESCE_MAX_US). Writing
  * then takes at most about half the daemon's time, whatever the fan-out,
  * and a message waits at most about one pass longer than it would have
- * anyway.
+ * anyway. A pass of one line a client says messages come slower than
+ * passes: waiting would only delay the next one.
  */
 #define COALESCE_CLIENTS 32
 #define COALESCE_US 250
@@ -331,14 +333,16 @@ void
 ipc_client_flush_all(struct ipc_server *srv)
 {
 	struct ipc_client *c;
-	size_t n = 0;
+	size_t n = 0, lines = 0;
 	uint64_t start = utimer_now_us();
 
 	while ((c = TAILQ_FIRST(&srv->dirty)) != NULL) {
 		TAILQ_REMOVE(&srv->dirty, c, dirty_entry);
 		c->dirty = false;
 		c->refs++;
+		size_t before = c->out_count;
 		client_flush(c);
+		lines += before - c->out_count;
 		client_unref(c);
 		n++;
 	}
@@ -348,7 +352,9 @@ ipc_client_flush_all(struct ipc_server *srv)
 		window = COALESCE_US;
 	if (window > COALESCE_MAX_US)
 		window = COALESCE_MAX_US;
-	srv->flush_window_us = n >= COALESCE_CLIENTS ? window : 0;
+	srv->flush_window_us = n >= COALESCE_CLIENTS && lines > n ? window : 0;
+	if (srv->flush_window_us)
+		srv->write_windows++;
 }
 
 /* A read of 0 bytes means the client shut its sending side: it may still

@@ -129,6 +129,7 @@ struct ipc_server {
 	struct utimer window;
 	uint64_t last_flush_us;	/* when it last ran (CLOCK_MONOTONIC) */
 	uint64_t flush_window_us;	/* how long after it the next waits */
+	uint64_t write_windows;	/* passes that set one */
 	struct event *stall_ev;	/* cuts off clients that stopped reading */
 	struct ipc_client_list clients, dirty;
 	size_t nclients;

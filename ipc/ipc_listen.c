@@ -347,10 +347,11 @@ ipc_server_stats(const struct ipc_server *srv)
 		if (c->out_bytes > peak)
 			peak = c->out_bytes;
 	}
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "clients", (json_int_t)srv->nclients,
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "clients", (json_int_t)srv->nclients,
 			 "pending", (json_int_t)pending, "subscriptions", (json_int_t)subs,
 			 "queued_bytes", (json_int_t)queued, "largest_queue_bytes", (json_int_t)peak,
-			 "client_buffer_bytes", (json_int_t)srv->d->conf->client_buffer);
+			 "client_buffer_bytes", (json_int_t)srv->d->conf->client_buffer,
+			 "write_windows", (json_int_t)srv->write_windows);
 }
 
 bool

@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from harness import PHXD, Daemon, Skip, TestServer, config, run, test, wait_until
+from harness import PHXD, Daemon, Skip, TestServer, config, metric, run, test, wait_until
 
 
 @test
@@ -97,6 +97,42 @@ def join_and_leave_at_run_time(w):
     p = d.ctl("leave", "rooms:rt")
     assert p.returncode == 5 and "not_joined" in p.stderr, p
     wait_until(lambda: ts.control("stats")["channels"] == 0, what="server sees the leave")
+
+
+@test
+def a_wide_fan_out_holds_its_writes_only_when_messages_outrun_them(w):
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a"))
+    d.wait_joined("rooms:a")
+    clients = [d.client() for _ in range(40)]  # 32 or more make a pass wide
+    first = [c.ok("subscribe", topic="rooms:a")["sub"] for c in clients]
+
+    def broadcast(n):
+        r = ts.control("broadcast", topic="rooms:a", event="broadcast", payload=json.dumps({"n": n}))
+        assert r["delivered"] == 1, r
+
+    def windows():
+        return metric(d, "phxd_ipc_write_windows_total")
+
+    # each message reaches every client before the next is sent: every
+    # pass carries one line a client, and holding the next would only
+    # delay it
+    for n in range(5):
+        broadcast(n)
+        for c, sub in zip(clients, first):
+            m = c.line(timeout=5)
+            assert (m["sub"], m["payload"]) == (sub, {"n": n}), m
+    assert windows() == 0
+    # two subscriptions a client: a message is two lines a client in one
+    # pass, more than the pass could write one at a time
+    second = [c.ok("subscribe", topic="rooms:a")["sub"] for c in clients]
+    broadcast(5)
+    for c, subs in zip(clients, zip(first, second)):
+        got = [c.line(timeout=5) for _ in range(2)]
+        assert sorted(m["sub"] for m in got) == sorted(subs), got
+        assert all(m["payload"] == {"n": 5} for m in got), got
+    assert windows() >= 1
+    assert d.client().ok("status")["ipc"]["write_windows"] == windows()
 
 
 @test

@@ -96,7 +96,7 @@ def half_line_then_close_and_binary_junk(w):
     # its await is cancelled with it: nothing is held for a client that is gone
     wait_until(lambda: ipc_stats(d) == {"clients": 1, "pending": 0, "subscriptions": 0,
                                         "queued_bytes": 0, "largest_queue_bytes": 0,
-                                        "client_buffer_bytes": 65536},
+                                        "client_buffer_bytes": 65536, "write_windows": 0},
                what="the vanished client cleaned up")
     assert d.alive()
 
