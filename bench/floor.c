@@ -90,13 +90,6 @@ write_frame(struct lws *wsi, const char *text, size_t len)
 	return lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_TEXT) < (int)len ? -1 : 0;
 }
 
-/* When broadcast seq is due: RATE a second from the start of the work. */
-static uint64_t
-fanout_due(long seq)
-{
-	return B.t0 + (uint64_t)seq * 1000000000ull / (uint64_t)B.rate;
-}
-
 static void
 tick_cb(lws_sorted_usec_list_t *sul)
 {
@@ -222,13 +215,13 @@ write_work(struct conn *c)
 	case FANOUT:
 		/* each broadcast stamped with when it was due (stats.h); one
 		 * frame per callback, so a sender behind asks for the next */
-		if (c->sender && B.sent < B.m && now_ns() >= fanout_due(B.sent)) {
+		if (c->sender && B.sent < B.m && now_ns() >= due_ns(B.t0, B.sent, B.rate)) {
 			n = snprintf(B.frame, sizeof(B.frame),
 				     "[\"1\",\"b\",\"%s\",\"broadcast\",{\"t\":%" PRIu64
-				     ",\"seq\":%ld}]", c->topic, fanout_due(B.sent), B.sent);
+				     ",\"seq\":%ld}]", c->topic, due_ns(B.t0, B.sent, B.rate), B.sent);
 			B.sent++;
 			write_frame(c->wsi, B.frame, (size_t)n);
-			if (B.sent < B.m && now_ns() >= fanout_due(B.sent))
+			if (B.sent < B.m && now_ns() >= due_ns(B.t0, B.sent, B.rate))
 				lws_callback_on_writable(c->wsi);
 		}
 		return;

@@ -256,23 +256,24 @@ static void
 fan_sender(long rate, long m)
 {
 	struct phxd_client *sender = connect_or_die();
-	uint64_t gap = 1000000000ull / (uint64_t)rate, next = now_ns();
+	uint64_t t0 = now_ns();
 	long sent = 0;
 
 	while (sent < m) {
-		sleep_until_ns(next);
+		sleep_until_ns(due_ns(t0, sent, rate));
 		/* every push that is due, stamped with when it was due (stats.h) */
-		for (uint64_t now = now_ns(); sent < m && now >= next; sent++, next += gap) {
+		for (uint64_t now = now_ns(); sent < m && now >= due_ns(t0, sent, rate); sent++) {
 			char req[160];
 			snprintf(req, sizeof(req),
 				 "{\"op\":\"push\",\"topic\":\"rooms:fan\",\"event\":\"broadcast\","
-				 "\"payload\":{\"t\":%" PRIu64 ",\"seq\":%ld}}", next, sent);
+				 "\"payload\":{\"t\":%" PRIu64 ",\"seq\":%ld}}",
+				 due_ns(t0, sent, rate), sent);
 			if (phxd_send(sender, req, on_answer, NULL) != PHXD_OK)
 				die(sender, "send");
 		}
 		pump(sender, 0);
 	}
-	for (uint64_t t0 = now_ns(); answered < m && now_ns() - t0 < 30000000000ull;)
+	for (uint64_t since = now_ns(); answered < m && now_ns() - since < 30000000000ull;)
 		pump(sender, 100);
 	_exit(answered == m && failed == 0 ? 0 : 1);
 }

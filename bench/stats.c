@@ -28,6 +28,12 @@ sleep_until_ns(uint64_t t)
 }
 
 uint64_t
+due_ns(uint64_t t0, long seq, long rate)
+{
+	return t0 + (uint64_t)seq * 1000000000ull / (uint64_t)rate;
+}
+
+uint64_t
 cpu_ns(void)
 {
 	struct timespec ts;

@@ -27,6 +27,7 @@ void lat_add(struct lat *l, uint64_t ns);
  * as latency instead of quietly lowering the rate (coordinated
  * omission). Every fan-out peer does the same.
  */
+uint64_t due_ns(uint64_t t0, long seq, long rate);	/* when message seq is due */
 
 /* {"n":N,"wall_ns":..,"cpu_ns":..,"p50_ns":..,"p99_ns":..,"max_ns":..,
  *  "rss_kib":..,"dropped":..} on stdout */

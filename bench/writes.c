@@ -39,16 +39,16 @@ die(const char *what)
 static void
 writer(const int *fds, long k, long rate, long m)
 {
-	uint64_t gap = 1000000000ull / (uint64_t)rate, next = now_ns();
+	uint64_t t0 = now_ns();
 
 	/* each line stamped with when it was due (stats.h) */
 	for (long seq = 0; seq < m; seq++) {
-		sleep_until_ns(next);
+		uint64_t due = due_ns(t0, seq, rate);
+		sleep_until_ns(due);
 		char line[192];
 		int n = snprintf(line, sizeof(line),
 				 "{\"sub\":1,\"topic\":\"rooms:fan\",\"event\":\"broadcast\","
-				 "\"payload\":{\"t\":%" PRIu64 ",\"seq\":%ld}}\n", next, seq);
-		next += gap;
+				 "\"payload\":{\"t\":%" PRIu64 ",\"seq\":%ld}}\n", due, seq);
 		for (long i = 0; i < k; i++)
 			if (write(fds[i], line, (size_t)n) != n)
 				die("write");
