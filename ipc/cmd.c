@@ -157,17 +157,16 @@ ipc_pending_session_done(void *arg, const struct sess_result *res)
 	json_t *body;
 	bool ok = res->outcome == SESS_OK;
 
-	if (ok && res->response == NULL) {
-		/* "sent", or a leave or join with nothing to say */
-		ipc_pending_answer(p, ipc_encode_status(p->id, res->status ? res->status : "ok"));
-		return;
-	}
 	if (res->response != NULL && (ok || res->outcome == SESS_REPLY_ERROR))
 		raw = response_text(res, &raw_len, &owned);
 	if (ok) {
-		body = json_object();
-		json_object_set_new(body, "status", ipc_jstr(res->status ? res->status : "ok"));
-	} else if (res->outcome == SESS_REPLY_ERROR) {
+		/* "sent", a reply, or a leave or join with nothing to say */
+		ipc_pending_answer(p, ipc_encode_status(p->id, res->status ? res->status : "ok",
+							raw, raw_len));
+		free(owned);
+		return;
+	}
+	if (res->outcome == SESS_REPLY_ERROR) {
 		char msg[300];
 		snprintf(msg, sizeof(msg), "the server replied %s", res->status);
 		body = error_body(PHXD_E_REPLY_ERROR, msg);
@@ -178,7 +177,7 @@ ipc_pending_session_done(void *arg, const struct sess_result *res)
 		body = error_body(ipc_outcome_code(res->outcome),
 				  res->message ? res->message : session_outcome_name(res->outcome));
 	}
-	ipc_pending_answer(p, ipc_encode_reply(p->id, ok, body, raw, raw_len));
+	ipc_pending_answer(p, ipc_encode_reply(p->id, false, body, raw, raw_len));
 	free(owned);
 }
 

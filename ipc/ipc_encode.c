@@ -116,37 +116,46 @@ size_t
 ipc_encode_tag(uint64_t sub, char *buf)
 {
 	/* once per line per subscriber: no printf */
-	char digits[20];
-	size_t n = 0, len = 7;
+	size_t len = 7;
 
-	do {
-		digits[n++] = (char)('0' + sub % 10);
-		sub /= 10;
-	} while (sub != 0);
 	memcpy(buf, "{\"sub\":", 7);
-	while (n > 0)
-		buf[len++] = digits[--n];
+	len += json_put_uint(sub, buf + len);
 	buf[len++] = ',';
 	buf[len] = '\0';
 	return len;
 }
 
 struct ipc_line *
-ipc_encode_status(json_t *id, const char *status)
+ipc_encode_status(json_t *id, const char *status, const char *raw, size_t raw_len)
 {
-	struct ipc_line *l;
-	int n;
+	size_t slen = strlen(status);
 
-	bool plain = json_is_integer(id) && strlen(status) <= 16;
+	if (!json_is_integer(id)) {
+		/* a string or null id (the general path takes any): rare, so jansson */
+		json_t *body = json_object();
 
-	for (const char *c = status; plain && *c; c++)
-		plain = *c >= 0x20 && *c < 0x7f && *c != '"' && *c != '\\';
-	if (!plain)
-		return ipc_encode_reply(id, true, json_pack("{s:s}", "status", status), NULL, 0);
-	l = ipc_line_new(96);
-	n = snprintf(l->data, 96, "{\"id\":%" JSON_INTEGER_FORMAT ",\"ok\":true,\"result\":"
-		     "{\"status\":\"%s\"}}\n", json_integer_value(id), status);
-	l->len = (size_t)n;
+		json_object_set_new(body, "status", ipc_jstr(status));
+		return ipc_encode_reply(id, true, body, raw, raw_len);
+	}
+
+	json_int_t v = json_integer_value(id);
+	struct ipc_line *l = ipc_line_new(80 + json_escaped_len(status, slen) + raw_len);
+	char *p = l->data;
+
+#define PUT_LITERAL(lit) (memcpy(p, lit, sizeof(lit) - 1), p += sizeof(lit) - 1)
+	PUT_LITERAL("{\"id\":");
+	if (v < 0)
+		*p++ = '-';
+	p += json_put_uint(v < 0 ? -(uint64_t)v : (uint64_t)v, p);
+	PUT_LITERAL(",\"ok\":true,\"result\":{\"status\":");
+	p += json_escape(status, slen, p);
+	if (raw != NULL) {
+		PUT_LITERAL(",\"response\":");
+		p += json_copy_one_line(raw, raw_len, p);
+	}
+	PUT_LITERAL("}}\n");
+#undef PUT_LITERAL
+	l->len = (size_t)(p - l->data);
 	return l;
 }
 

@@ -153,9 +153,11 @@ struct ipc_line *ipc_line_json(json_t *o);
  * body is stolen. */
 struct ipc_line *ipc_encode_reply(json_t *id, bool ok, json_t *body, const char *raw,
 				  size_t raw_len);
-/* {"id":ID,"ok":true,"result":{"status":STATUS}}, the answer of most
- * requests, without a tree when it can. */
-struct ipc_line *ipc_encode_status(json_t *id, const char *status);
+/* {"id":ID,"ok":true,"result":{"status":STATUS}}, with "response":RAW when
+ * raw is not NULL: the answer of most requests, without a tree when the
+ * id is an integer. */
+struct ipc_line *ipc_encode_status(json_t *id, const char *status, const char *raw,
+				   size_t raw_len);
 /* The rest of a message line after its {"sub":N, tag. */
 struct ipc_line *ipc_encode_message(const char *conn, const struct phx_msg *m);
 /* The rest of an object line after its tag: o without its '{'. */

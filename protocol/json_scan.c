@@ -406,6 +406,21 @@ json_escaped_len(const char *s, size_t len)
 }
 
 size_t
+json_put_uint(uint64_t v, char *out)
+{
+	char digits[20];
+	size_t n = 0, len = 0;
+
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	while (n > 0)
+		out[len++] = digits[--n];
+	return len;
+}
+
+size_t
 json_escape(const char *s, size_t len, char *out)
 {
 	size_t n = 0;

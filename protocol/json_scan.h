@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Nesting deeper than this is rejected: the scanner recurses. It is above
  * what a socket client can send (jansson stops at 2048) plus the frame and
@@ -84,6 +85,10 @@ size_t json_escaped_len(const char *s, size_t len);
  * (json_escaped_len()).
  */
 size_t json_escape(const char *s, size_t len, char *out);
+
+/* Writes v in decimal, no NUL: what a ref, an id or a count costs on every
+ * message, without printf. Returns the bytes written (at most 20). */
+size_t json_put_uint(uint64_t v, char *out);
 
 /* s with every byte that is not part of valid UTF-8 replaced by U+FFFD:
  * the length first, then the copy (out has room for the length). */

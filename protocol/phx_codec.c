@@ -485,5 +485,8 @@ phx_ref_next(struct phx_refgen *g, char *buf)
 	g->last++;
 	if (g->last == 0)	/* wrapped: refs start again at 1 */
 		g->last = 1;
-	return (size_t)snprintf(buf, PHX_REF_BUFSZ, "%llu", (unsigned long long)g->last);
+	size_t n = json_put_uint(g->last, buf);
+
+	buf[n] = '\0';
+	return n;
 }

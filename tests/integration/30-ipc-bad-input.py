@@ -392,4 +392,32 @@ def the_fast_and_the_general_push_paths_answer_alike(w):
     assert c.ok("status")["connections"][0]["state"] == "open"
 
 
+@test
+def an_answer_is_the_same_bytes_whatever_its_id(w):
+    """Integer ids are written without a tree, others through jansson: the
+    rest of the line must not tell them apart."""
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a"))
+    d.wait_joined("rooms:a")
+    c = Client(d.sock)
+
+    def raw_answer(ident, event, payload):
+        c.send_raw(('{"id":%s,"op":"push","topic":"rooms:a","event":"%s","payload":%s%s}\n'
+                    % (ident, event, payload, ',"await":true' if event == "echo" else ""))
+                   .encode())
+        while b"\n" not in c.buf:
+            c.buf += c.sock.recv(65536)
+        raw, c.buf = c.buf.split(b"\n", 1)
+        head = b'{"id":' + ident.encode() + b","
+        assert raw.startswith(head), (ident, raw)
+        return raw[len(head):]
+
+    for event, payload in (("echo", '{"s":"\\u00e9\\"\\n","n":[1,2.5]}'), ("ping", "{}")):
+        tails = {ident: raw_answer(ident, event, payload)
+                 for ident in ("0", "7", "-3", "9223372036854775807", "-9223372036854775808",
+                               '"s"', '"a\\"b"')}
+        assert len(set(tails.values())) == 1, tails
+    assert tails["0"] == b'"ok":true,"result":{"status":"sent"}}', tails
+
+
 run()

@@ -54,30 +54,35 @@ def hostile_replies_reach_the_caller_intact(w):
     d.wait_joined("rooms:h")
     c = d.client()
 
-    def hostile(kind, **extra):
-        c.send_raw((json.dumps({"id": kind, "op": "push", "topic": "rooms:h", "event": "hostile",
+    def hostile(ident, kind, **extra):
+        c.send_raw((json.dumps({"id": ident, "op": "push", "topic": "rooms:h", "event": "hostile",
                                 "payload": dict(reply=kind, **extra), "await": True}) + "\n")
                    .encode())
         return raw_lines(c, 1)[0]
 
-    line = hostile("bigint")
-    assert b'"n":123456789012345678901234567890' in line, line
-    r = json.loads(line)
-    assert r["ok"] is True and r["result"]["response"]["n"] == 123456789012345678901234567890
-    r = json.loads(hostile("nul"))
-    assert r["result"]["response"] == {"s": "a\u0000b"}, r
-    r = json.loads(hostile("newlines"))
-    assert r["id"] == "newlines" and r["result"]["response"]["x"]["id"] == 1, r
-    # 3000 deep: past the old 128 limit, within what a client can send
-    line = hostile("deep", depth=3000)
-    assert line.startswith(b'{"id":"deep","ok":true,') and b"[" * 3000 + b"]" * 3000 in line
+    # a string id takes the general path, an integer id the one without a tree
+    for ident in ("s", 7):
+        line = hostile(ident, "bigint")
+        assert b'"n":123456789012345678901234567890' in line, line
+        r = json.loads(line)
+        assert r["id"] == ident and r["ok"] is True, r
+        assert r["result"]["response"]["n"] == 123456789012345678901234567890
+        r = json.loads(hostile(ident, "nul"))
+        assert r["result"]["response"] == {"s": "a\u0000b"}, r
+        r = json.loads(hostile(ident, "newlines"))
+        assert r["id"] == ident and r["result"]["response"]["x"]["id"] == 1, r
+        # 3000 deep: past the old 128 limit, within what a client can send
+        line = hostile(ident, "deep", depth=3000)
+        assert line.startswith(b'{"id":' + json.dumps(ident).encode() + b',"ok":true,')
+        assert b"[" * 3000 + b"]" * 3000 in line
+        r = json.loads(hostile(ident, "bad_status"))
+        assert r["id"] == ident and r["ok"] is False, r
+        assert r["error"]["code"] == "reply_error", r
+        assert r["error"]["status"] == "\ufffd\ufffd", r
+        assert r["error"]["response"] == {"binary": "AQI="}, r
     # presence of a topic that has none (this used to leak on every call)
     for _ in range(3):
         assert c.ok("presence", topic="rooms:h") == {"presence": {}, "synced": False}
-    r = json.loads(hostile("bad_status"))
-    assert r["ok"] is False and r["error"]["code"] == "reply_error", r
-    assert r["error"]["status"] == "\ufffd\ufffd", r
-    assert r["error"]["response"] == {"binary": "AQI="}, r
     assert d.alive() and c.ok("status")
 
 

@@ -4,6 +4,7 @@
  * make check replays): it checks that what decodes re-encodes the same. */
 #include <check.h>
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -442,6 +443,28 @@ START_TEST(refs_count_up_and_wrap)
 	ck_assert_str_eq(buf, "18446744073709551615");
 	phx_ref_next(&g, buf);
 	ck_assert_str_eq(buf, "1");
+}
+END_TEST
+
+START_TEST(json_put_uint_writes_every_width)
+{
+	char buf[24];
+	uint64_t v = 1;
+
+	ck_assert_uint_eq(json_put_uint(0, buf), 1);
+	ck_assert_mem_eq(buf, "0", 1);
+	for (int digits = 1; digits <= 19; digits++, v *= 10) {
+		char want[24];
+		int n = snprintf(want, sizeof(want), "%" PRIu64, v - 1);
+
+		ck_assert_uint_eq(json_put_uint(v - 1, buf), (size_t)n);
+		ck_assert_mem_eq(buf, want, (size_t)n);
+		n = snprintf(want, sizeof(want), "%" PRIu64, v);
+		ck_assert_uint_eq(json_put_uint(v, buf), (size_t)n);
+		ck_assert_mem_eq(buf, want, (size_t)n);
+	}
+	ck_assert_uint_eq(json_put_uint(UINT64_MAX, buf), 20);
+	ck_assert_mem_eq(buf, "18446744073709551615", 20);
 }
 END_TEST
 
@@ -969,6 +992,7 @@ codec_suite(void)
 	tcase_add_test(tc, encode_refuses_what_the_wire_cannot_carry);
 	tcase_add_test(tc, reply_parse_rejects_malformed);
 	tcase_add_test(tc, refs_count_up_and_wrap);
+	tcase_add_test(tc, json_put_uint_writes_every_width);
 	tcase_add_test(tc, json_unescape_round_trip);
 	tcase_add_test(tc, json_members_walk);
 	tcase_add_test(tc, json_strings_special_byte_at_every_offset);
