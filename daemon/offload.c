@@ -2,6 +2,7 @@
 #include "offload.h"
 
 #include "log.h"
+#include "wakeup.h"
 #include "xmalloc.h"
 
 #include <pthread.h>
@@ -14,7 +15,7 @@ struct offload {
 	pthread_mutex_t lock;
 	unsigned refs;		/* the daemon's, and one per running job */
 	bool closed;
-	struct event *done_ev;
+	struct wakeup *done_wake;	/* signalled when done goes non-empty */
 	struct job_list done;
 };
 
@@ -52,7 +53,7 @@ job_main(void *arg)
 		bool first = TAILQ_EMPTY(&o->done);
 		TAILQ_INSERT_TAIL(&o->done, j, entry);
 		if (first)
-			event_active(o->done_ev, EV_READ, 0);
+			wakeup_signal(o->done_wake);
 	}
 	unref_locked(o);
 	return NULL;
@@ -86,9 +87,9 @@ offload_new(struct event_base *base, const char *what)
 	pthread_mutex_init(&o->lock, NULL);
 	o->refs = 1;
 	TAILQ_INIT(&o->done);
-	o->done_ev = event_new(base, -1, 0, done_cb, o);
-	if (o->done_ev == NULL)
-		fatalx("%s: cannot create an event", what);
+	o->done_wake = wakeup_new(base, done_cb, o);
+	if (o->done_wake == NULL)
+		fatal("%s: cannot create a wake-up", what);
 	return o;
 }
 
@@ -105,8 +106,8 @@ offload_free(struct offload *o)
 		TAILQ_REMOVE(&o->done, j, entry);
 		j->free(j);
 	}
-	event_free(o->done_ev);
-	o->done_ev = NULL;
+	wakeup_free(o->done_wake);
+	o->done_wake = NULL;
 	unref_locked(o);
 }
 

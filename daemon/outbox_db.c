@@ -2,6 +2,7 @@
 #include "outbox_db.h"
 
 #include "log.h"
+#include "wakeup.h"
 #include "xmalloc.h"
 
 #include <errno.h>
@@ -42,7 +43,7 @@ struct outbox_db {
 	pthread_cond_t wake, idle;
 	struct batch *todo, *finished;
 	bool quit;
-	struct event *done_ev;
+	struct wakeup *done_wake;	/* the writer has finished a batch */
 };
 
 /* ---- batches ----------------------------------------------------------------------- */
@@ -215,7 +216,7 @@ writer_main(void *arg)
 		db->todo = NULL;
 		db->finished = b;
 		pthread_cond_signal(&db->idle);
-		event_active(db->done_ev, EV_READ, 0);
+		wakeup_signal(db->done_wake);
 	}
 	pthread_mutex_unlock(&db->mu);
 	return NULL;
@@ -429,8 +430,7 @@ db_free(struct outbox_db *db)
 	sqlite3_finalize(db->set_failed);
 	if (db->db != NULL)
 		sqlite3_close(db->db);
-	if (db->done_ev != NULL)
-		event_free(db->done_ev);
+	wakeup_free(db->done_wake);
 	if (db->queued != NULL)
 		batch_free(db->queued);
 	pthread_mutex_destroy(&db->mu);
@@ -457,7 +457,12 @@ outbox_db_open(struct event_base *base, const char *path, bool sync_full, bool t
 	pthread_mutex_init(&db->mu, NULL);
 	pthread_cond_init(&db->wake, NULL);
 	pthread_cond_init(&db->idle, NULL);
-	db->done_ev = event_new(base, -1, 0, done_cb, db);
+	if (threaded && (db->done_wake = wakeup_new(base, done_cb, db)) == NULL) {
+		snprintf(err, errlen, "outbox %s: cannot create a wake-up for its writer: %s", path,
+			 strerror(errno));
+		db_free(db);
+		return NULL;
+	}
 	rc = sqlite3_open_v2(path, &db->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 						 SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {

@@ -15,7 +15,6 @@
 #include "xmalloc.h"
 
 #include <errno.h>
-#include <event2/thread.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
@@ -547,9 +546,9 @@ main(int argc, char **argv)
 	gettimeofday(&tv, NULL);
 	d.started_at_ms = (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 
-	if (evthread_use_pthreads() != 0)
-		fatalx("libevent has no thread support");
-	/* Not EVENT_BASE_FLAG_PRECISE_TIMER: with it every loop pass costs a
+	/* No evthread_use_pthreads(): the threads hand results back through
+	 * daemon/wakeup.h, and nothing else touches the loop from outside.
+	 * Not EVENT_BASE_FLAG_PRECISE_TIMER: with it every loop pass costs a
 	 * timerfd_settime. Waits finer than a millisecond are utimers
 	 * (daemon/utimer.h), a timerfd each. */
 	d.base = event_base_new();

@@ -1,10 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* daemon/loop.c: how the busy-polling limit adapts, and that a loop that
- * polls still runs its events and stops when broken out of. */
+ * polls still runs its events and stops when broken out of; and
+ * daemon/wakeup.c, how the other threads reach the loop. */
 #include "daemon/loop.h"
+#include "daemon/wakeup.h"
 
 #include <check.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -133,6 +138,69 @@ START_TEST(a_polling_loop_runs_its_events_and_catches_them)
 }
 END_TEST
 
+static void
+count_run(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(*(int *)arg)++;
+}
+
+static void *
+signal_thrice(void *arg)
+{
+	for (int i = 0; i < 3; i++)
+		wakeup_signal(arg);
+	return NULL;
+}
+
+START_TEST(a_wakeup_from_another_thread_runs_its_callback_once)
+{
+	struct event_base *base = event_base_new();
+	int runs = 0;
+	struct wakeup *w = wakeup_new(base, count_run, &runs);
+	pthread_t t;
+
+	ck_assert_ptr_nonnull(w);
+	/* nothing signalled: a pass of the loop does not run it */
+	ck_assert_int_eq(event_base_loop(base, EVLOOP_NONBLOCK), 0);
+	ck_assert_int_eq(runs, 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, signal_thrice, w), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	/* three signals before the loop looked: one run, then none */
+	ck_assert_int_eq(event_base_loop(base, EVLOOP_ONCE), 0);
+	ck_assert_int_eq(runs, 1);
+	ck_assert_int_eq(event_base_loop(base, EVLOOP_NONBLOCK), 0);
+	ck_assert_int_eq(runs, 1);
+	/* and again after it ran */
+	ck_assert_int_eq(pthread_create(&t, NULL, signal_thrice, w), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_int_eq(event_base_loop(base, EVLOOP_ONCE), 0);
+	ck_assert_int_eq(runs, 2);
+	wakeup_free(w);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(no_wakeup_without_a_descriptor)
+{
+	struct event_base *base = event_base_new();
+	int runs = 0, lowest = dup(0);
+	struct rlimit rl;
+
+	/* every descriptor a new one could take is in use */
+	ck_assert_int_ge(lowest, 0);
+	close(lowest);
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	rl.rlim_cur = (rlim_t)lowest;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	errno = 0;
+	ck_assert_ptr_null(wakeup_new(base, count_run, &runs));
+	ck_assert_int_eq(errno, EMFILE);
+	event_base_free(base);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -144,6 +212,8 @@ main(void)
 	tcase_add_test(tc, limit_grows_on_near_misses_up_to_the_maximum);
 	tcase_add_test(tc, limit_shrinks_to_nothing_when_events_are_far_apart);
 	tcase_add_test(tc, a_polling_loop_runs_its_events_and_catches_them);
+	tcase_add_test(tc, a_wakeup_from_another_thread_runs_its_callback_once);
+	tcase_add_test(tc, no_wakeup_without_a_descriptor);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
