@@ -8,9 +8,11 @@ static bool scan_value(struct json_cursor *c, int depth);
 
 /*
  * Length of the run at s of bytes a string holds as they are: printable
- * ASCII but '"' and '\\'. Eight bytes a step (SWAR): each test below is
- * non-zero exactly when some byte of the word is of its kind, so a word
- * flagged falls to the byte loop of the caller, which says which.
+ * ASCII but '"' and '\\'. Eight bytes a step (SWAR): each test below
+ * flags the high bit of every byte of its kind, and may flag bytes above
+ * one (a borrow carries upwards), never below. So on a little-endian CPU
+ * the lowest flag is the first special byte, and the run ends exactly
+ * there; elsewhere a flagged word falls to the byte loop of the caller.
  */
 static inline size_t
 plain_run(const char *s, size_t len)
@@ -19,14 +21,19 @@ plain_run(const char *s, size_t len)
 	size_t n = 0;
 
 	while (len - n >= 8) {
-		uint64_t v, quote, bslash;
+		uint64_t v, quote, bslash, special;
 		memcpy(&v, s + n, 8);
 		quote = v ^ (ones * '"');
 		bslash = v ^ (ones * '\\');
-		if (((v - ones * 0x20) & ~v & highs) |	/* a control character */
-		    ((quote - ones) & ~quote & highs) | ((bslash - ones) & ~bslash & highs) |
-		    (v & highs))				/* not ASCII */
+		special = (((v - ones * 0x20) & ~v) |	/* a control character */
+			   ((quote - ones) & ~quote) | ((bslash - ones) & ~bslash) |
+			   v) & highs;			/* v: not ASCII */
+		if (special != 0) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+			n += (size_t)__builtin_ctzll(special) / 8;
+#endif
 			break;
+		}
 		n += 8;
 	}
 	return n;
@@ -227,8 +234,8 @@ json_scan_string(struct json_cursor *c, const char **raw, size_t *raw_len,
 	start = ++c->p;
 	while (c->p < c->end) {
 		c->p += plain_run(c->p, (size_t)(c->end - c->p));
-		/* The word plain_run stopped at holds the next special byte (or is
-		 * the short tail): a few steps here, not a plain_run per byte. */
+		/* The short tail, or the word plain_run stopped in where it
+		 * cannot say which byte is special: a few steps here. */
 		while (c->p < c->end && plain_byte((unsigned char)*c->p))
 			c->p++;
 		if (c->p >= c->end)

@@ -484,12 +484,15 @@ START_TEST(json_unescape_round_trip)
 }
 END_TEST
 
-/* The string scanner and the escaper take eight plain bytes a step: every
- * kind of byte that ends the step, at every offset of a word. */
+/* The string scanner and the escaper take eight plain bytes a step and
+ * stop at the first special byte of the word: every kind of byte that ends
+ * the step, at every offset of a word. */
 START_TEST(json_strings_special_byte_at_every_offset)
 {
 	static const char *specials[] = { "\"", "\\", "\n", "\x01", "\x1f", "\x7f", "\xc3\xa9",
-					  "\xe2\x82\xac", "\xf0\x9f\x98\x80", " ", "~" };
+					  "\xe2\x82\xac", "\xf0\x9f\x98\x80", " ", "~",
+					  /* pairs whose first byte borrows from the second */
+					  "\x1f ", "\"#", "\\]", "\x01\x01" };
 	for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
 		for (size_t at = 0; at < 24; at++) {
 			char s[64], out[256], quoted[256];
