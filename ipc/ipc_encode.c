@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Appends a string literal at p, the cursor of the line being written. */
+#define PUT_LITERAL(lit) (memcpy(p, lit, sizeof(lit) - 1), p += sizeof(lit) - 1)
+
 /* What a client gets if a line could not be encoded at all. */
 static const char encode_failed[] =
 	"{\"id\":null,\"ok\":false,\"error\":{\"code\":\"internal\",\"message\":"
@@ -131,7 +134,7 @@ ipc_encode_status(json_t *id, const char *status, const char *raw, size_t raw_le
 	size_t slen = strlen(status);
 
 	if (!json_is_integer(id)) {
-		/* a string or null id (the general path takes any): rare, so jansson */
+		/* a string id (the general path takes one): rare, so jansson */
 		json_t *body = json_object();
 
 		json_object_set_new(body, "status", ipc_jstr(status));
@@ -142,7 +145,6 @@ ipc_encode_status(json_t *id, const char *status, const char *raw, size_t raw_le
 	struct ipc_line *l = ipc_line_new(80 + json_escaped_len(status, slen) + raw_len);
 	char *p = l->data;
 
-#define PUT_LITERAL(lit) (memcpy(p, lit, sizeof(lit) - 1), p += sizeof(lit) - 1)
 	PUT_LITERAL("{\"id\":");
 	if (v < 0)
 		*p++ = '-';
@@ -154,7 +156,6 @@ ipc_encode_status(json_t *id, const char *status, const char *raw, size_t raw_le
 		p += json_copy_one_line(raw, raw_len, p);
 	}
 	PUT_LITERAL("}}\n");
-#undef PUT_LITERAL
 	l->len = (size_t)(p - l->data);
 	return l;
 }
@@ -226,7 +227,6 @@ ipc_encode_message(const char *conn, const struct phx_msg *m)
 	struct ipc_line *l = ipc_line_new(cap);
 	char *p = l->data;
 
-#define PUT_LITERAL(lit) (memcpy(p, lit, sizeof(lit) - 1), p += sizeof(lit) - 1)
 	PUT_LITERAL("\"type\":\"message\"");
 	p = put_string(p, ",\"conn\":", conn, strlen(conn));
 	p = put_string(p, ",\"topic\":", m->topic.s, m->topic.len);
@@ -239,7 +239,6 @@ ipc_encode_message(const char *conn, const struct phx_msg *m)
 		PUT_LITERAL(",\"payload\":");
 		p += json_copy_one_line(m->payload.s, m->payload.len, p);
 	}
-#undef PUT_LITERAL
 	*p++ = '}';
 	*p++ = '\n';
 	l->len = (size_t)(p - l->data);
