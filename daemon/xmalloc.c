@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +19,30 @@ xmalloc(size_t size)
 	return p;
 }
 
+/*
+ * glibc before 2.41 serves calloc from its arenas only, never from the
+ * per-thread cache that malloc and free use: a small zeroed record costs
+ * five times a malloc, and each one freed fills the cache calloc will not
+ * take from. Small blocks are malloc'd and cleared here; large ones keep
+ * calloc, which gets fresh pages already zero.
+ */
+#define XCALLOC_SMALL 1024
+
 void *
 xcalloc(size_t n, size_t size)
 {
-	void *p = calloc(n ? n : 1, size ? size : 1);
+	void *p;
 
+	n = n ? n : 1;
+	size = size ? size : 1;
+	if (n > SIZE_MAX / size)
+		fatalx("allocating %zu x %zu bytes overflows", n, size);
+	if (n <= XCALLOC_SMALL / size) {
+		p = xmalloc(n * size);
+		memset(p, 0, n * size);
+		return p;
+	}
+	p = calloc(n, size);
 	if (p == NULL)
 		fatalx("out of memory allocating %zu x %zu bytes", n, size);
 	return p;
