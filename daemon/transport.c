@@ -108,6 +108,10 @@ struct transport {
 	size_t rnd_used;
 	uint64_t read_pauses;
 	uint64_t reads;		/* read callbacks run: the loop's activity */
+	/* what an open socket is read into (see direct_read_cb), made when
+	 * first needed; busy while its frames are handled */
+	uint8_t *scratch;
+	bool scratch_busy;
 };
 
 static void link_fail(struct tp_link *l, int code, const char *reason, int http_status);
@@ -470,6 +474,48 @@ on_frame(struct tp_link *l, const struct ws_frame *f, const uint8_t *p)
 }
 
 /*
+ * Handles the whole frames at the start of buf[0..n) and returns the bytes
+ * they took. *stop: the link reads no more (closed, or a bad frame).
+ * Otherwise *need is what the next frame needs from where they end.
+ */
+static size_t
+frames_at(struct tp_link *l, const uint8_t *buf, size_t n, size_t *need, bool *stop)
+{
+	size_t used = 0;
+
+	*need = 0;
+	*stop = false;
+	while (!*stop) {
+		struct ws_frame f;
+		const char *why = NULL;
+		enum ws_parse rc = ws_frame_parse(buf + used, n - used, &f, &why);
+		if (rc == WS_NEED_MORE) {
+			*need = n - used + 1;	/* some of the header */
+			break;
+		}
+		if (rc == WS_BAD_FRAME) {
+			protocol_error(l, why);
+			*stop = true;
+			break;
+		}
+		bool data = f.opcode == WS_TEXT || f.opcode == WS_BINARY || f.opcode == WS_CONT;
+		if (data && f.len + (l->in_msg && f.opcode == WS_CONT ? l->msg_len : 0) >
+				    l->conf->max_message) {
+			too_big(l);
+			*stop = true;
+			break;
+		}
+		if (n - used - f.head < f.len) {
+			*need = f.head + (size_t)f.len;	/* at most max_message */
+			break;
+		}
+		*stop = !on_frame(l, &f, buf + used + f.head);
+		used += f.head + (size_t)f.len;
+	}
+	return used;
+}
+
+/*
  * Frames are handled where they lie, in the input buffer's first chunk,
  * and drained together; one that spans chunks is first made contiguous.
  */
@@ -482,37 +528,9 @@ read_frames(struct tp_link *l)
 		struct evbuffer_iovec v;
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			return;
-		const uint8_t *buf = v.iov_base;
-		size_t n = v.iov_len, used = 0, need = 0;
-		bool stop = false;
-
-		while (!stop) {
-			struct ws_frame f;
-			const char *why = NULL;
-			enum ws_parse rc = ws_frame_parse(buf + used, n - used, &f, &why);
-			if (rc == WS_NEED_MORE) {
-				need = n - used + 1;	/* some of the header */
-				break;
-			}
-			if (rc == WS_BAD_FRAME) {
-				protocol_error(l, why);
-				stop = true;
-				break;
-			}
-			bool data = f.opcode == WS_TEXT || f.opcode == WS_BINARY || f.opcode == WS_CONT;
-			if (data && f.len + (l->in_msg && f.opcode == WS_CONT ? l->msg_len : 0) >
-					    l->conf->max_message) {
-				too_big(l);
-				stop = true;
-				break;
-			}
-			if (n - used - f.head < f.len) {
-				need = f.head + (size_t)f.len;	/* at most max_message */
-				break;
-			}
-			stop = !on_frame(l, &f, buf + used + f.head);
-			used += f.head + (size_t)f.len;
-		}
+		size_t n = v.iov_len, need;
+		bool stop;
+		size_t used = frames_at(l, v.iov_base, n, &need, &stop);
 		if (used > 0)
 			evbuffer_drain(in, used);
 		if (stop)
@@ -741,30 +759,14 @@ writable_cb(evutil_socket_t fd, short what, void *arg)
 	resume_reads(arg);
 }
 
-/*
- * An open socket is read here rather than by the bufferevent. libevent
- * 2.1's evbuffer_read does a FIONREAD ioctl and then takes at most 4 KiB,
- * and its OpenSSL bufferevent takes one TLS record per loop pass, each in
- * two read(2)s (header, body): a stream cost a loop pass per 4 KiB, or
- * per message over TLS. Here one readv of up to READ_MAX, or SSL_reads
- * with read-ahead until OpenSSL wants more, go into the same input
- * buffer; EOF and errors go to the bufferevent's event callback, as if it
- * had read them. TLS writes stay with the bufferevent.
- */
-static void
-direct_read_cb(evutil_socket_t fd, short what, void *arg)
+/* Reads into the input buffer's own chunks. */
+static size_t
+read_to_input(struct tp_link *l, int fd, SSL *ssl, enum read_end *end)
 {
-	struct tp_link *l = arg;
 	struct evbuffer *in = bufferevent_get_input(l->bev);
 	struct evbuffer_iovec v[2];
 	struct iovec iov[2];
-	enum read_end end;
-	SSL *ssl = l->conf->tls ? bufferevent_openssl_get_ssl(l->bev) : NULL;
 
-	(void)what;
-	l->tp->reads++;
-	if (l->dead)
-		return;
 	evbuffer_unfreeze(in, 0);	/* its end is the bufferevent's alone */
 	int nv = evbuffer_reserve_space(in, READ_MAX, v, 2);
 	if (nv < 1)
@@ -773,7 +775,7 @@ direct_read_cb(evutil_socket_t fd, short what, void *arg)
 		iov[i].iov_base = v[i].iov_base;
 		iov[i].iov_len = v[i].iov_len;
 	}
-	size_t n = ssl ? read_tls(ssl, iov, nv, &end) : read_plain(fd, iov, nv, &end);
+	size_t n = ssl ? read_tls(ssl, iov, nv, end) : read_plain(fd, iov, nv, end);
 	size_t left = n;
 	for (int i = 0; i < nv; i++) {
 		v[i].iov_len = left < v[i].iov_len ? left : v[i].iov_len;
@@ -781,20 +783,117 @@ direct_read_cb(evutil_socket_t fd, short what, void *arg)
 	}
 	evbuffer_commit_space(in, v, nv);
 	evbuffer_freeze(in, 0);
+	return n;
+}
+
+/* Back into the input buffer: what the scratch buffer held past its last
+ * whole frame, to be read again with what follows. */
+static void
+keep_input(struct tp_link *l, const uint8_t *p, size_t len)
+{
+	struct evbuffer *in = bufferevent_get_input(l->bev);
+
+	evbuffer_unfreeze(in, 0);
+	if (evbuffer_add(in, p, len) != 0)
+		fatalx("websocket: out of memory");
+	evbuffer_freeze(in, 0);
+}
+
+/*
+ * The part of a frame the input buffer may hold for a read to go to the
+ * scratch buffer: it is moved to the scratch's front, and the read goes
+ * after it. A longer part (a large message arriving) stays where it is,
+ * and the read goes to the input buffer, which grows to hold it.
+ */
+#define CARRY_MAX (4u << 10)
+
+/* Reads into the transport's scratch buffer behind what the input buffer
+ * held (*carried), which it empties. */
+static size_t
+read_to_scratch(struct tp_link *l, int fd, SSL *ssl, size_t *carried, enum read_end *end)
+{
+	struct transport *tp = l->tp;
+	struct evbuffer *in = bufferevent_get_input(l->bev);
+
+	if (tp->scratch == NULL)
+		tp->scratch = xmalloc(READ_MAX);
+	*carried = evbuffer_get_length(in);
+	if (*carried > 0 && evbuffer_remove(in, tp->scratch, *carried) != (int)*carried)
+		fatalx("websocket: input buffer lost bytes");
+	struct iovec iov = {tp->scratch + *carried, READ_MAX - *carried};
+	return ssl ? read_tls(ssl, &iov, 1, end) : read_plain(fd, &iov, 1, end);
+}
+
+/* What read_cb does for an open link, on the scratch buffer's len bytes:
+ * what follows its last whole frame goes back to the input buffer, unless
+ * the link no longer reads. */
+static void
+scratch_frames(struct tp_link *l, size_t len)
+{
+	struct transport *tp = l->tp;
+	size_t need, used;
+	bool stop;
+
+	tp->reads++;
+	tp->scratch_busy = true;
+	used = frames_at(l, tp->scratch, len, &need, &stop);
+	tp->scratch_busy = false;
+	if (used < len && l->state == L_OPEN && !l->done)
+		keep_input(l, tp->scratch + used, len - used);
+	deliver_pending(tp);
+}
+
+/*
+ * An open socket is read here rather than by the bufferevent. libevent
+ * 2.1's evbuffer_read does a FIONREAD ioctl and then takes at most 4 KiB,
+ * and its OpenSSL bufferevent takes one TLS record per loop pass, each in
+ * two read(2)s (header, body): a stream cost a loop pass per 4 KiB, or
+ * per message over TLS. Here one readv of up to READ_MAX, or SSL_reads
+ * with read-ahead until OpenSSL wants more; EOF and errors go to the
+ * bufferevent's event callback, as if it had read them. TLS writes stay
+ * with the bufferevent.
+ * The read goes to one scratch buffer for the whole transport, where its
+ * frames are handled: an input buffer read into whole would take and give
+ * back a READ_MAX chunk of the heap for each read. Only a link that no
+ * longer reads, a large message arriving, or a read made while the
+ * scratch's frames are being handled, is read into the input buffer.
+ */
+static void
+direct_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct tp_link *l = arg;
+	struct transport *tp = l->tp;
+	enum read_end end;
+	SSL *ssl = l->conf->tls ? bufferevent_openssl_get_ssl(l->bev) : NULL;
+	size_t n, carried = 0;
+
+	(void)what;
+	tp->reads++;
+	if (l->dead)
+		return;
+	bool scratch = l->state == L_OPEN && !l->done && !tp->scratch_busy &&
+		       evbuffer_get_length(bufferevent_get_input(l->bev)) <= CARRY_MAX;
+	if (scratch)
+		n = read_to_scratch(l, fd, ssl, &carried, &end);
+	else
+		n = read_to_input(l, fd, ssl, &end);
 	if (end == READ_WANTS_WRITE) {
 		/* Reading again must wait until the socket takes what OpenSSL
 		 * has to write. */
 		event_del(l->read_ev);
 		if (l->writable_ev == NULL)
-			l->writable_ev = event_new(l->tp->base, fd, EV_WRITE, writable_cb, l);
+			l->writable_ev = event_new(tp->base, fd, EV_WRITE, writable_cb, l);
 		if (l->writable_ev == NULL || event_add(l->writable_ev, NULL) != 0)
 			fatalx("websocket: out of memory");
 	}
-	if (n > 0) {
-		if (end == READ_DRAINED)
-			moderate_reads(l, n);
+	if (n > 0 && end == READ_DRAINED)
+		moderate_reads(l, n);
+	if (scratch && n > 0)
+		scratch_frames(l, carried + n);
+	else if (scratch && carried > 0)
+		keep_input(l, tp->scratch, carried);
+	else if (n > 0)
 		read_cb(l->bev, l);
-	}
 	if (end == READ_EOF)
 		event_cb(l->bev, BEV_EVENT_EOF | BEV_EVENT_READING, l);
 	else if (end == READ_ERROR)
@@ -1267,6 +1366,7 @@ transport_free(struct transport *tp)
 		free(p);
 	}
 	tls_ctxs_free(tp->tls);
+	free(tp->scratch);
 	free(tp->by_id);
 	event_free(tp->pending_ev);
 	event_free(tp->flush_ev);
