@@ -630,6 +630,12 @@ json_skip_value(struct json_cursor *c)
 }
 
 bool
+json_skip_nested(struct json_cursor *c, int depth)
+{
+	return scan_value(c, depth);
+}
+
+bool
 json_validate(const char *data, size_t len, const char **error)
 {
 	struct json_cursor c;

@@ -45,6 +45,9 @@ enum json_kind json_peek(struct json_cursor *c);
 
 /* Validates one value and moves past it. Returns false and sets c->error. */
 bool json_skip_value(struct json_cursor *c);
+/* The same for a value nested `depth` levels inside the one being
+ * validated, which counts against the same nesting limit. */
+bool json_skip_nested(struct json_cursor *c, int depth);
 
 /* Consumes the single character ch (after white space). */
 bool json_expect(struct json_cursor *c, char ch);

@@ -66,8 +66,112 @@ static void
 msg_reset(struct phx_msg *m)
 {
 	m->kind = PHX_TEXT;
-	m->join_ref = m->ref = m->topic = m->event = m->status = m->payload =
+	m->join_ref = m->ref = m->topic = m->event = m->status = m->payload = m->response =
 		(struct phx_field){ NULL, 0 };
+	m->reply_read = false;
+	m->reply_fault = NULL;
+}
+
+/* How a reply payload read. */
+enum reply_read {
+	REPLY_WHOLE,
+	REPLY_FAULT,	/* JSON, but not a reply: why says what is wrong */
+	REPLY_NOT_JSON,	/* why: c->error, or what the object lacks */
+};
+
+/*
+ * The members of a reply payload, the cursor on its '{': the last "status"
+ * (a plain string) and the last "response", each value checked as a
+ * member of the payload. REPLY_WHOLE leaves the cursor after the object;
+ * otherwise it stops where the fault is.
+ */
+static enum reply_read
+read_reply(struct json_cursor *c, struct phx_field *status, struct phx_field *response,
+	   const char **why)
+{
+	bool have_status = false, have_response = false;
+
+	c->p++;
+	if (!json_expect(c, '}')) {
+		do {
+			const char *key, *val;
+			size_t key_len;
+			bool esc;
+
+			if (json_peek(c) != JSON_KIND_STRING ||
+			    !json_scan_string(c, &key, &key_len, &esc) || !json_expect(c, ':')) {
+				*why = "bad object";
+				return REPLY_NOT_JSON;
+			}
+			json_skip_ws(c);
+			val = c->p;
+			if (key_len == 6 && !esc && memcmp(key, "status", 6) == 0) {
+				const char *raw;
+				size_t raw_len;
+				bool sesc;
+
+				if (json_peek(c) != JSON_KIND_STRING ||
+				    !json_scan_string(c, &raw, &raw_len, &sesc) || sesc) {
+					*why = "reply status is not a plain string";
+					return REPLY_FAULT;
+				}
+				status->s = raw;
+				status->len = raw_len;
+				have_status = true;
+				continue;
+			}
+			if (!json_skip_nested(c, 1)) {
+				*why = c->error;
+				return REPLY_NOT_JSON;
+			}
+			if (key_len == 8 && !esc && memcmp(key, "response", 8) == 0) {
+				response->s = val;
+				response->len = (size_t)(c->p - val);
+				have_response = true;
+			}
+		} while (json_expect(c, ','));
+		if (!json_expect(c, '}')) {
+			*why = "bad object";
+			return REPLY_NOT_JSON;
+		}
+	}
+	if (!have_status) {
+		*why = "reply without a status";
+		return REPLY_FAULT;
+	}
+	if (!have_response) {
+		*why = "reply without a response";
+		return REPLY_FAULT;
+	}
+	return REPLY_WHOLE;
+}
+
+/*
+ * Checks a phx_reply's payload and moves past it, reading it for
+ * phx_reply_parse on the way: a well-formed reply is scanned once. One
+ * that is not a reply is checked as any payload is.
+ */
+static bool
+skip_reply_payload(struct json_cursor *c, struct phx_msg *m)
+{
+	struct json_cursor r = *c;
+	const char *why = "reply payload is not an object";
+
+	m->reply_read = true;
+	if (json_peek(&r) == JSON_KIND_OBJECT) {
+		switch (read_reply(&r, &m->status, &m->response, &why)) {
+		case REPLY_WHOLE:
+			*c = r;
+			return true;
+		case REPLY_FAULT:
+			break;
+		case REPLY_NOT_JSON:
+			return json_skip_value(c);	/* fails, with its own words */
+		}
+	}
+	m->reply_fault = why;
+	m->status = m->response = (struct phx_field){ NULL, 0 };
+	return json_skip_value(c);
 }
 
 /* Reads header element `index` (0..3) of a text frame into m. */
@@ -164,7 +268,8 @@ phx_decode_text(const char *frame, size_t len, unsigned flags, struct phx_msg *o
 		goto short_or_bad;
 	json_skip_ws(&c);
 	payload_start = c.p;
-	if (!json_skip_value(&c))
+	if (!(phx_field_eq(out->event, "phx_reply") ? skip_reply_payload(&c, out)
+						     : json_skip_value(&c)))
 		return set_err(err, PHX_ERR_NOT_JSON, "payload: %s", c.error);
 	out->payload.s = payload_start;
 	out->payload.len = (size_t)(c.p - payload_start);
@@ -419,7 +524,7 @@ enum phx_err
 phx_reply_parse(const struct phx_msg *m, struct phx_reply *out, struct phx_error *err)
 {
 	struct json_cursor c;
-	bool have_status = false, have_response = false;
+	const char *why;
 
 	out->status = out->response = (struct phx_field){ NULL, 0 };
 	out->binary = false;
@@ -433,50 +538,27 @@ phx_reply_parse(const struct phx_msg *m, struct phx_reply *out, struct phx_error
 	}
 	if (m->kind != PHX_TEXT)
 		return set_err(err, PHX_ERR_NOT_REPLY, "binary push named phx_reply");
+	if (m->reply_read) {
+		if (m->reply_fault != NULL)
+			return set_err(err, PHX_ERR_NOT_REPLY, "%s", m->reply_fault);
+		out->status = m->status;
+		out->response = m->response;
+		return PHX_OK;
+	}
 	json_cursor_init(&c, m->payload.s, m->payload.len);
 	if (json_peek(&c) != JSON_KIND_OBJECT)
 		return set_err(err, PHX_ERR_NOT_REPLY, "reply payload is not an object");
-	c.p++;
-	if (!json_expect(&c, '}')) {
-		do {
-			const char *key, *val;
-			size_t key_len;
-			bool esc;
-
-			if (!json_scan_string(&c, &key, &key_len, &esc) || !json_expect(&c, ':'))
-				return set_err(err, PHX_ERR_NOT_JSON, "reply payload: bad object");
-			json_skip_ws(&c);
-			val = c.p;
-			if (key_len == 6 && !esc && memcmp(key, "status", 6) == 0) {
-				const char *raw;
-				size_t raw_len;
-				bool sesc;
-
-				if (json_peek(&c) != JSON_KIND_STRING ||
-				    !json_scan_string(&c, &raw, &raw_len, &sesc) || sesc)
-					return set_err(err, PHX_ERR_NOT_REPLY,
-						       "reply status is not a plain string");
-				out->status.s = raw;
-				out->status.len = raw_len;
-				have_status = true;
-				continue;
-			}
-			if (!json_skip_value(&c))
-				return set_err(err, PHX_ERR_NOT_JSON, "reply payload: %s", c.error);
-			if (key_len == 8 && !esc && memcmp(key, "response", 8) == 0) {
-				out->response.s = val;
-				out->response.len = (size_t)(c.p - val);
-				have_response = true;
-			}
-		} while (json_expect(&c, ','));
-		if (!json_expect(&c, '}'))
-			return set_err(err, PHX_ERR_NOT_JSON, "reply payload: bad object");
+	switch (read_reply(&c, &out->status, &out->response, &why)) {
+	case REPLY_WHOLE:
+		return PHX_OK;
+	case REPLY_FAULT:
+		out->status = out->response = (struct phx_field){ NULL, 0 };
+		return set_err(err, PHX_ERR_NOT_REPLY, "%s", why);
+	case REPLY_NOT_JSON:
+		break;
 	}
-	if (!have_status)
-		return set_err(err, PHX_ERR_NOT_REPLY, "reply without a status");
-	if (!have_response)
-		return set_err(err, PHX_ERR_NOT_REPLY, "reply without a response");
-	return PHX_OK;
+	out->status = out->response = (struct phx_field){ NULL, 0 };
+	return set_err(err, PHX_ERR_NOT_JSON, "reply payload: %s", why);
 }
 
 size_t

@@ -49,8 +49,13 @@ struct phx_msg {
 	struct phx_field ref;
 	struct phx_field topic;
 	struct phx_field event;		/* "phx_reply" for binary replies */
-	struct phx_field status;	/* binary replies only */
+	struct phx_field status;	/* binary replies; text ones once read */
 	struct phx_field payload;	/* JSON text, or raw bytes for binary */
+	/* A text phx_reply's payload, read by phx_decode_text while it checks
+	 * it, for phx_reply_parse: its response, or why it is not a reply. */
+	bool reply_read;
+	struct phx_field response;
+	const char *reply_fault;
 	char store[4 * PHX_MAX_FIELD];	/* unescaped strings live here */
 };
 
@@ -114,6 +119,8 @@ struct phx_reply {
  * Splits a decoded phx_reply message into status and response. For text
  * replies the payload must be an object with a string "status" and a
  * "response"; status escapes are not allowed (Phoenix sends "ok"/"error").
+ * A message from phx_decode_text is not read again; one made by hand
+ * (reply_read false) is.
  */
 enum phx_err phx_reply_parse(const struct phx_msg *m, struct phx_reply *out,
 			     struct phx_error *err);

@@ -429,6 +429,78 @@ START_TEST(reply_parse_rejects_malformed)
 }
 END_TEST
 
+/* The decoder reads a reply's payload while it checks it; what it found is
+ * what phx_reply_parse finds on a message made by hand with that payload. */
+START_TEST(a_decoded_reply_reads_as_one_made_by_hand)
+{
+	static const char *const payloads[] = {
+		"{\"status\":\"ok\",\"response\":{}}",
+		" { \"response\" : [1, {\"a\":\"\\u00e9\"}] , \"status\" : \"error\" } ",
+		"{\"status\":\"ok\",\"status\":\"error\",\"response\":1,\"response\":null}",
+		"{\"status\":\"ok\",\"stat\\u0075s\":7,\"response\":{}}",
+		"{\"st\\u0061tus\":\"ok\",\"response\":{}}",
+		"{\"status\":\"o\\u006b\",\"response\":{}}",
+		"{\"status\":1,\"response\":{}}",
+		"{\"status\":\"ok\",\"response\":{},\"status\":[]}",
+		"{\"status\":\"ok\"}",
+		"{\"response\":{}}",
+		"{}",
+		"[\"ok\"]",
+		"\"ok\"",
+		"null",
+	};
+	char frame[256];
+	struct phx_msg m, by_hand;
+	struct phx_reply r, want;
+	struct phx_error err, want_err;
+
+	for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
+		snprintf(frame, sizeof(frame), "[null,\"1\",\"t\",\"phx_reply\",%s]", payloads[i]);
+		ck_assert_msg(decode(frame, 0, &m) == PHX_OK, "%s", frame);
+		by_hand = (struct phx_msg){ .kind = PHX_TEXT, .ref = m.ref, .topic = m.topic,
+					    .event = m.event, .payload = m.payload };
+		enum phx_err rc = phx_reply_parse(&m, &r, &err);
+		ck_assert_int_eq(rc, phx_reply_parse(&by_hand, &want, &want_err));
+		if (rc != PHX_OK) {
+			ck_assert_str_eq(err.detail, want_err.detail);
+			continue;
+		}
+		ck_assert_msg(r.status.s == want.status.s && r.status.len == want.status.len &&
+			      r.response.s == want.response.s && r.response.len == want.response.len,
+			      "%s", payloads[i]);
+	}
+}
+END_TEST
+
+/* A reply's response counts against the nesting limit from the payload,
+ * as any payload's values do. */
+START_TEST(a_reply_is_held_to_the_payload_nesting_limit)
+{
+	for (int deep = JSON_SCAN_MAX_DEPTH; deep <= JSON_SCAN_MAX_DEPTH + 1; deep++) {
+		static const char head[] = "[null,\"1\",\"t\",\"phx_reply\","
+					   "{\"status\":\"ok\",\"response\":";
+		size_t n = strlen(head);
+		char *frame = malloc(n + 2 * (size_t)deep + 3);
+		struct phx_msg m;
+		struct phx_reply r;
+
+		memcpy(frame, head, n);
+		memset(frame + n, '[', (size_t)deep);
+		memset(frame + n + deep, ']', (size_t)deep);
+		strcpy(frame + n + 2 * deep, "}]");
+		enum phx_err rc = decode(frame, 0, &m);
+		if (deep > JSON_SCAN_MAX_DEPTH) {
+			ck_assert_int_eq(rc, PHX_ERR_NOT_JSON);
+		} else {
+			ck_assert_int_eq(rc, PHX_OK);
+			ck_assert_int_eq(phx_reply_parse(&m, &r, NULL), PHX_OK);
+			ck_assert_uint_eq(r.response.len, 2 * (size_t)deep);
+		}
+		free(frame);
+	}
+}
+END_TEST
+
 START_TEST(refs_count_up_and_wrap)
 {
 	struct phx_refgen g = { 0 };
@@ -994,6 +1066,8 @@ codec_suite(void)
 	tcase_add_test(tc, encode_text_escapes_like_json_stringify);
 	tcase_add_test(tc, encode_refuses_what_the_wire_cannot_carry);
 	tcase_add_test(tc, reply_parse_rejects_malformed);
+	tcase_add_test(tc, a_decoded_reply_reads_as_one_made_by_hand);
+	tcase_add_test(tc, a_reply_is_held_to_the_payload_nesting_limit);
 	tcase_add_test(tc, refs_count_up_and_wrap);
 	tcase_add_test(tc, json_put_uint_writes_every_width);
 	tcase_add_test(tc, json_unescape_round_trip);
