@@ -566,8 +566,8 @@ START_TEST(json_strings_special_byte_at_every_offset)
 					  /* pairs whose first byte borrows from the second */
 					  "\x1f ", "\"#", "\\]", "\x01\x01" };
 	for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
-		for (size_t at = 0; at < 24; at++) {
-			char s[64], out[256], quoted[256];
+		for (size_t at = 0; at < 40; at++) {	/* two 16-byte steps and a tail */
+			char s[64], out[512], quoted[256];
 			size_t sl = strlen(specials[k]);
 			memset(s, 'a', sizeof(s));
 			memcpy(s + at, specials[k], sl);
@@ -621,21 +621,21 @@ START_TEST(json_strings_special_byte_at_every_offset)
 		}
 	}
 	/* not UTF-8 at every offset: refused by the scanner, U+FFFD on output */
-	for (size_t at = 0; at < 24; at++) {
-		char s[40], out[256];
+	for (size_t at = 0; at < 48; at++) {
+		char s[48], out[256];
 		memset(s, 'a', sizeof(s));
 		s[at] = (char)0xff;
-		size_t n = json_escape(s, 32, out);
-		ck_assert_uint_eq(n, 2 + 31 + 3);
+		size_t n = json_escape(s, 48, out);
+		ck_assert_uint_eq(n, 2 + 47 + 3);
 		ck_assert_mem_eq(out + 1 + at, "\xef\xbf\xbd", 3);
-		char quoted[40] = "\"";
-		memcpy(quoted + 1, s, 32);
-		quoted[33] = '"';
+		char quoted[56] = "\"";
+		memcpy(quoted + 1, s, 48);
+		quoted[49] = '"';
 		struct json_cursor c;
 		const char *raw;
 		size_t raw_len;
 		bool escapes;
-		json_cursor_init(&c, quoted, 34);
+		json_cursor_init(&c, quoted, 50);
 		ck_assert(!json_scan_string(&c, &raw, &raw_len, &escapes));
 		ck_assert_str_eq(c.error, "invalid UTF-8 in string");
 	}
