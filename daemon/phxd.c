@@ -388,7 +388,6 @@ default_socket(const struct phxd_conf *conf)
 	return xstrdup(PHXD_DEFAULT_SOCKET);
 }
 
-/* Frees whatever main() got to set up; the loop has stopped. */
 /* The loop polls on while this grows: a server or a client was read. */
 static uint64_t
 reads_so_far(void *arg)
@@ -398,6 +397,7 @@ reads_so_far(void *arg)
 	return transport_reads(d->tp) + ipc_server_reads(d->ipc);
 }
 
+/* Frees whatever main() got to set up; the loop has stopped. */
 static void
 teardown(struct phxd *d)
 {
