@@ -128,6 +128,17 @@ ipc_encode_tag(uint64_t sub, char *buf)
 	return len;
 }
 
+/* Appends key, then s as a JSON string. */
+static char *
+put_string(char *p, const char *key, const char *s, size_t len)
+{
+	size_t klen = strlen(key);
+
+	memcpy(p, key, klen);
+	p += klen;
+	return p + json_escape(s, len, p);
+}
+
 struct ipc_line *
 ipc_encode_status(json_t *id, const char *status, const char *raw, size_t raw_len)
 {
@@ -149,8 +160,7 @@ ipc_encode_status(json_t *id, const char *status, const char *raw, size_t raw_le
 	if (v < 0)
 		*p++ = '-';
 	p += json_put_uint(v < 0 ? -(uint64_t)v : (uint64_t)v, p);
-	PUT_LITERAL(",\"ok\":true,\"result\":{\"status\":");
-	p += json_escape(status, slen, p);
+	p = put_string(p, ",\"ok\":true,\"result\":{\"status\":", status, slen);
 	if (raw != NULL) {
 		PUT_LITERAL(",\"response\":");
 		p += json_copy_one_line(raw, raw_len, p);
@@ -204,16 +214,6 @@ ipc_encode_reply(json_t *id, bool ok, json_t *body, const char *raw, size_t raw_
 	free(idtext);
 	free(bodytext);
 	return l ? l : line_failed();
-}
-
-static char *
-put_string(char *p, const char *key, const char *s, size_t len)
-{
-	size_t klen = strlen(key);
-
-	memcpy(p, key, klen);
-	p += klen;
-	return p + json_escape(s, len, p);
 }
 
 struct ipc_line *

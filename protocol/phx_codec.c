@@ -76,7 +76,7 @@ msg_reset(struct phx_msg *m)
 enum reply_read {
 	REPLY_WHOLE,
 	REPLY_FAULT,	/* JSON, but not a reply: why says what is wrong */
-	REPLY_NOT_JSON,	/* why: c->error, or what the object lacks */
+	REPLY_NOT_JSON,	/* why: c->error, or "bad object" */
 };
 
 /*
@@ -98,8 +98,7 @@ read_reply(struct json_cursor *c, struct phx_field *status, struct phx_field *re
 			size_t key_len;
 			bool esc;
 
-			if (json_peek(c) != JSON_KIND_STRING ||
-			    !json_scan_string(c, &key, &key_len, &esc) || !json_expect(c, ':')) {
+			if (!json_scan_string(c, &key, &key_len, &esc) || !json_expect(c, ':')) {
 				*why = "bad object";
 				return REPLY_NOT_JSON;
 			}
@@ -155,12 +154,15 @@ static bool
 skip_reply_payload(struct json_cursor *c, struct phx_msg *m)
 {
 	struct json_cursor r = *c;
+	struct phx_field status = { NULL, 0 }, response = { NULL, 0 };
 	const char *why = "reply payload is not an object";
 
 	m->reply_read = true;
 	if (json_peek(&r) == JSON_KIND_OBJECT) {
-		switch (read_reply(&r, &m->status, &m->response, &why)) {
+		switch (read_reply(&r, &status, &response, &why)) {
 		case REPLY_WHOLE:
+			m->status = status;
+			m->response = response;
 			*c = r;
 			return true;
 		case REPLY_FAULT:
@@ -170,7 +172,6 @@ skip_reply_payload(struct json_cursor *c, struct phx_msg *m)
 		}
 	}
 	m->reply_fault = why;
-	m->status = m->response = (struct phx_field){ NULL, 0 };
 	return json_skip_value(c);
 }
 
@@ -524,6 +525,7 @@ enum phx_err
 phx_reply_parse(const struct phx_msg *m, struct phx_reply *out, struct phx_error *err)
 {
 	struct json_cursor c;
+	struct phx_field status = { NULL, 0 }, response = { NULL, 0 };
 	const char *why;
 
 	out->status = out->response = (struct phx_field){ NULL, 0 };
@@ -548,16 +550,16 @@ phx_reply_parse(const struct phx_msg *m, struct phx_reply *out, struct phx_error
 	json_cursor_init(&c, m->payload.s, m->payload.len);
 	if (json_peek(&c) != JSON_KIND_OBJECT)
 		return set_err(err, PHX_ERR_NOT_REPLY, "reply payload is not an object");
-	switch (read_reply(&c, &out->status, &out->response, &why)) {
+	switch (read_reply(&c, &status, &response, &why)) {
 	case REPLY_WHOLE:
+		out->status = status;
+		out->response = response;
 		return PHX_OK;
 	case REPLY_FAULT:
-		out->status = out->response = (struct phx_field){ NULL, 0 };
 		return set_err(err, PHX_ERR_NOT_REPLY, "%s", why);
 	case REPLY_NOT_JSON:
 		break;
 	}
-	out->status = out->response = (struct phx_field){ NULL, 0 };
 	return set_err(err, PHX_ERR_NOT_JSON, "reply payload: %s", why);
 }
 
