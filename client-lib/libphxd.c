@@ -854,9 +854,9 @@ phxd_notify(struct phxd_client *c, const char *conn, const char *topic, const ch
 		    memchr(payload, '\n', plen) != NULL)
 			return fail(c, PHXD_EINVAL, "invalid", "the payload is not JSON on one line");
 	}
-	size_t cap = 64 + json_escaped_len(topic, strlen(topic)) +
-		     json_escaped_len(event, strlen(event)) +
-		     (conn ? json_escaped_len(conn, strlen(conn)) : 0) + plen + 32;
+	/* freed below: room for the worst case costs less than counting */
+	size_t cap = 64 + json_escaped_max(strlen(topic)) + json_escaped_max(strlen(event)) +
+		     (conn ? json_escaped_max(strlen(conn)) : 0) + plen + 32;
 	if ((line = malloc(cap)) == NULL) {
 		free(b64);
 		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");

@@ -166,7 +166,7 @@ send_frame(struct session *s, const char *join_ref, const char *ref, struct phx_
 		.event = phx_field_str(event),
 		.payload = { payload, payload_len },
 	};
-	size_t len = phx_encoded_len(&m, PHX_FROM_CLIENT);
+	size_t len = phx_encoded_max(&m, PHX_FROM_CLIENT);
 
 	if (len > s->scratch_cap) {
 		s->scratch_cap = len > 2 * s->scratch_cap ? len : 2 * s->scratch_cap;

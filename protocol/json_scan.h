@@ -80,6 +80,15 @@ size_t json_unescape(const char *raw, size_t raw_len, char *out);
 /* Bytes json_escape() writes for s, quotes included. */
 size_t json_escaped_len(const char *s, size_t len);
 
+/* The most json_escape() can write for len bytes (a control byte becomes
+ * six): room enough without the pass json_escaped_len() makes, where a
+ * buffer is reused and its size matters less than the time. */
+static inline size_t
+json_escaped_max(size_t len)
+{
+	return 2 + 6 * len;
+}
+
 /*
  * Writes s as a quoted JSON string the way JSON.stringify and the Phoenix
  * server do: UTF-8 kept raw, only '"', '\\' and control characters escaped.

@@ -392,6 +392,12 @@ text_field_len(struct phx_field f)
 }
 
 static size_t
+text_field_max(struct phx_field f)
+{
+	return f.s == NULL ? 4 : json_escaped_max(f.len);
+}
+
+static size_t
 text_field_put(struct phx_field f, char *out)
 {
 	if (f.s == NULL) {
@@ -483,6 +489,15 @@ phx_encoded_len(const struct phx_msg *m, enum phx_origin origin)
 	for (int i = 0; i < n; i++)
 		len += f[i].len;
 	return len;
+}
+
+size_t
+phx_encoded_max(const struct phx_msg *m, enum phx_origin origin)
+{
+	if (m->kind == PHX_TEXT)
+		return 6 + text_field_max(m->join_ref) + text_field_max(m->ref) +
+		       text_field_max(m->topic) + text_field_max(m->event) + m->payload.len;
+	return phx_encoded_len(m, origin);	/* binary fields are copied as they are */
 }
 
 size_t

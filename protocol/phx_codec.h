@@ -106,6 +106,10 @@ enum phx_err phx_decode_binary(const void *frame, size_t len, enum phx_origin or
 enum phx_err phx_check_encodable(const struct phx_msg *m, enum phx_origin origin,
 				 struct phx_error *err);
 size_t phx_encoded_len(const struct phx_msg *m, enum phx_origin origin);
+/* At least phx_encoded_len(), counted without looking at the bytes of the
+ * fields: for a buffer that is reused, so a few bytes too many cost
+ * nothing and the count would cost a pass over every field. */
+size_t phx_encoded_max(const struct phx_msg *m, enum phx_origin origin);
 size_t phx_encode(const struct phx_msg *m, enum phx_origin origin, char *out);
 
 /* A reply as the client sees it: status and response. */

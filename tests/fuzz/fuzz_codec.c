@@ -34,6 +34,7 @@ round_trip(const struct phx_msg *m, enum phx_origin origin)
 	if (phx_check_encodable(m, origin, NULL) != PHX_OK)
 		return;
 	size_t len = phx_encoded_len(m, origin);
+	CHECK(len <= phx_encoded_max(m, origin));
 	char *buf = malloc(len + 1);
 	CHECK(buf != NULL);
 	CHECK(phx_encode(m, origin, buf) == len);
@@ -55,6 +56,7 @@ string_helpers(const char *s, size_t n)
 {
 	const char *why;
 	size_t elen = json_escaped_len(s, n);
+	CHECK(elen <= json_escaped_max(n));
 	char *esc = malloc(elen);
 	CHECK(esc != NULL);
 	CHECK(json_escape(s, n, esc) == elen);

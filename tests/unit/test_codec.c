@@ -46,6 +46,7 @@ encode_alloc(const struct phx_msg *m, enum phx_origin origin, size_t *len)
 
 	ck_assert_int_eq(phx_check_encodable(m, origin, &err), PHX_OK);
 	*len = phx_encoded_len(m, origin);
+	ck_assert_uint_le(*len, phx_encoded_max(m, origin));
 	char *out = malloc(*len + 1);
 	ck_assert_uint_eq(phx_encode(m, origin, out), *len);
 	out[*len] = '\0';
@@ -367,6 +368,33 @@ START_TEST(encode_text_escapes_like_json_stringify)
 	m.payload = phx_field_str("{}");
 	char *out = encode_alloc(&m, PHX_FROM_CLIENT, &len);
 	ck_assert_str_eq(out, "[null,\"7\",\"a\\\"b\\\\c\\n\\u0001\\u001f/\xc3\xa9\",\"e\",{}]");
+	free(out);
+}
+END_TEST
+
+/* phxd sizes its frame buffer by phx_encoded_max() alone: the worst
+ * escapes (a control byte is six bytes, a byte that is not UTF-8 three)
+ * in every field must still fit. */
+START_TEST(encode_fits_the_most_it_announces)
+{
+	char ctl[PHX_MAX_FIELD], bad[PHX_MAX_FIELD];
+	struct phx_msg m = { 0 };
+	size_t len;
+
+	memset(ctl, '\x01', sizeof(ctl));
+	memset(bad, '\xff', sizeof(bad));
+	m.kind = PHX_TEXT;
+	m.join_ref = (struct phx_field){ ctl, sizeof(ctl) };
+	m.ref = (struct phx_field){ bad, sizeof(bad) };
+	m.topic = (struct phx_field){ ctl, sizeof(ctl) };
+	m.event = (struct phx_field){ bad, 1 };
+	m.payload = phx_field_str("{}");
+	char *out = encode_alloc(&m, PHX_FROM_CLIENT, &len);
+	ck_assert_uint_eq(len, 6 + 2 * json_escaped_max(sizeof(ctl)) + (2 + 3 * sizeof(bad)) +
+				       (2 + 3) + 2);
+	free(out);
+	m.ref = (struct phx_field){ NULL, 0 };
+	out = encode_alloc(&m, PHX_FROM_CLIENT, &len);
 	free(out);
 }
 END_TEST
@@ -1064,6 +1092,7 @@ codec_suite(void)
 
 	tc = tcase_create("encode");
 	tcase_add_test(tc, encode_text_escapes_like_json_stringify);
+	tcase_add_test(tc, encode_fits_the_most_it_announces);
 	tcase_add_test(tc, encode_refuses_what_the_wire_cannot_carry);
 	tcase_add_test(tc, reply_parse_rejects_malformed);
 	tcase_add_test(tc, a_decoded_reply_reads_as_one_made_by_hand);
