@@ -391,31 +391,49 @@ push_timeout(struct tq_timer *t, void *arg)
 }
 
 static void
-send_push(struct session *s, struct sess_push *p)
+push_frame(struct session *s, struct channel *ch, const char *ref, const char *event,
+	   const char *payload, size_t payload_len, bool binary)
 {
-	struct channel *ch = p->ch;
-	struct sess_result sent = { .outcome = SESS_OK, .status = "sent" };
-
-	phx_ref_next(&s->refs, p->ref);
-	send_frame(s, ch->join_ref, p->ref, topic_field(ch), p->event, p->payload,
-		   p->payload_len, p->binary);
+	send_frame(s, ch->join_ref, ref, topic_field(ch), event, payload, payload_len, binary);
 	s->stats.pushes_sent++;
 	ch->stats.pushes_out++;
+}
+
+static void
+await_reply(struct session *s, struct sess_push *p)
+{
+	p->inflight = true;
+	TAILQ_INSERT_TAIL(&p->ch->inflight, p, entry);
+	p->wait.kind = WAIT_PUSH;
+	p->wait.obj = p;
+	strmap_put(&s->inflight, p->ref, strlen(p->ref), &p->wait);
+}
+
+static void
+answer_sent(sess_done_fn done, void *arg)
+{
+	struct sess_result sent = { .outcome = SESS_OK, .status = "sent" };
+
+	if (done)
+		done(arg, &sent);
+}
+
+/* A push that waited for its channel goes out from its own copy. */
+static void
+send_push(struct session *s, struct sess_push *p)
+{
+	phx_ref_next(&s->refs, p->ref);
+	push_frame(s, p->ch, p->ref, p->event, p->payload, p->payload_len, p->binary);
 	/* Only the reply is awaited now; the bytes are on their way. */
 	free(p->payload);
 	p->payload = NULL;
 	if (!p->await_reply) {
 		tq_cancel(s->tq, &p->timer);
-		if (p->done)
-			p->done(p->arg, &sent);
+		answer_sent(p->done, p->arg);
 		push_free(p);
 		return;
 	}
-	p->inflight = true;
-	TAILQ_INSERT_TAIL(&ch->inflight, p, entry);
-	p->wait.kind = WAIT_PUSH;
-	p->wait.obj = p;
-	strmap_put(&s->inflight, p->ref, strlen(p->ref), &p->wait);
+	await_reply(s, p);
 }
 
 static void
@@ -428,6 +446,25 @@ flush_buffer(struct channel *ch)
 		push_unlink(p);
 		send_push(s, p);
 	}
+}
+
+/* Without copies of event and payload: only a push that waits for its
+ * channel needs them. */
+static struct sess_push *
+push_new(struct channel *ch, const struct sess_push_args *a, sess_done_fn done, void *arg)
+{
+	struct sess_push *p = xcalloc(1, sizeof(*p));
+
+	p->req.kind = REQ_PUSH;
+	p->ch = ch;
+	p->payload_len = a->payload_len;
+	p->binary = a->binary;
+	p->await_reply = a->await_reply;
+	p->timeout_ms = a->timeout_ms ? a->timeout_ms : ch->sess->conf->push_timeout_ms;
+	p->done = done;
+	p->arg = arg;
+	tq_timer_init(&p->timer, push_timeout, p);
+	return p;
 }
 
 struct sess_req *
@@ -453,36 +490,32 @@ session_push(struct session *s, const struct sess_push_args *a, sess_done_fn don
 		return NULL;
 	}
 	s = ch->sess;
-	p = xcalloc(1, sizeof(*p));
-	p->req.kind = REQ_PUSH;
-	p->ch = ch;
-	p->event = xstrdup(a->event);
-	p->payload = xmemdup(a->payload, a->payload_len);
-	p->payload_len = a->payload_len;
-	p->binary = a->binary;
-	p->await_reply = a->await_reply;
-	p->timeout_ms = a->timeout_ms ? a->timeout_ms : s->conf->push_timeout_ms;
-	p->done = done;
-	p->arg = arg;
-	tq_timer_init(&p->timer, push_timeout, p);
-
 	if (ch->state == CHAN_JOINED && s->state == SESS_OPEN && TAILQ_EMPTY(&ch->buffer)) {
-		if (!p->await_reply) {
-			send_push(s, p);
+		/* Sent now, from the caller's bytes: nothing needs them after. */
+		if (!a->await_reply) {
+			char ref[PHX_REF_BUFSZ];
+
+			phx_ref_next(&s->refs, ref);
+			push_frame(s, ch, ref, a->event, a->payload, a->payload_len, a->binary);
+			answer_sent(done, arg);
 			return NULL;
 		}
+		p = push_new(ch, a, done, arg);
+		phx_ref_next(&s->refs, p->ref);
 		tq_arm(s->tq, &p->timer, p->timeout_ms);
-		send_push(s, p);
+		push_frame(s, ch, p->ref, a->event, a->payload, a->payload_len, a->binary);
+		await_reply(s, p);
 		return &p->req;
 	}
 	if (s->buffered >= s->conf->push_buffer ||
-	    s->buffered_bytes + p->payload_len > s->conf->push_buffer_bytes) {
-		p->done = NULL;
-		push_free(p);
+	    s->buffered_bytes + a->payload_len > s->conf->push_buffer_bytes) {
 		finish(done, arg, SESS_BUFFER_FULL, "push buffer full (push_buffer, push_buffer_bytes)");
 		s->stats.pushes_failed++;
 		return NULL;
 	}
+	p = push_new(ch, a, done, arg);
+	p->event = xstrdup(a->event);
+	p->payload = xmemdup(a->payload, a->payload_len);
 	tq_arm(s->tq, &p->timer, p->timeout_ms);
 	TAILQ_INSERT_TAIL(&ch->buffer, p, entry);
 	s->buffered++;

@@ -830,6 +830,48 @@ START_TEST(push_carries_current_join_ref)
 }
 END_TEST
 
+/* A push on a joined channel is framed from the caller's bytes at once;
+ * nothing of them is kept (under ASan a later read of the freed copies
+ * fails the test). A fire push is answered "sent" before session_push
+ * returns, an awaited one by its reply. */
+START_TEST(push_sent_at_once_keeps_none_of_the_callers_bytes)
+{
+	struct fake *f = fake_new(NULL);
+	struct result_rec fired = { 0 }, awaited = { 0 };
+	char *event = strdup("ev"), *payload = strdup("{\"k\":2}");
+	struct sess_push_args a = { "rooms:n", event, payload, 7, false, true, 0 };
+
+	open_socket(f);
+	session_join(f->s, "rooms:n", NULL, WANT_RUNTIME, NULL, NULL);
+	reply_join(f, "rooms:n", "ok", "{}");
+	ck_assert_ptr_nonnull(session_push(f->s, &a, record, &awaited));
+	json_t *p = find_sent(f, 0, "rooms:n", "ev");
+	ck_assert_ptr_nonnull(p);
+	a.await_reply = false;
+	ck_assert_ptr_null(session_push(f->s, &a, record, &fired));
+	ck_assert_int_eq(fired.calls, 1);
+	ck_assert_int_eq(fired.outcome, SESS_OK);
+	ck_assert_str_eq(fired.status, "sent");
+	memset(event, 'x', 2);
+	memset(payload, 'x', 7);
+	free(event);
+	free(payload);
+	ck_assert_uint_eq(count_sent(f, 0, "rooms:n", "ev"), 2);
+	ck_assert(jeq(json_array_get(p, 4), "{\"k\":2}"));
+	json_t *last = find_sent(f, 0, "rooms:n", "ev");
+	ck_assert(jeq(json_array_get(last, 4), "{\"k\":2}"));
+	ck_assert_str_ne(fs(last, 1), fs(p, 1));
+	ck_assert_int_eq(awaited.calls, 0);
+	serverf(f, "[\"%s\",\"%s\",\"rooms:n\",\"phx_reply\",{\"status\":\"ok\",\"response\":{}}]",
+		fs(p, 0), fs(p, 1));
+	ck_assert_int_eq(awaited.calls, 1);
+	ck_assert_int_eq(awaited.outcome, SESS_OK);
+	ck_assert_int_eq(fired.calls, 1);
+	ck_assert_uint_eq(f->s->stats.pushes_sent, 2);
+	fake_free(f);
+}
+END_TEST
+
 START_TEST(push_buffered_until_joined)
 {
 	struct fake *f = fake_new(NULL);
@@ -1421,6 +1463,7 @@ session_suite(void)
 	tcase_add_test(tc, phx_close_is_final);
 	tcase_add_test(tc, stale_join_ref_dropped);
 	tcase_add_test(tc, push_carries_current_join_ref);
+	tcase_add_test(tc, push_sent_at_once_keeps_none_of_the_callers_bytes);
 	tcase_add_test(tc, push_buffered_until_joined);
 	tcase_add_test(tc, push_timeout_and_buffer_cap);
 	tcase_add_test(tc, push_buffer_bytes_cap);
