@@ -300,10 +300,11 @@ ipc_server_new(struct phxd *d, const char *path)
 	ipc_subs_init(srv);
 	srv->accept_ev = event_new(d->base, srv->listen_fd, EV_READ | EV_PERSIST, accept_cb, srv);
 	srv->accept_pause_ev = evtimer_new(d->base, accept_resume, srv);
-	/* Output is written once everything else of the pass ran (the
-	 * daemon's base has 3 priorities; 1 is the default). */
+	/* Output is written after the callbacks that were ready when it was
+	 * first queued: at the default priority (1 of the base's 3) that is
+	 * the end of the same pass, where the lowest priority would cost the
+	 * loop another turn, a second epoll_wait, on every answer. */
 	srv->flush_ev = event_new(d->base, -1, 0, flush_cb, srv);
-	event_priority_set(srv->flush_ev, 2);
 	if (!utimer_init(&srv->window, d->base, 2, window_over, srv))
 		log_warn("ipc: timerfd_create; wide fan-outs are written without a pause");
 	srv->stall_ev = event_new(d->base, -1, EV_PERSIST, stall_cb, srv);
