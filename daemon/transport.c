@@ -40,6 +40,12 @@
 /* Bytes read from one socket per callback: other sockets get their turn. */
 #define READ_MAX (64u << 10)
 
+/* Frames an open plain socket stages for the end of the pass (see
+ * write_frame): a round trip's frame fits many times over; a pass that
+ * makes more writes each full stage at once, and a socket holds one page
+ * however many it wrote. */
+#define STAGE_MAX 4096u
+
 enum link_state {
 	L_TLS,		/* waiting for the TLS context */
 	L_CONNECTING,	/* TCP, then the TLS handshake */
@@ -66,6 +72,10 @@ struct tp_link {
 	struct utimer pause;	/* made when first needed */
 	bool dirty;		/* on tp->dirty: output to write this pass */
 	TAILQ_ENTRY(tp_link) dirty_entry;
+	/* frames ahead of anything in the output buffer, which is then
+	 * empty: STAGE_MAX bytes, made when first needed */
+	uint8_t *stage;
+	size_t stage_len;
 	struct tls_wait tls_wait;
 	struct bufferevent *bev;
 	struct event *timer;
@@ -236,6 +246,7 @@ link_free(struct tp_link *l)
 	config_conn_free((struct conn_conf *)l->conf);
 	free(l->address);
 	free(l->msg);
+	free(l->stage);
 	free(l);
 }
 
@@ -284,26 +295,78 @@ mask_key(struct transport *tp, uint8_t out[4])
 	tp->rnd_used += 4;
 }
 
-/* Appends one masked frame to the socket's output, in one copy. */
+/* What the socket has yet to take: staged, then in the output buffer. */
+static size_t
+queued(struct tp_link *l)
+{
+	return l->stage_len + evbuffer_get_length(bufferevent_get_output(l->bev));
+}
+
+/* Writes the stage; what the kernel does not take goes to the output
+ * buffer, and the bufferevent writes it and reports errors. */
+static void
+write_stage(struct tp_link *l)
+{
+	size_t off = 0;
+
+	while (off < l->stage_len) {
+		ssize_t n = write(bufferevent_getfd(l->bev), l->stage + off, l->stage_len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	if (off < l->stage_len) {
+		if (evbuffer_add(bufferevent_get_output(l->bev), l->stage + off,
+				 l->stage_len - off) != 0)
+			fatalx("websocket: out of memory");
+		bufferevent_enable(l->bev, EV_WRITE);
+	}
+	l->stage_len = 0;
+}
+
+/*
+ * An open plain socket with nothing waiting in its output buffer stages
+ * its frames in one flat buffer that flush_cb writes with one write(2):
+ * the evbuffer's reserve, commit, drain and callbacks cost more than the
+ * frame on a round trip. Anything else, and a frame larger than the
+ * stage, goes to the output buffer, behind what was staged.
+ */
 static void
 write_frame(struct tp_link *l, enum ws_opcode op, const void *data, size_t len)
 {
 	struct evbuffer *out = bufferevent_get_output(l->bev);
-	struct evbuffer_iovec v;
 	uint8_t mask[4];
 
 	mask_key(l->tp, mask);
+	if (l->direct && !l->dirty) {
+		l->dirty = true;
+		TAILQ_INSERT_TAIL(&l->tp->dirty, l, dirty_entry);
+		event_active(l->tp->flush_ev, EV_TIMEOUT, 0);
+	}
+	if (l->direct && WS_HEADER_MAX + len <= STAGE_MAX) {
+		if (l->stage_len + WS_HEADER_MAX + len > STAGE_MAX)
+			write_stage(l);	/* full: out now, ahead of this frame */
+		if (evbuffer_get_length(out) == 0) {
+			if (l->stage == NULL)
+				l->stage = xmalloc(STAGE_MAX);
+			uint8_t *p = l->stage + l->stage_len;
+			size_t head = ws_frame_header(p, op, len, mask);
+			ws_mask(p + head, data, len, mask);
+			l->stage_len += head + len;
+			return;
+		}
+	}
+	if (l->stage_len > 0)
+		write_stage(l);	/* nothing goes to the output buffer ahead of it */
+	struct evbuffer_iovec v;
 	if (evbuffer_reserve_space(out, (ev_ssize_t)(WS_HEADER_MAX + len), &v, 1) < 1)
 		fatalx("websocket: out of memory");
 	size_t head = ws_frame_header(v.iov_base, op, len, mask);
 	ws_mask((uint8_t *)v.iov_base + head, data, len, mask);
 	v.iov_len = head + len;
 	evbuffer_commit_space(out, &v, 1);
-	if (l->direct && !l->dirty) {
-		l->dirty = true;
-		TAILQ_INSERT_TAIL(&l->tp->dirty, l, dirty_entry);
-		event_active(l->tp->flush_ev, EV_TIMEOUT, 0);
-	}
 }
 
 static void
@@ -348,7 +411,7 @@ link_close(struct tp_link *l, int code, const char *reason)
 static bool
 room_for(struct tp_link *l, size_t len)
 {
-	if (evbuffer_get_length(bufferevent_get_output(l->bev)) + len <= SEND_QUEUE_MAX)
+	if (queued(l) + len <= SEND_QUEUE_MAX)
 		return true;
 	log_warnx("%s: more than %u bytes queued for a server that does not read; closing",
 		  l->conf->name, SEND_QUEUE_MAX);
@@ -938,9 +1001,9 @@ write_cb(struct bufferevent *bev, void *arg)
 
 /*
  * An open plain socket is written here, at the end of the pass that
- * queued its frames: one writev, without arming a write event first.
- * Only what the kernel does not take is left to the bufferevent, which
- * also reports the errors.
+ * queued its frames, without arming a write event first: its stage with
+ * one write, or its output buffer with writev. Only what the kernel does
+ * not take is left to the bufferevent, which also reports the errors.
  */
 static void
 flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -954,16 +1017,20 @@ flush_cb(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&tp->dirty, l, dirty_entry);
 		l->dirty = false;
 		struct evbuffer *out = bufferevent_get_output(l->bev);
-		evutil_socket_t s = bufferevent_getfd(l->bev);
-		/* A bufferevent keeps its output's front frozen but for its own
-		 * writes; this is one of them. */
-		evbuffer_unfreeze(out, 1);
-		while (evbuffer_get_length(out) > 0 && evbuffer_write(out, s) > 0)
-			;
-		evbuffer_freeze(out, 1);
-		if (evbuffer_get_length(out) > 0)
-			bufferevent_enable(l->bev, EV_WRITE);
-		else
+		if (l->stage_len > 0) {
+			write_stage(l);
+		} else {
+			evutil_socket_t s = bufferevent_getfd(l->bev);
+			/* A bufferevent keeps its output's front frozen but for
+			 * its own writes; this is one of them. */
+			evbuffer_unfreeze(out, 1);
+			while (evbuffer_get_length(out) > 0 && evbuffer_write(out, s) > 0)
+				;
+			evbuffer_freeze(out, 1);
+			if (evbuffer_get_length(out) > 0)
+				bufferevent_enable(l->bev, EV_WRITE);
+		}
+		if (evbuffer_get_length(out) == 0)
 			written(l);
 	}
 }
@@ -1305,8 +1372,7 @@ check_drained(struct transport *tp)
 	if (tp->drained == NULL)
 		return;
 	LIST_FOREACH (l, &tp->links, entry)
-		if (l->bev != NULL && l->state == L_CLOSING &&
-		    evbuffer_get_length(bufferevent_get_output(l->bev)) > 0)
+		if (l->bev != NULL && l->state == L_CLOSING && queued(l) > 0)
 			return;
 	drained_now(tp);
 }

@@ -377,6 +377,48 @@ def frames_queued_for_a_slow_reader_leave_whole_and_in_order(w):
 
 
 @test
+def pushes_of_every_size_leave_whole_and_in_order(w):
+    """Pushes of mixed sizes queued for a server that reads nothing yet
+    (more than the kernel's buffers hold), then everything: tiny ones
+    between others on both sides of what phxd stages for one write
+    (4 KiB) and far past it (70,000 bytes). Each frame arrives whole,
+    masked and in order, whichever way it was queued."""
+    pads = []
+    for i in range(3000):
+        pads += [i % 7, 3900 + i % 400, 70000 if i % 50 == 0 else 3]
+    n = len(pads)
+    queued = threading.Event()
+
+    def script(p):
+        p.accept()
+        msg = p.join()
+        p.conn.sendall(frame(1, json.dumps([msg[0], msg[1], msg[2], "phx_reply",
+                                            {"status": "ok", "response": {}}]).encode()))
+        queued.wait(20)
+        seen = []
+        while len(seen) < n:
+            m = json.loads(p.frame_of(1))
+            if m[3] == "seq":
+                pad = m[4]["pad"]
+                seen.append((m[4]["i"], len(pad) if pad == "q" * len(pad) else -1))
+        return seen
+
+    srv = Server(script)
+    d = Daemon(w, config(srv.url, "rooms:a", extra=RETRY))
+    d.wait_joined("rooms:a")
+    c = d.client()
+    c.send_raw(b"".join((json.dumps({"op": "push", "topic": "rooms:a", "event": "seq",
+                                     "payload": {"i": i, "pad": "q" * pad}}) + "\n").encode()
+                        for i, pad in enumerate(pads)))
+    c.ok("status")  # every push before it was handled
+    queued.set()
+    wait_until(lambda: srv.results, what="the server read every push")
+    assert srv.results[0] == list(enumerate(pads))
+    assert d.status()[0]["connects"] == 1
+    srv.check()
+
+
+@test
 def random_bytes_after_the_handshake_never_hurt_phxd(w):
     """60 sockets, each fed 4 KiB of seeded random bytes after a good
     handshake (half of them starting with a valid frame header): phxd
