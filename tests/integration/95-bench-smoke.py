@@ -79,7 +79,7 @@ def bench_run_quick_prints_every_table(w):
     judged = ["fire push, phxd + libphxd: CPU ≤ 1.5× the floor's",
               "await, phxd + libphxd: p99 ≤ the floor through a relay's + 15 µs",
               "await, phxd + libphxd, busy polling: p50 ≤ the floor's + 15 µs",
-              "await on one CPU, phxd + libphxd: p50 − floor ≤ floor through a relay's",
+              "await on one CPU, phxd + libphxd: p50 ≤ the floor through a relay's + 15 µs",
               "received message, phxd + libphxd: CPU ≤ 1.5× the floor's",
               "fan-out, 100 subs at 2000/s: p99 ≤ 1 ms, or one write per copy's if more",
               "fan-out through phxd: no message dropped",
