@@ -89,6 +89,12 @@ class Peer:
         assert msg[3] == "phx_join", msg
         return msg
 
+    def answer_join(self):
+        """Reads phxd's phx_join and answers it ok."""
+        msg = self.join()
+        self.conn.sendall(frame(1, json.dumps([msg[0], msg[1], msg[2], "phx_reply",
+                                               {"status": "ok", "response": {}}]).encode()))
+
     def close_code(self):
         data = self.frame_of(8)
         return struct.unpack(">H", data[:2])[0] if len(data) >= 2 else None
@@ -343,9 +349,7 @@ def frames_queued_for_a_slow_reader_leave_whole_and_in_order(w):
 
     def script(p):
         p.accept()
-        msg = p.join()
-        p.conn.sendall(frame(1, json.dumps([msg[0], msg[1], msg[2], "phx_reply",
-                                            {"status": "ok", "response": {}}]).encode()))
+        p.answer_join()
         queued.wait(20)
         seen = []
         while len(seen) < n + 1:
@@ -391,9 +395,7 @@ def pushes_of_every_size_leave_whole_and_in_order(w):
 
     def script(p):
         p.accept()
-        msg = p.join()
-        p.conn.sendall(frame(1, json.dumps([msg[0], msg[1], msg[2], "phx_reply",
-                                            {"status": "ok", "response": {}}]).encode()))
+        p.answer_join()
         queued.wait(20)
         seen = []
         while len(seen) < n:
