@@ -114,14 +114,20 @@ def a_ca_file_that_hangs_stalls_only_its_own_connection(w):
 @test
 def a_manager_that_stops_reading_never_blocks_phxd(w):
     """The notify socket's queue fills (a stuck manager; the kernel queues
-    net.unix.max_dgram_qlen datagrams): phxd goes on serving, keeps the
-    newest STATUS= and sends it once the manager reads again."""
+    net.unix.max_dgram_qlen + 1 datagrams): phxd goes on serving, keeps
+    the newest STATUS= and sends it once the manager reads again."""
     ns_path, ns = notify_socket(w, 2)
+    with open("/proc/sys/net/unix/max_dgram_qlen") as f:
+        qlen = int(f.read())
+    # all but one place is taken before phxd starts: its READY=1 and
+    # STATUS= overflow the queue however many changes one STATUS= counts
+    # (one per loop turn that has no reading left to do)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as other:
+        for _ in range(qlen):
+            other.sendto(b"X-OTHER=1", ns_path)
     ts = TestServer(w)
     d = Daemon(w, config(ts.url, "rooms:a"), env={"NOTIFY_SOCKET": ns_path})
     d.wait_joined("rooms:a")
-    with open("/proc/sys/net/unix/max_dgram_qlen") as f:
-        qlen = int(f.read())
     # each client that comes and goes changes the client count in STATUS=
     held = []
     for _ in range(qlen * 3 + 10):
