@@ -153,7 +153,7 @@ ipc_encode_status(json_t *id, const char *status, const char *raw, size_t raw_le
 	}
 
 	json_int_t v = json_integer_value(id);
-	struct ipc_line *l = ipc_line_new(80 + json_escaped_max(slen) + raw_len);
+	struct ipc_line *l = ipc_line_new(80 + json_escaped_len(status, slen) + raw_len);
 	char *p = l->data;
 
 	PUT_LITERAL("{\"id\":");
