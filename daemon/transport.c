@@ -887,9 +887,9 @@ read_to_scratch(struct tp_link *l, int fd, SSL *ssl, size_t *carried, enum read_
 	return ssl ? read_tls(ssl, &iov, 1, end) : read_plain(fd, &iov, 1, end);
 }
 
-/* What read_cb does for an open link, on the scratch buffer's len bytes:
- * what follows its last whole frame goes back to the input buffer, unless
- * the link no longer reads. */
+/* What read_cb does for an open link, on the scratch buffer's len bytes
+ * (direct_read_cb has counted the read): what follows its last whole
+ * frame goes back to the input buffer, unless the link no longer reads. */
 static void
 scratch_frames(struct tp_link *l, size_t len)
 {
@@ -897,7 +897,6 @@ scratch_frames(struct tp_link *l, size_t len)
 	size_t need, used;
 	bool stop;
 
-	tp->reads++;
 	tp->scratch_busy = true;
 	used = frames_at(l, tp->scratch, len, &need, &stop);
 	tp->scratch_busy = false;
