@@ -17,8 +17,13 @@ BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "be
 def bench_run_quick_prints_every_table(w):
     if not os.path.exists(os.path.join(BUILD, "bench", "floor")):
         raise Skip("bench/floor is not built here")
-    p = subprocess.run([BENCH, "--build", BUILD, "--quick", "--rounds", "2", "--no-build"],
-                       capture_output=True, text=True, timeout=600)
+    try:
+        p = subprocess.run([BENCH, "--build", BUILD, "--quick", "--rounds", "2", "--no-build"],
+                           capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired as e:
+        # bench/run says on stderr which run it is in, and bounds each
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr
+        raise AssertionError(f"bench/run still running after 600 s: {(err or '')[-3000:]}")
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     out = p.stdout
     for title in ("This machine's wake-ups", "Fire pushes", "Awaited round trips",
