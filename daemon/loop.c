@@ -3,6 +3,7 @@
 #include "daemon/utimer.h"
 #include "daemon/xmalloc.h"
 
+#include <sched.h>
 #include <stdlib.h>
 
 /* The first limit polling grows to: long enough for a server or a
@@ -93,6 +94,11 @@ poll_on(struct loop *lp, uint64_t last)
 			lp->failed = true;
 		if (stopped(lp))
 			break;
+		/* The peer phxd just woke is often placed on this CPU, the
+		 * waker's, and would otherwise wait until the spin gives up:
+		 * its answer then comes busy_poll_us late. With nothing else
+		 * to run, a yield costs a syscall. */
+		sched_yield();
 		now = utimer_now_us();
 		uint64_t seen_now = lp->activity(lp->arg);
 		if (seen_now != seen) {
