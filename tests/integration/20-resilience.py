@@ -373,7 +373,11 @@ def busy_polling_catches_a_closed_loop_and_a_reload_turns_it_off(w):
     c = d.client()
     for _ in range(300):
         assert "response" in c.ok("push", topic="load:m", event="count", **{"await": True})
-    stream_in_order(d, c, "load:m", 20000)
+    # Whether the stream is read with pauses depends on phxd keeping up
+    # with the server, and a phxd that polls yields its CPU to whatever
+    # else runs there, the test's own reader among them (read moderation
+    # has its own test: a_streaming_server_is_read_in_gathered_passes...)
+    stream_in_order(d, c, "load:m", 20000, paused=False)
     assert metric(d, "phxd_busy_poll_catches_total") > 0
     assert metric(d, "phxd_busy_poll_seconds_total") > 0
     d.write_config(config(ts.url, "load:m", extra=STREAMING, head=STREAM_HEAD))
