@@ -80,10 +80,10 @@ enum reply_read {
 };
 
 /*
- * The members of a reply payload, the cursor on its '{': the last "status"
- * (a plain string) and the last "response", each value checked as a
- * member of the payload. REPLY_WHOLE leaves the cursor after the object;
- * otherwise it stops where the fault is.
+ * The members of a reply payload, which must be an object: the last
+ * "status" (a plain string) and the last "response", each value checked
+ * as a member of the payload. REPLY_WHOLE leaves the cursor after the
+ * object; otherwise it stops where the fault is.
  */
 static enum reply_read
 read_reply(struct json_cursor *c, struct phx_field *status, struct phx_field *response,
@@ -91,6 +91,10 @@ read_reply(struct json_cursor *c, struct phx_field *status, struct phx_field *re
 {
 	bool have_status = false, have_response = false;
 
+	if (json_peek(c) != JSON_KIND_OBJECT) {
+		*why = "reply payload is not an object";
+		return REPLY_FAULT;
+	}
 	c->p++;
 	if (!json_expect(c, '}')) {
 		do {
@@ -155,21 +159,19 @@ skip_reply_payload(struct json_cursor *c, struct phx_msg *m)
 {
 	struct json_cursor r = *c;
 	struct phx_field status = { NULL, 0 }, response = { NULL, 0 };
-	const char *why = "reply payload is not an object";
+	const char *why;
 
 	m->reply_read = true;
-	if (json_peek(&r) == JSON_KIND_OBJECT) {
-		switch (read_reply(&r, &status, &response, &why)) {
-		case REPLY_WHOLE:
-			m->status = status;
-			m->response = response;
-			*c = r;
-			return true;
-		case REPLY_FAULT:
-			break;
-		case REPLY_NOT_JSON:
-			return json_skip_value(c);	/* fails, with its own words */
-		}
+	switch (read_reply(&r, &status, &response, &why)) {
+	case REPLY_WHOLE:
+		m->status = status;
+		m->response = response;
+		*c = r;
+		return true;
+	case REPLY_FAULT:
+		break;
+	case REPLY_NOT_JSON:
+		return json_skip_value(c);	/* fails, with its own words */
 	}
 	m->reply_fault = why;
 	return json_skip_value(c);
@@ -563,8 +565,6 @@ phx_reply_parse(const struct phx_msg *m, struct phx_reply *out, struct phx_error
 		return PHX_OK;
 	}
 	json_cursor_init(&c, m->payload.s, m->payload.len);
-	if (json_peek(&c) != JSON_KIND_OBJECT)
-		return set_err(err, PHX_ERR_NOT_REPLY, "reply payload is not an object");
 	switch (read_reply(&c, &status, &response, &why)) {
 	case REPLY_WHOLE:
 		out->status = status;
