@@ -73,6 +73,13 @@ def bench_run_quick_prints_every_table(w):
     assert len(figures) == 4 and figures[0] > 0 and 0 < figures[1] <= figures[2] <= figures[3], wake
     fan = out.split("### Fan-out")[1].split("###")[0]
     assert fan.count("| phxd + libphxd |") == 3 and "| 0 |" in fan, fan
+    # per message, how long phxd and the test server waited for a CPU: read
+    # off their schedstat for phxd's rows; the writer has neither
+    for line in fan.splitlines():
+        if "| phxd + libphxd |" in line:
+            assert re.search(r"\| [0-9.]+ µs \| [0-9.]+ µs \|$", line), line
+        if "| one write per copy |" in line:
+            assert line.endswith("| — | — |"), line
     daemon = out.split("### phxd itself")[1].split("###")[0]
     assert re.search(r"start to READY=1 \| [0-9.]+ ms", daemon), daemon
     # the targets are read off the tables: what --quick measures is judged,
