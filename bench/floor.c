@@ -162,8 +162,7 @@ on_message(struct conn *c, const char *s, size_t len)
 		break;
 	case FANOUT:
 		if (!c->sender && !reply) {
-			long t = number_after(s, len, "\"t\":");
-			lat_add(&B.lat, now_ns() - (uint64_t)t);
+			lat_add_copy(&B.lat, s, len, now_ns());
 			if (++B.received == B.k * B.m)
 				finish();
 		}
@@ -371,7 +370,7 @@ main(int argc, char **argv)
 		B.m = atol(argv[5]);
 		if (B.k + 1 > MAX_CONNS || B.rate <= 0)
 			return 2;
-		lat_init(&B.lat, (size_t)(B.k * B.m));
+		lat_init_fanout(&B.lat, (size_t)(B.k * B.m), B.m);
 		snprintf(topic, sizeof(topic), "rooms:fan-floor-%d", (int)getpid());
 		B.nconns = (unsigned)B.k + 1;
 		for (unsigned i = 0; i < B.nconns; i++)

@@ -230,7 +230,7 @@ fan_line(void *arg, uint64_t sub, const char *json, size_t len)
 		return;
 	}
 	if (t != NULL) {
-		lat_add(&lat, now_ns() - strtoull(t + 4, NULL, 10));
+		lat_add_copy(&lat, json, len, now_ns());
 		lines++;
 	}
 }
@@ -289,7 +289,7 @@ fanout(long k, long rate, long m)
 		die(NULL, "too many subscribers");
 	if (ep < 0)
 		die(NULL, "epoll_create1");
-	lat_init(&lat, (size_t)(k * m));
+	lat_init_fanout(&lat, (size_t)(k * m), m);
 	for (long i = 0; i < k; i++) {
 		subs[i] = connect_or_die();
 		if (phxd_subscribe(subs[i], NULL, "rooms:fan", NULL, fan_line, NULL, NULL) != PHXD_OK)

@@ -114,10 +114,36 @@ async function receive() {
   s.disconnect();
 }
 
+// Per message, as bench/stats.h takes a fan-out apart: its first copy's
+// latency, and how long its last copy came after the first.
+function fanMessages(m) {
+  const first = new Array(m), firstAt = new Array(m), lastAt = new Array(m);
+  const p99 = (v) => v.sort((a, b) => a - b)[Math.floor(v.length * 99 / 100)];
+  return {
+    copy(seq, at, due) {
+      if (!(seq >= 0 && seq < m)) return;
+      if (firstAt[seq] === undefined) {
+        firstAt[seq] = at;
+        first[seq] = Number(at - due);
+      }
+      lastAt[seq] = at;
+    },
+    p99s() {
+      const seen = [...firstAt.keys()].filter((i) => firstAt[i] !== undefined);
+      if (!seen.length) return {};
+      return {
+        first_p99_ns: p99(seen.map((i) => first[i])),
+        spread_p99_ns: p99(seen.map((i) => Number(lastAt[i] - firstAt[i]))),
+      };
+    },
+  };
+}
+
 async function fanout() {
   const [K, rate, M] = rest.map(Number);
   const topic = `rooms:fan-js-${process.pid}`;
   const lat = [];
+  const msgs = fanMessages(M);
   let got = 0, resolveDone;
   const done = new Promise((r) => (resolveDone = r));
   const sockets = [];
@@ -126,7 +152,9 @@ async function fanout() {
     sockets.push(s);
     const ch = s.channel(topic, {});
     ch.on("broadcast", (p) => {
-      lat.push(Number(now() - BigInt(p.t)));
+      const at = now();
+      lat.push(Number(at - BigInt(p.t)));
+      msgs.copy(p.seq, at, BigInt(p.t));
       if (++got === K * M) resolveDone();
     });
     await join(ch);
@@ -149,7 +177,7 @@ async function fanout() {
   const limit = setTimeout(() => resolveDone(), 60000);
   await done;
   clearTimeout(limit);
-  result(K * M, t0, c0, lat, { dropped: K * M - got });
+  result(K * M, t0, c0, lat, { dropped: K * M - got, ...msgs.p99s() });
   sockets.forEach((s) => s.disconnect());
 }
 

@@ -80,7 +80,7 @@ main(int argc, char **argv)
 		r[i] = sv[1];
 	}
 	struct lat lat;
-	lat_init(&lat, (size_t)(k * m));
+	lat_init_fanout(&lat, (size_t)(k * m), m);
 	uint64_t t0 = now_ns();
 	pid_t pid = fork();
 	if (pid < 0)
@@ -116,8 +116,8 @@ main(int argc, char **argv)
 			buf[n] = '\0';
 			uint64_t at = now_ns();
 			/* each small write is one segment, and a read takes whole ones */
-			for (char *t = strstr(buf, "\"t\":"); t != NULL; t = strstr(t + 4, "\"t\":")) {
-				lat_add(&lat, at - strtoull(t + 4, NULL, 10));
+			for (char *line = buf, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+				lat_add_copy(&lat, line, (size_t)(nl - line), at);
 				lines++;
 			}
 		}
@@ -132,6 +132,6 @@ main(int argc, char **argv)
 	uint64_t cpu = rusage_cpu_ns(&ru);
 	print_result_with(k * m, now_ns() - t0, cpu, &lat, ru.ru_maxrss, k * m - lines,
 			  "reader_cpu_ns", reader_cpu);
-	free(lat.v);
+	lat_free(&lat);
 	return 0;
 }

@@ -80,6 +80,22 @@ def bench_run_quick_prints_every_table(w):
             assert re.search(r"\| [0-9.]+ µs \| [0-9.]+ µs \|$", line), line
         if "| one write per copy |" in line:
             assert line.endswith("| — | — |"), line
+    # per message, by its seq: the p99 of its first copy's latency and of
+    # how long its last came after the first, neither more than the
+    # slowest copy; with one subscriber a message has one copy, no spread
+    label, checked = None, 0
+    for line in fan.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) != 11 or cells[1] in ("peer", "---"):
+            continue
+        label = cells[0] or label
+        if cells[1] == "phoenix.js" and not node:
+            continue
+        most, first, spread = (float(re.fullmatch(r"([0-9.]+) µs", c)[1]) for c in cells[4:7])
+        assert 0 < first <= most and spread <= most, (label, line)
+        assert (spread == 0) == (label == "1 sub at 2000/s"), (label, line)
+        checked += 1
+    assert checked == 3 * (4 if node else 3), fan
     daemon = out.split("### phxd itself")[1].split("###")[0]
     assert re.search(r"start to READY=1 \| [0-9.]+ ms", daemon), daemon
     # the targets are read off the tables: what --quick measures is judged,
