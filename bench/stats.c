@@ -97,25 +97,26 @@ lat_init_fanout(struct lat *l, size_t cap, long m)
 		abort();
 }
 
-void
+bool
 lat_add_copy(struct lat *l, const char *s, size_t len, uint64_t at)
 {
 	const char *t = memmem(s, len, "\"t\":", 4);
-	const char *q = memmem(s, len, "\"seq\":", 6);
 
 	if (t == NULL)
-		return;
+		return false;
 	uint64_t due = strtoull(t + 4, NULL, 10);
 	lat_add(l, at - due);
+	const char *q = memmem(s, len, "\"seq\":", 6);
 	long seq = q != NULL ? strtol(q + 6, NULL, 10) : -1;
 	if (seq < 0 || seq >= l->m)
-		return;
+		return true;
 	struct fan_msg *f = &l->msgs[seq];
 	if (f->first_at == 0) {
 		f->first_at = at;
 		f->first_ns = at - due;
 	}
 	f->last_at = at;
+	return true;
 }
 
 static int

@@ -3,6 +3,7 @@
 #ifndef PHXD_BENCH_STATS_H
 #define PHXD_BENCH_STATS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,8 +46,9 @@ struct fan_msg {
 	uint64_t first_ns, first_at, last_at;
 };
 void lat_init_fanout(struct lat *l, size_t cap, long m);
-/* One copy, its len bytes at s, that came at at. */
-void lat_add_copy(struct lat *l, const char *s, size_t len, uint64_t at);
+/* One copy, its len bytes at s, that came at at; false if it carries
+ * no "t" (not a stamped copy: nothing is added). */
+bool lat_add_copy(struct lat *l, const char *s, size_t len, uint64_t at);
 
 /* {"n":N,"wall_ns":..,"cpu_ns":..,"p50_ns":..,"p99_ns":..,"max_ns":..,
  *  "rss_kib":..,"dropped":..} on stdout, and for a fan-out

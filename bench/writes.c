@@ -116,10 +116,8 @@ main(int argc, char **argv)
 			buf[n] = '\0';
 			uint64_t at = now_ns();
 			/* each small write is one segment, and a read takes whole ones */
-			for (char *line = buf, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
-				lat_add_copy(&lat, line, (size_t)(nl - line), at);
-				lines++;
-			}
+			for (char *line = buf, *nl; (nl = strchr(line, '\n')) != NULL; line = nl + 1)
+				lines += lat_add_copy(&lat, line, (size_t)(nl - line), at);
 		}
 	}
 	uint64_t reader_cpu = cpu_ns() - reader_c0;
