@@ -10,7 +10,12 @@
  * write. Prints one JSON line: cpu_ns is the writer's, reader_cpu_ns
  * the reader's, the latencies the reader's.
  *
- *   writes K RATE M
+ * Given bench/hop's socket and topic, the same lines take phxd's path
+ * instead: the writer pushes each to the server through the hop, as a
+ * broadcast, and waits for the replies; the K subscribers are the hop's,
+ * which writes each broadcast to each of them.
+ *
+ *   writes K RATE M [HOP_SOCKET TOPIC]
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -21,6 +26,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,6 +62,79 @@ writer(const int *fds, long k, long rate, long m)
 	_exit(0);
 }
 
+static int
+connect_hop(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (strlen(path) >= sizeof(sa.sun_path)) {
+		errno = ENAMETOOLONG;
+		die(path);
+	}
+	strcpy(sa.sun_path, path);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		die(path);
+	return fd;
+}
+
+/* Lines (replies) in what a read of fd finds, -1 at its end. */
+static long
+read_lines(int fd, int flags)
+{
+	char buf[65536];
+	ssize_t n = recv(fd, buf, sizeof(buf), flags);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n <= 0)
+		return -1;
+	long lines = 0;
+	for (char *p = buf; (p = memchr(p, '\n', (size_t)(buf + n - p))) != NULL; p++)
+		lines++;
+	return lines;
+}
+
+/* The writer through bench/hop: each line a Phoenix broadcast, pushed as
+ * phxd's sender pushes it, its reply awaited. */
+static void
+hop_writer(const char *path, const char *topic, long rate, long m)
+{
+	int fd = connect_hop(path);
+	uint64_t t0 = now_ns();
+	long replies = 0, got;
+
+	for (long seq = 0; seq < m; seq++) {
+		uint64_t due = due_ns(t0, seq, rate);
+		sleep_until_ns(due);
+		char line[256];
+		int n = snprintf(line, sizeof(line),
+				 "[\"1\",\"%ld\",\"%s\",\"broadcast\",{\"t\":%" PRIu64 ",\"seq\":%ld}]\n",
+				 seq + 2, topic, due, seq);
+		if (write(fd, line, (size_t)n) != n)
+			die("write");
+		if ((got = read_lines(fd, MSG_DONTWAIT)) < 0)
+			die("the hop closed");
+		replies += got;
+	}
+	while (replies < m && (got = read_lines(fd, 0)) >= 0)
+		replies += got;
+	_exit(replies == m ? 0 : 1);
+}
+
+/* A subscriber of the hop's, once the hop has it. */
+static int
+hop_subscriber(const char *path)
+{
+	int fd = connect_hop(path);
+	char ok[3];
+
+	if (write(fd, "sub\n", 4) != 4 || recv(fd, ok, 3, MSG_WAITALL) != 3 ||
+	    memcmp(ok, "ok\n", 3) != 0)
+		die("subscribe");
+	return fd;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -63,18 +142,21 @@ main(int argc, char **argv)
 	static char buf[65536];
 	struct epoll_event ready[256];
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: writes K RATE M\n");
+	if (argc != 4 && argc != 6) {
+		fprintf(stderr, "usage: writes K RATE M [HOP_SOCKET TOPIC]\n");
 		return 2;
 	}
+	const char *hop = argc == 6 ? argv[4] : NULL, *topic = argc == 6 ? argv[5] : NULL;
 	long k = atol(argv[1]), rate = atol(argv[2]), m = atol(argv[3]);
 	if (k < 1 || k > MAX_SUBS || rate < 1 || m < 1) {
 		fprintf(stderr, "writes: K from 1 to %d, RATE and M positive\n", MAX_SUBS);
 		return 2;
 	}
 	for (long i = 0; i < k; i++) {
-		int sv[2];
-		if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+		int sv[2] = { -1, -1 };
+		if (hop != NULL)
+			sv[1] = hop_subscriber(hop);
+		else if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
 			die("socketpair");
 		w[i] = sv[0];
 		r[i] = sv[1];
@@ -88,20 +170,24 @@ main(int argc, char **argv)
 	if (pid == 0) {
 		for (long i = 0; i < k; i++)
 			close(r[i]);
+		if (hop != NULL)
+			hop_writer(hop, topic, rate, m);
 		writer(w, k, rate, m);
 	}
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
 		die("epoll_create1");
 	for (long i = 0; i < k; i++) {
-		close(w[i]);
+		if (w[i] >= 0)
+			close(w[i]);
 		struct epoll_event ev = { .events = EPOLLIN, .data.fd = r[i] };
 		if (epoll_ctl(ep, EPOLL_CTL_ADD, r[i], &ev) != 0)
 			die("epoll_ctl");
 	}
 	long lines = 0, open = k;
 	uint64_t reader_c0 = cpu_ns();
-	while (open > 0) {
+	/* a hop's subscribers stay open: the run ends with the last copy */
+	while (open > 0 && lines < k * m) {
 		int nready = epoll_wait(ep, ready, (int)(sizeof(ready) / sizeof(ready[0])), 60000);
 		if (nready <= 0)
 			break;
