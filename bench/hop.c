@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -42,7 +43,8 @@ static const uint8_t MASK[4] = { 0x5a, 0x17, 0xc3, 0x2e };
 static const char KEY[] = "cGh4ZC1iZW5jaC1ob3AhIQ==";
 
 struct client {
-	int fd;
+	struct client *next_dropped;
+	int fd;		/* -1 once dropped */
 	bool subscriber;
 	size_t len;		/* of a line not yet whole */
 	char line[LINE_MAX_BYTES];
@@ -54,6 +56,7 @@ static struct {
 	struct client *subs[MAX_CLIENTS];
 	int nsubs;
 	struct client *sender;	/* who gets the replies */
+	struct client *dropped;	/* freed once no event of the batch can name them */
 	uint8_t rx[RX_SIZE];
 	size_t rx_len;
 } H;
@@ -65,7 +68,8 @@ die(const char *what)
 	exit(1);
 }
 
-static void
+/* False when the peer is gone. */
+static bool
 write_all(int fd, const struct iovec *iov, int n)
 {
 	struct iovec v[3];
@@ -79,7 +83,7 @@ write_all(int fd, const struct iovec *iov, int n)
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			die("write");
+			return false;
 		}
 		left -= (size_t)w;
 		for (int i = 0; i < n && w > 0; i++) {
@@ -89,6 +93,7 @@ write_all(int fd, const struct iovec *iov, int n)
 			w -= (ssize_t)take;
 		}
 	}
+	return true;
 }
 
 /* One masked frame; the payload is masked in place. */
@@ -99,7 +104,8 @@ send_frame(enum ws_opcode op, char *payload, size_t len)
 	size_t hlen = ws_frame_header(head, op, len, MASK);
 
 	ws_mask((uint8_t *)payload, (const uint8_t *)payload, len, MASK);
-	write_all(H.server, (struct iovec[]){ { head, hlen }, { payload, len } }, 2);
+	if (!write_all(H.server, (struct iovec[]){ { head, hlen }, { payload, len } }, 2))
+		die("write to the server");
 }
 
 /* The next whole frame in rx: its payload, or NULL when there is none yet. */
@@ -134,16 +140,35 @@ read_server(void)
 }
 
 static void
+drop_client(struct client *c)
+{
+	for (int i = 0; i < H.nsubs; i++)
+		if (H.subs[i] == c)
+			H.subs[i] = H.subs[--H.nsubs];
+	H.nclients--;
+	if (H.sender == c)
+		H.sender = NULL;
+	close(c->fd);		/* and out of the epoll set */
+	c->fd = -1;
+	c->next_dropped = H.dropped;
+	H.dropped = c;
+}
+
+static void
 route(const char *p, size_t len)
 {
 	static const char bcast[] = "[null,null,";
 	struct iovec v[2] = { { (void *)p, len }, { "\n", 1 } };
 
 	if (len >= sizeof(bcast) - 1 && memcmp(p, bcast, sizeof(bcast) - 1) == 0) {
-		for (int i = 0; i < H.nsubs; i++)
-			write_all(H.subs[i]->fd, v, 2);
+		for (int i = 0; i < H.nsubs;)
+			if (write_all(H.subs[i]->fd, v, 2))
+				i++;
+			else
+				drop_client(H.subs[i]);	/* the last takes its place */
 	} else if (len > 5 && memcmp(p, "[\"1\",", 5) == 0 && H.sender != NULL) {
-		write_all(H.sender->fd, v, 2);
+		if (!write_all(H.sender->fd, v, 2))
+			drop_client(H.sender);
 	}			/* else the heartbeat's reply */
 }
 
@@ -170,21 +195,10 @@ serve_server(void)
 }
 
 static void
-drop_client(struct client *c)
-{
-	for (int i = 0; i < H.nsubs; i++)
-		if (H.subs[i] == c)
-			H.subs[i] = H.subs[--H.nsubs];
-	H.nclients--;
-	if (H.sender == c)
-		H.sender = NULL;
-	close(c->fd);		/* and out of the epoll set */
-	free(c);
-}
-
-static void
 serve_client(struct client *c)
 {
+	if (c->fd < 0)
+		return;
 	ssize_t n = read(c->fd, c->line + c->len, sizeof(c->line) - c->len);
 
 	if (n <= 0) {
@@ -199,7 +213,10 @@ serve_client(struct client *c)
 		if (nl - start == 3 && memcmp(start, "sub", 3) == 0 && !c->subscriber) {
 			c->subscriber = true;
 			H.subs[H.nsubs++] = c;
-			write_all(c->fd, (struct iovec[]){ { "ok\n", 3 } }, 1);
+			if (!write_all(c->fd, (struct iovec[]){ { "ok\n", 3 } }, 1)) {
+				drop_client(c);
+				return;
+			}
 		} else {
 			H.sender = c;
 			send_frame(WS_TEXT, start, (size_t)(nl - start));
@@ -231,7 +248,8 @@ connect_server(int port, const char *topic)
 			 "GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
 			 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
 			 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", port, KEY);
-	write_all(H.server, (struct iovec[]){ { req, (size_t)n } }, 1);
+	if (!write_all(H.server, (struct iovec[]){ { req, (size_t)n } }, 1))
+		die("write to the server");
 	struct ws_response resp;
 	long head;
 	while ((head = ws_response_parse((char *)H.rx, H.rx_len, KEY, &resp)) == 0)
@@ -264,6 +282,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: hop SERVER_PORT TOPIC SOCKET\n");
 		return 2;
 	}
+	signal(SIGPIPE, SIG_IGN);	/* a subscriber gone is dropped, not fatal */
 	connect_server(atoi(argv[1]), argv[2]);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	if (strlen(argv[3]) >= sizeof(sa.sun_path)) {
@@ -328,5 +347,7 @@ main(int argc, char **argv)
 				serve_client(tag);
 			}
 		}
+		for (struct client *c; (c = H.dropped) != NULL; free(c))
+			H.dropped = c->next_dropped;
 	}
 }

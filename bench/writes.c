@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,34 @@ read_lines(int fd, int flags)
 	return lines;
 }
 
+/* Sends a line whole, taking in replies while the hop is busy: blocked in
+ * a write while the hop is blocked writing it a reply, the sender and the
+ * hop would wait for each other for ever. */
+static long
+send_line(int fd, const char *line, size_t len)
+{
+	long replies = 0, got;
+
+	for (size_t off = 0; off < len;) {
+		ssize_t w = send(fd, line + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno != EAGAIN && errno != EINTR)
+			die("write");
+		struct pollfd p = { .fd = fd, .events = POLLIN | POLLOUT };
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			die("poll");
+		if ((got = read_lines(fd, MSG_DONTWAIT)) < 0)
+			die("the hop closed");
+		replies += got;
+	}
+	if ((got = read_lines(fd, MSG_DONTWAIT)) < 0)
+		die("the hop closed");
+	return replies + got;
+}
+
 /* The writer through bench/hop: each line a Phoenix broadcast, pushed as
  * phxd's sender pushes it, its reply awaited. */
 static void
@@ -111,11 +140,7 @@ hop_writer(const char *path, const char *topic, long rate, long m)
 		int n = snprintf(line, sizeof(line),
 				 "[\"1\",\"%ld\",\"%s\",\"broadcast\",{\"t\":%" PRIu64 ",\"seq\":%ld}]\n",
 				 seq + 2, topic, due, seq);
-		if (write(fd, line, (size_t)n) != n)
-			die("write");
-		if ((got = read_lines(fd, MSG_DONTWAIT)) < 0)
-			die("the hop closed");
-		replies += got;
+		replies += send_line(fd, line, (size_t)n);
 	}
 	while (replies < m && (got = read_lines(fd, 0)) >= 0)
 		replies += got;
