@@ -68,12 +68,18 @@ die(const char *what)
 	exit(1);
 }
 
-/* False when the peer is gone. */
+#define WRITE_IOV_MAX 2	/* a header and a payload, or a line and its newline */
+
+/* Writes n (at most WRITE_IOV_MAX) pieces whole; false when the peer is
+ * gone. */
 static bool
 write_all(int fd, const struct iovec *iov, int n)
 {
-	struct iovec v[3];
+	struct iovec v[WRITE_IOV_MAX];
 	size_t left = 0;
+
+	if (n > WRITE_IOV_MAX)
+		abort();
 
 	memcpy(v, iov, sizeof(*iov) * (size_t)n);
 	for (int i = 0; i < n; i++)
