@@ -534,25 +534,18 @@ pump(struct phxd_client *c, int wait_ms)
 	return PHXD_OK;
 }
 
-/* Sends req and waits for its response. Takes req. Safe from a callback:
- * the wait nests, and takes only answers. */
+/* Waits for the answer to request id, queued (and written, as far as the
+ * socket takes it) already. Safe from a callback: the wait nests, and
+ * takes only answers. */
 static int
-call_json(struct phxd_client *c, json_t *req, char **result)
+wait_answer(struct phxd_client *c, uint64_t id, char **result)
 {
-	struct waiter w = { .outer = c->waiters };
-	int status;
+	struct waiter w = { .outer = c->waiters, .id = id };
 	uint64_t deadline;
+	int status;
 
 	if (result)
 		*result = NULL;
-	if (c->dead) {
-		json_decref(req);
-		return lost(c, "the connection is closed");
-	}
-	w.id = queue_request(c, req, &status);
-	json_decref(req);
-	if (w.id == 0)
-		return status;
 	c->waiters = &w;
 	deadline = c->timeout_ms < 0 ? 0 : now_ms() + (uint64_t)c->timeout_ms;
 	/* Out at once: a poll first would only say that the socket is writable. */
@@ -578,6 +571,26 @@ call_json(struct phxd_client *c, json_t *req, char **result)
 	else
 		free(w.result);
 	return w.status;
+}
+
+/* Sends req and waits for its response. Takes req. */
+static int
+call_json(struct phxd_client *c, json_t *req, char **result)
+{
+	uint64_t id;
+	int status;
+
+	if (result)
+		*result = NULL;
+	if (c->dead) {
+		json_decref(req);
+		return lost(c, "the connection is closed");
+	}
+	id = queue_request(c, req, &status);
+	json_decref(req);
+	if (id == 0)
+		return status;
+	return wait_answer(c, id, result);
 }
 
 /* ---- public API ---------------------------------------------------------------- */
@@ -717,18 +730,35 @@ phxd_status(struct phxd_client *c, const char *conn, char **result)
 static int
 take_response(struct phxd_client *c, int rc, char *result, char **response)
 {
+	struct json_cursor cur;
+	const char *key, *value = NULL;
+	size_t klen, value_len = 0;
+	bool esc;
+	unsigned n = 0;
+
 	if (response)
 		*response = NULL;
 	if (rc != PHXD_OK || result == NULL || response == NULL) {
 		free(result);
 		return rc;
 	}
-	json_t *r = json_loads(result, 0, NULL);
+	/* The result was checked as JSON when its line came in: only its
+	 * "response" is looked for, and kept as the text the server sent. */
+	json_cursor_init(&cur, result, strlen(result));
+	if (json_expect(&cur, '{'))
+		while (json_next_member(&cur, &n, &key, &klen, &esc) == JSON_MEMBER) {
+			json_skip_ws(&cur);
+			const char *v = cur.p;
+			if (!json_skip_value(&cur))
+				break;
+			if (!esc && klen == 8 && memcmp(key, "response", 8) == 0) {
+				value = v;
+				value_len = (size_t)(cur.p - v);
+			}
+		}
+	*response = value ? strndup(value, value_len) : NULL;
 	free(result);
-	json_t *resp = json_object_get(r, "response");
-	*response = resp ? json_dumps(resp, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-	json_decref(r);
-	if (resp && *response == NULL)
+	if (value && *response == NULL)
 		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
 	return PHXD_OK;
 }
@@ -825,20 +855,31 @@ put_member(char *p, const char *key, const char *value)
 	return p;
 }
 
-int
-phxd_notify(struct phxd_client *c, const char *conn, const char *topic, const char *event,
-	    const char *payload, size_t payload_len, unsigned flags)
+static char *
+put_text(char *p, const char *text, size_t len)
+{
+	memcpy(p, text, len);
+	return p + len;
+}
+
+#define PUT_LITERAL(p, s) put_text((p), (s), sizeof(s) - 1)
+
+/*
+ * Queues a push's line, written here rather than built as a tree: the
+ * members phxd reads in one pass (docs/ipc.md), with the payload as the
+ * caller's text. payload: JSON on one line (checked), or payload_len
+ * bytes with PHXD_PUSH_BINARY. id 0: a notification; timeout_ms 0: none.
+ */
+static int
+queue_push(struct phxd_client *c, const char *conn, const char *topic, const char *event,
+	   const char *payload, size_t payload_len, unsigned flags, unsigned timeout_ms,
+	   uint64_t id)
 {
 	struct json_cursor cur;
 	char *b64 = NULL, *line, *p;
 	size_t plen;
 	int rc;
 
-	if (c->dead)
-		return lost(c, "the connection is closed");
-	if (topic == NULL || event == NULL || (flags & PHXD_PUSH_AWAIT))
-		return fail(c, PHXD_EINVAL, "invalid", "a notification has a topic and an event, "
-			    "and no answer to await");
 	if (flags & PHXD_PUSH_BINARY) {
 		if ((b64 = malloc(BASE64_ENCODED_SIZE(payload_len))) == NULL)
 			return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
@@ -850,49 +891,59 @@ phxd_notify(struct phxd_client *c, const char *conn, const char *topic, const ch
 			payload = "{}";
 		plen = strlen(payload);
 		json_cursor_init(&cur, payload, plen);
-		if (!json_skip_value(&cur) || (json_skip_ws(&cur), cur.p != cur.end) ||
-		    memchr(payload, '\n', plen) != NULL)
-			return fail(c, PHXD_EINVAL, "invalid", "the payload is not JSON on one line");
+		if (!json_skip_value(&cur) || (json_skip_ws(&cur), cur.p != cur.end))
+			return fail(c, PHXD_EINVAL, "invalid", "the payload is not JSON");
+		if (memchr(payload, '\n', plen) != NULL)
+			return fail(c, PHXD_EINVAL, "invalid", "the payload is not on one line");
 	}
-	/* freed below: room for the worst case costs less than counting */
-	size_t cap = 64 + json_escaped_max(strlen(topic)) + json_escaped_max(strlen(event)) +
-		     (conn ? json_escaped_max(strlen(conn)) : 0) + plen + 32;
+	/* freed below: room for the worst case costs less than counting (the
+	 * names, the literals and two numbers take under 256 bytes) */
+	size_t cap = 256 + json_escaped_max(strlen(topic)) + json_escaped_max(strlen(event)) +
+		     (conn ? json_escaped_max(strlen(conn)) : 0) + plen;
 	if ((line = malloc(cap)) == NULL) {
 		free(b64);
 		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
 	}
-	p = line;
-	static const char head[] = "{\"op\":\"push\",";
-	memcpy(p, head, sizeof(head) - 1);
-	p += sizeof(head) - 1;
+	p = PUT_LITERAL(line, "{\"op\":\"push\",");
 	if (conn)
 		p = put_member(p, "conn", conn);
 	p = put_member(p, "topic", topic);
 	p = put_member(p, "event", event);
 	if (b64) {
-		static const char b64key[] = "\"payload_b64\":\"";
-		memcpy(p, b64key, sizeof(b64key) - 1);
-		p += sizeof(b64key) - 1;
-		memcpy(p, b64, plen);
-		p += plen;
+		p = PUT_LITERAL(p, "\"payload_b64\":\"");
+		p = put_text(p, b64, plen);
 		*p++ = '"';
 	} else {
-		static const char key[] = "\"payload\":";
-		memcpy(p, key, sizeof(key) - 1);
-		p += sizeof(key) - 1;
-		memcpy(p, payload, plen);
-		p += plen;
+		p = PUT_LITERAL(p, "\"payload\":");
+		p = put_text(p, payload, plen);
 	}
-	if (flags & PHXD_PUSH_DURABLE) {
-		static const char durable[] = ",\"durable\":true";
-		memcpy(p, durable, sizeof(durable) - 1);
-		p += sizeof(durable) - 1;
-	}
+	if (flags & PHXD_PUSH_AWAIT)
+		p = PUT_LITERAL(p, ",\"await\":true");
+	if (flags & PHXD_PUSH_DURABLE)
+		p = PUT_LITERAL(p, ",\"durable\":true");
+	if (timeout_ms)
+		p += sprintf(p, ",\"timeout_ms\":%u", timeout_ms);
+	if (id)
+		p += sprintf(p, ",\"id\":%llu", (unsigned long long)id);
 	*p++ = '}';
 	rc = queue_out(c, line, (size_t)(p - line), "", 0);
 	free(line);
 	free(b64);
-	if (rc != PHXD_OK)
+	return rc;
+}
+
+int
+phxd_notify(struct phxd_client *c, const char *conn, const char *topic, const char *event,
+	    const char *payload, size_t payload_len, unsigned flags)
+{
+	int rc;
+
+	if (c->dead)
+		return lost(c, "the connection is closed");
+	if (topic == NULL || event == NULL || (flags & PHXD_PUSH_AWAIT))
+		return fail(c, PHXD_EINVAL, "invalid", "a notification has a topic and an event, "
+			    "and no answer to await");
+	if ((rc = queue_push(c, conn, topic, event, payload, payload_len, flags, 0, 0)) != PHXD_OK)
 		return rc;
 	/* Bounded: past the backlog, wait for phxd to read (the timeout). */
 	uint64_t deadline = c->timeout_ms < 0 ? 0 : now_ms() + (uint64_t)c->timeout_ms;
@@ -907,49 +958,56 @@ phxd_notify(struct phxd_client *c, const char *conn, const char *topic, const ch
 	return rc;
 }
 
+/* payload, compacted onto one line if it is JSON over several (a
+ * newline in JSON text is only ever white space); *owned is what to free. */
+static int
+one_line_payload(struct phxd_client *c, const char **payload, char **owned)
+{
+	*owned = NULL;
+	if (*payload == NULL || strchr(*payload, '\n') == NULL)
+		return PHXD_OK;
+	json_t *tree = json_loads(*payload, JSON_DECODE_ANY, NULL);
+	if (tree == NULL)
+		return fail(c, PHXD_EINVAL, "invalid", "the payload is not JSON");
+	*owned = json_dumps(tree, JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(tree);
+	if (*owned == NULL)
+		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
+	*payload = *owned;
+	return PHXD_OK;
+}
+
 int
 phxd_push(struct phxd_client *c, const char *conn, const char *topic, const char *event,
 	  const char *payload, size_t payload_len, unsigned flags, unsigned timeout_ms,
 	  char **response)
 {
-	json_t *req = json_pack("{s:s, s:s, s:s}", "op", "push", "topic", topic, "event", event);
-	char *result;
 	int saved_timeout = c->timeout_ms, rc;
+	char *result, *compact = NULL;
+	uint64_t id;
 
-	set_conn(req, conn);
-	if (flags & PHXD_PUSH_BINARY) {
-		char *b64 = malloc(BASE64_ENCODED_SIZE(payload_len));
-		if (b64 == NULL) {
-			json_decref(req);
-			return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
-		}
-		base64_encode(payload, payload_len, true, b64);
-		json_object_set_new(req, "payload_b64", json_string(b64));
-		free(b64);
-	} else if (payload) {
-		json_t *p = json_loads(payload, JSON_DECODE_ANY, NULL);
-		if (p == NULL) {
-			json_decref(req);
-			return fail(c, PHXD_EINVAL, "invalid", "the payload is not JSON");
-		}
-		json_object_set_new(req, "payload", p);
-	}
-	if (flags & PHXD_PUSH_AWAIT)
-		json_object_set_new(req, "await", json_true());
-	if (flags & PHXD_PUSH_DURABLE) {
-		json_object_set_new(req, "durable", json_true());
-		rc = call_json(c, req, &result);
-		return take_stored_id(c, rc, result, response);
-	}
-	if (timeout_ms) {
-		json_object_set_new(req, "timeout_ms", json_integer(timeout_ms));
-		/* phxd answers at the push's timeout; wait a little longer for
-		 * its answer rather than giving up first. */
-		if (c->timeout_ms >= 0 && (unsigned)c->timeout_ms < timeout_ms + 1000)
-			c->timeout_ms = (int)(timeout_ms + 1000);
-	}
-	rc = call_json(c, req, &result);
+	if (response)
+		*response = NULL;
+	if (c->dead)
+		return lost(c, "the connection is closed");
+	if (topic == NULL || event == NULL)
+		return fail(c, PHXD_EINVAL, "invalid", "a push has a topic and an event");
+	if (!(flags & PHXD_PUSH_BINARY) &&
+	    (rc = one_line_payload(c, &payload, &compact)) != PHXD_OK)
+		return rc;
+	id = c->next_id++;
+	rc = queue_push(c, conn, topic, event, payload, payload_len, flags, timeout_ms, id);
+	free(compact);
+	if (rc != PHXD_OK)
+		return rc;
+	/* phxd answers at the push's timeout; wait a little longer for its
+	 * answer rather than giving up first. */
+	if (timeout_ms && c->timeout_ms >= 0 && (unsigned)c->timeout_ms < timeout_ms + 1000)
+		c->timeout_ms = (int)(timeout_ms + 1000);
+	rc = wait_answer(c, id, &result);
 	c->timeout_ms = saved_timeout;
+	if (flags & PHXD_PUSH_DURABLE)
+		return take_stored_id(c, rc, result, response);
 	return take_response(c, rc, result, response);
 }
 

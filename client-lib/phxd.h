@@ -123,9 +123,10 @@ int phxd_leave(struct phxd_client *c, const char *conn, const char *topic);
  * bytes with PHXD_PUSH_BINARY (copied; the caller keeps its buffer).
  * timeout_ms 0: the connection's push_timeout_ms. Without PHXD_PUSH_AWAIT
  * it returns once phxd has handed the frame to the websocket. With it,
- * *response gets the reply's response as JSON ({"binary":"BASE64"} for a
- * binary reply); a reply of another status is PHXD_EDAEMON "reply_error"
- * with the status and response in phxd_error_json(). */
+ * *response gets the reply's response, the JSON text the server sent
+ * ({"binary":"BASE64"} for a binary reply); a reply of another status is
+ * PHXD_EDAEMON "reply_error" with the status and response in
+ * phxd_error_json(). A payload over several lines goes out compacted. */
 int phxd_push(struct phxd_client *c, const char *conn, const char *topic, const char *event,
 	      const char *payload, size_t payload_len, unsigned flags, unsigned timeout_ms,
 	      char **response);

@@ -218,6 +218,38 @@ main(int argc, char **argv)
 	free(out);
 	out = NULL;
 
+	rc = phxd_push(c, "demo", "rooms:c", "ping", "{}", 0, PHXD_PUSH_AWAIT, 0, &out);
+	CHECK(rc == PHXD_OK && out && strcmp(out, "{\"pong\":\"pong\"}") == 0,
+	      "push await on a named connection: %s", out ? out : "(null)");
+	free(out);
+	out = NULL;
+
+	/* the response is the reply's own "response", not a member of it of
+	 * the same name; a payload over several lines goes out compacted */
+	rc = phxd_push(c, NULL, "rooms:c", "echo",
+		       "{\n  \"response\": [1, {\"response\": 2}],\n  \"status\": \"x\\ny\"\n}", 0,
+		       PHXD_PUSH_AWAIT, 5000, &out);
+	CHECK(rc == PHXD_OK && out &&
+		      strcmp(out, "{\"response\":[1,{\"response\":2}],\"status\":\"x\\ny\"}") == 0,
+	      "echo of a payload over several lines: %s", out ? out : "(null)");
+	free(out);
+	out = NULL;
+	rc = phxd_push(c, NULL, "rooms:c", "echo", "[\"a\\\"\\\\\",-1.5e3,null]", 0,
+		       PHXD_PUSH_AWAIT, 0, &out);
+	CHECK(rc == PHXD_OK && out && strcmp(out, "[\"a\\\"\\\\\",-1500.0,null]") == 0,
+	      "echo of an array: %s", out ? out : "(null)");
+	free(out);
+	out = NULL;
+	rc = phxd_push(c, NULL, "rooms:c", "echo", "{\"a\":1} {\"b\":2}", 0, PHXD_PUSH_AWAIT, 0,
+		       &out);
+	CHECK(rc == PHXD_EINVAL && out == NULL, "two payloads");
+	rc = phxd_push(c, NULL, "rooms:c", "echo", "{\"a\":\n1", 0, PHXD_PUSH_AWAIT, 0, &out);
+	CHECK(rc == PHXD_EINVAL && out == NULL, "a payload over several lines, cut short");
+	rc = phxd_push(c, NULL, NULL, "echo", "{}", 0, PHXD_PUSH_AWAIT, 0, &out);
+	CHECK(rc == PHXD_EINVAL && out == NULL, "a push without a topic");
+	rc = phxd_notify(c, NULL, "rooms:c", "ping", "{\n}", 0, 0);
+	CHECK(rc == PHXD_EINVAL, "a notification's payload over two lines");
+
 	rc = phxd_push(c, NULL, "rooms:c", "ping", NULL, 0, 0, 0, NULL);
 	CHECK(rc == PHXD_OK, "fire push");
 
