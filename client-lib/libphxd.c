@@ -698,16 +698,21 @@ phxd_set_timeout(struct phxd_client *c, int timeout_ms)
 	c->timeout_ms = timeout_ms;
 }
 
+static uint64_t queue_text(struct phxd_client *c, const char *request, int *status);
+
 int
 phxd_call(struct phxd_client *c, const char *request, char **result)
 {
-	json_t *req = json_loads(request, 0, NULL);
+	uint64_t id;
+	int status;
 
 	if (result)
 		*result = NULL;
-	if (req == NULL)
-		return fail(c, PHXD_EINVAL, "invalid", "the request is not JSON");
-	return call_json(c, req, result);
+	if (c->dead)
+		return lost(c, "the connection is closed");
+	if ((id = queue_text(c, request, &status)) == 0)
+		return status;
+	return wait_answer(c, id, result);
 }
 
 static void

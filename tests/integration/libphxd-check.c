@@ -301,6 +301,23 @@ main(int argc, char **argv)
 	CHECK(rc == PHXD_EDAEMON && strcmp(phxd_error_code(c), "unknown_op") == 0, "unknown op");
 	rc = phxd_call(c, "[1,2]", &out);
 	CHECK(rc == PHXD_EINVAL, "request not an object");
+	rc = phxd_call(c, "{\"op\":\"status\"", &out);
+	CHECK(rc == PHXD_EINVAL && out == NULL, "request cut short");
+	rc = phxd_call(c, "{\"topic\":\"rooms:c\"}", &out);
+	CHECK(rc == PHXD_EINVAL && out == NULL, "request without an op");
+	rc = phxd_call(c, "{\"op\":\"push\",\"topic\":\"rooms:c\",\"event\":\"ping\",\"await\":true}",
+		       &out);
+	CHECK(rc == PHXD_OK && out && strstr(out, "\"response\":{\"pong\":\"pong\"}"), "call: %s",
+	      out ? out : "(null)");
+	free(out);
+	out = NULL;
+	/* an id of the caller's is replaced; a request over lines is compacted */
+	rc = phxd_call(c, "{\"id\":\"mine\",\n \"op\":\"push\",\"topic\":\"rooms:c\",\n"
+		       " \"event\":\"ping\",\"await\":true}", &out);
+	CHECK(rc == PHXD_OK && out && strstr(out, "\"response\":{\"pong\":\"pong\"}"),
+	      "call with an id, over lines: %s", out ? out : "(null)");
+	free(out);
+	out = NULL;
 
 	uint64_t sub = 0;
 	rc = phxd_subscribe(c, NULL, "rooms:*", NULL, on_line, NULL, &sub);
