@@ -240,6 +240,28 @@ main(int argc, char **argv)
 	      "echo of an array: %s", out ? out : "(null)");
 	free(out);
 	out = NULL;
+	/* what the server sent, as it sent it: numbers past 64 bits, NUL in a
+	 * string, a response over lines (phxd puts it on one) */
+	rc = phxd_push(c, NULL, "rooms:c", "hostile", "{\"reply\":\"bigint\"}", 0, PHXD_PUSH_AWAIT,
+		       0, &out);
+	CHECK(rc == PHXD_OK && out &&
+		      strcmp(out, "{\"n\":123456789012345678901234567890,\"f\":1e400}") == 0,
+	      "a response with numbers past 64 bits: %s", out ? out : "(null)");
+	free(out);
+	out = NULL;
+	rc = phxd_push(c, NULL, "rooms:c", "hostile", "{\"reply\":\"nul\"}", 0, PHXD_PUSH_AWAIT, 0,
+		       &out);
+	CHECK(rc == PHXD_OK && out && strcmp(out, "{\"s\":\"a\\u0000b\"}") == 0,
+	      "a response with NUL in a string: %s", out ? out : "(null)");
+	free(out);
+	out = NULL;
+	rc = phxd_push(c, NULL, "rooms:c", "hostile", "{\"reply\":\"newlines\"}", 0,
+		       PHXD_PUSH_AWAIT, 0, &out);
+	CHECK(rc == PHXD_OK && out && strchr(out, '\n') == NULL && strncmp(out, "{\"x\":", 5) == 0 &&
+		      strstr(out, "\"result\":{\"status\":\"ok\"}"),
+	      "a response over lines: %s", out ? out : "(null)");
+	free(out);
+	out = NULL;
 	rc = phxd_push(c, NULL, "rooms:c", "echo", "{\"a\":1} {\"b\":2}", 0, PHXD_PUSH_AWAIT, 0,
 		       &out);
 	CHECK(rc == PHXD_EINVAL && out == NULL, "two payloads");
