@@ -296,6 +296,9 @@ main(int argc, char **argv)
 		       &out);
 	CHECK(rc == PHXD_EDAEMON && strcmp(phxd_error_code(c), "bad_request") == 0 && out == NULL,
 	      "durable and await");
+	rc = phxd_push(c, NULL, "rooms:c", "ping", "{}", 0, PHXD_PUSH_DURABLE, 500, &out);
+	CHECK(rc == PHXD_EDAEMON && strcmp(phxd_error_code(c), "bad_request") == 0 && out == NULL,
+	      "durable and a timeout");
 	rc = phxd_notify(c, NULL, "rooms:c", "ping", "{}", 0, PHXD_PUSH_DURABLE);
 	CHECK(rc == PHXD_OK, "durable notification");
 
