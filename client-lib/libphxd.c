@@ -467,18 +467,29 @@ write_some(struct phxd_client *c)
 	return PHXD_OK;
 }
 
-/* Appends a, b and a newline to the output. */
+/* Room for n more bytes of output, at c->out + c->out_len. */
 static int
-queue_out(struct phxd_client *c, const char *a, size_t alen, const char *b, size_t blen)
+out_room(struct phxd_client *c, size_t n)
 {
-	if (c->out_len + alen + blen + 1 > c->out_cap) {
-		size_t cap = (c->out_len + alen + blen + 1) * 2;
+	if (c->out_len + n > c->out_cap) {
+		size_t cap = (c->out_len + n) * 2;
 		char *out = realloc(c->out, cap);
 		if (out == NULL)
 			return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
 		c->out = out;
 		c->out_cap = cap;
 	}
+	return PHXD_OK;
+}
+
+/* Appends a, b and a newline to the output. */
+static int
+queue_out(struct phxd_client *c, const char *a, size_t alen, const char *b, size_t blen)
+{
+	int rc = out_room(c, alen + blen + 1);
+
+	if (rc != PHXD_OK)
+		return rc;
 	memcpy(c->out + c->out_len, a, alen);
 	memcpy(c->out + c->out_len + alen, b, blen);
 	c->out[c->out_len + alen + blen] = '\n';
@@ -872,16 +883,17 @@ put_text(char *p, const char *text, size_t len)
 /*
  * Queues a push's line, written here rather than built as a tree: the
  * members phxd reads in one pass (docs/ipc.md), with the payload as the
- * caller's text. payload: JSON on one line (checked), or payload_len
- * bytes with PHXD_PUSH_BINARY. id 0: a notification; timeout_ms 0: none.
+ * caller's text. payload: JSON (checked), or payload_len bytes with
+ * PHXD_PUSH_BINARY; JSON over several lines is put on one where
+ * lines_ok, refused otherwise. id 0: a notification; timeout_ms 0: none.
  */
 static int
 queue_push(struct phxd_client *c, const char *conn, const char *topic, const char *event,
 	   const char *payload, size_t payload_len, unsigned flags, unsigned timeout_ms,
-	   uint64_t id)
+	   uint64_t id, bool lines_ok)
 {
 	struct json_cursor cur;
-	char *b64 = NULL, *line, *p;
+	char *b64 = NULL, *p;
 	size_t plen;
 	int rc;
 
@@ -898,18 +910,19 @@ queue_push(struct phxd_client *c, const char *conn, const char *topic, const cha
 		json_cursor_init(&cur, payload, plen);
 		if (!json_skip_value(&cur) || (json_skip_ws(&cur), cur.p != cur.end))
 			return fail(c, PHXD_EINVAL, "invalid", "the payload is not JSON");
-		if (memchr(payload, '\n', plen) != NULL)
+		if (!lines_ok && memchr(payload, '\n', plen) != NULL)
 			return fail(c, PHXD_EINVAL, "invalid", "the payload is not on one line");
 	}
-	/* freed below: room for the worst case costs less than counting (the
-	 * names, the literals and two numbers take under 256 bytes) */
-	size_t cap = 256 + json_escaped_max(strlen(topic)) + json_escaped_max(strlen(event)) +
-		     (conn ? json_escaped_max(strlen(conn)) : 0) + plen;
-	if ((line = malloc(cap)) == NULL) {
+	/* written in place: room for the worst case costs less than counting
+	 * (the names, the literals, two numbers and the newline take under
+	 * 256 bytes) */
+	rc = out_room(c, 256 + json_escaped_max(strlen(topic)) + json_escaped_max(strlen(event)) +
+			     (conn ? json_escaped_max(strlen(conn)) : 0) + plen);
+	if (rc != PHXD_OK) {
 		free(b64);
-		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
+		return rc;
 	}
-	p = PUT_LITERAL(line, "{\"op\":\"push\",");
+	p = PUT_LITERAL(c->out + c->out_len, "{\"op\":\"push\",");
 	if (conn)
 		p = put_member(p, "conn", conn);
 	p = put_member(p, "topic", topic);
@@ -920,21 +933,25 @@ queue_push(struct phxd_client *c, const char *conn, const char *topic, const cha
 		*p++ = '"';
 	} else {
 		p = PUT_LITERAL(p, "\"payload\":");
-		p = put_text(p, payload, plen);
+		p += json_copy_one_line(payload, plen, p);
 	}
 	if (flags & PHXD_PUSH_AWAIT)
 		p = PUT_LITERAL(p, ",\"await\":true");
 	if (flags & PHXD_PUSH_DURABLE)
 		p = PUT_LITERAL(p, ",\"durable\":true");
-	if (timeout_ms)
-		p += sprintf(p, ",\"timeout_ms\":%u", timeout_ms);
-	if (id)
-		p += sprintf(p, ",\"id\":%llu", (unsigned long long)id);
+	if (timeout_ms) {
+		p = PUT_LITERAL(p, ",\"timeout_ms\":");
+		p += json_put_uint(timeout_ms, p);
+	}
+	if (id) {
+		p = PUT_LITERAL(p, ",\"id\":");
+		p += json_put_uint(id, p);
+	}
 	*p++ = '}';
-	rc = queue_out(c, line, (size_t)(p - line), "", 0);
-	free(line);
+	*p++ = '\n';
+	c->out_len = (size_t)(p - c->out);
 	free(b64);
-	return rc;
+	return PHXD_OK;
 }
 
 int
@@ -948,7 +965,8 @@ phxd_notify(struct phxd_client *c, const char *conn, const char *topic, const ch
 	if (topic == NULL || event == NULL || (flags & PHXD_PUSH_AWAIT))
 		return fail(c, PHXD_EINVAL, "invalid", "a notification has a topic and an event, "
 			    "and no answer to await");
-	if ((rc = queue_push(c, conn, topic, event, payload, payload_len, flags, 0, 0)) != PHXD_OK)
+	rc = queue_push(c, conn, topic, event, payload, payload_len, flags, 0, 0, false);
+	if (rc != PHXD_OK)
 		return rc;
 	/* Bounded: past the backlog, wait for phxd to read (the timeout). */
 	uint64_t deadline = c->timeout_ms < 0 ? 0 : now_ms() + (uint64_t)c->timeout_ms;
@@ -963,32 +981,13 @@ phxd_notify(struct phxd_client *c, const char *conn, const char *topic, const ch
 	return rc;
 }
 
-/* payload, compacted onto one line if it is JSON over several (a
- * newline in JSON text is only ever white space); *owned is what to free. */
-static int
-one_line_payload(struct phxd_client *c, const char **payload, char **owned)
-{
-	*owned = NULL;
-	if (*payload == NULL || strchr(*payload, '\n') == NULL)
-		return PHXD_OK;
-	json_t *tree = json_loads(*payload, JSON_DECODE_ANY, NULL);
-	if (tree == NULL)
-		return fail(c, PHXD_EINVAL, "invalid", "the payload is not JSON");
-	*owned = json_dumps(tree, JSON_COMPACT | JSON_ENCODE_ANY);
-	json_decref(tree);
-	if (*owned == NULL)
-		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
-	*payload = *owned;
-	return PHXD_OK;
-}
-
 int
 phxd_push(struct phxd_client *c, const char *conn, const char *topic, const char *event,
 	  const char *payload, size_t payload_len, unsigned flags, unsigned timeout_ms,
 	  char **response)
 {
 	int saved_timeout = c->timeout_ms, rc;
-	char *result, *compact = NULL;
+	char *result;
 	uint64_t id;
 
 	if (response)
@@ -997,12 +996,8 @@ phxd_push(struct phxd_client *c, const char *conn, const char *topic, const char
 		return lost(c, "the connection is closed");
 	if (topic == NULL || event == NULL)
 		return fail(c, PHXD_EINVAL, "invalid", "a push has a topic and an event");
-	if (!(flags & PHXD_PUSH_BINARY) &&
-	    (rc = one_line_payload(c, &payload, &compact)) != PHXD_OK)
-		return rc;
 	id = c->next_id++;
-	rc = queue_push(c, conn, topic, event, payload, payload_len, flags, timeout_ms, id);
-	free(compact);
+	rc = queue_push(c, conn, topic, event, payload, payload_len, flags, timeout_ms, id, true);
 	if (rc != PHXD_OK)
 		return rc;
 	/* phxd answers at the push's timeout; wait a little longer for its

@@ -126,7 +126,7 @@ int phxd_leave(struct phxd_client *c, const char *conn, const char *topic);
  * *response gets the reply's response, the JSON text the server sent
  * ({"binary":"BASE64"} for a binary reply); a reply of another status is
  * PHXD_EDAEMON "reply_error" with the status and response in
- * phxd_error_json(). A payload over several lines goes out compacted. */
+ * phxd_error_json(). A payload over several lines goes out on one. */
 int phxd_push(struct phxd_client *c, const char *conn, const char *topic, const char *event,
 	      const char *payload, size_t payload_len, unsigned flags, unsigned timeout_ms,
 	      char **response);
