@@ -5,7 +5,8 @@
  * callback and a blocking call are waiting, so stream lines, answers and
  * errors all have somewhere to go. Beyond not crashing: every callback
  * runs at most once and every pending one runs by the end, a stream line
- * reaches its callback as one JSON object, and a result is JSON.
+ * reaches its callback as one JSON object, and a result or an awaited
+ * push's response is JSON.
  */
 #include "tests/fuzz/fuzz_check.h"
 #include "client-lib/libphxd.c"
@@ -64,14 +65,35 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	answers = 0;
 	CHECK(phxd_send(c, "{\"op\":\"status\"}", on_answer, NULL) == PHXD_OK);
 	CHECK(phxd_send_stream(c, "{\"op\":\"events\"}", on_line, NULL, on_answer, NULL) == PHXD_OK);
-	(void)!write(sv[1], data, size);
-	shutdown(sv[1], SHUT_WR);
+	/* what comes before a NUL byte is read by phxd_dispatch, the rest
+	 * (and the end) by the blocking calls below, which can then be answered */
+	const uint8_t *nul = memchr(data, '\0', size);
+	size_t first = nul ? (size_t)(nul - data) : size;
+	(void)!write(sv[1], data, first);
+	if (nul == NULL)
+		shutdown(sv[1], SHUT_WR);
 	for (int i = 0; i < 64 && !c->dead; i++)
 		if (phxd_dispatch(c) == PHXD_EPROTOCOL)
 			break;
-	/* a blocking call on what is left: answered, timed out or lost */
+	if (nul != NULL) {
+		(void)!write(sv[1], nul + 1, size - first - 1);
+		shutdown(sv[1], SHUT_WR);
+	}
+	/* blocking calls on what is left, answered or lost: the end is
+	 * written, so a wait ends with what is there */
+	c->timeout_ms = 10000;
+	/* an awaited push: its response, when one came, is one JSON value */
 	char *out = NULL;
-	int rc = phxd_call(c, "{\"op\":\"status\"}", &out);
+	int rc = phxd_push(c, NULL, "t", "e", "{}", 0, PHXD_PUSH_AWAIT, 0, &out);
+	CHECK(rc == PHXD_OK || out == NULL);
+	if (out != NULL) {
+		struct json_cursor cur;
+		json_cursor_init(&cur, out, strlen(out));
+		CHECK(json_skip_value(&cur) && (json_skip_ws(&cur), cur.p == cur.end));
+	}
+	free(out);
+	out = NULL;
+	rc = phxd_call(c, "{\"op\":\"status\"}", &out);
 	CHECK(rc != PHXD_OK || out == NULL || strlen(out) > 0);
 	free(out);
 	close(sv[1]);
