@@ -40,12 +40,14 @@ struct sub {
 	void *arg;
 };
 
-/* A line read and scanned, waiting to be handled. Lines are read first and
- * handled after, one at a time: a callback may then call into the library
- * (a blocking call, a send) without the read under it being re-entered.
- * Lines are scanned, not parsed into trees: a stream line goes to its
- * callback as the bytes phxd sent, less its {"sub":N, tag; a response's
- * result is a span of it. */
+/* A line read and scanned, waiting to be handled. A read is taken whole
+ * before its lines are handled, one at a time: a callback may then call
+ * into the library (a blocking call, a send) without the read under it
+ * being re-entered. Lines are scanned, not parsed into trees: a stream
+ * line goes to its callback as the bytes phxd sent, less its {"sub":N,
+ * tag; a response's result is a span of it. A stream line that nothing
+ * waits before is handled where it was read (take_lines); the rest are
+ * copied into ready lines. */
 struct ready_line {
 	STAILQ_ENTRY(ready_line) entry;
 	bool kept;		/* now the last response: freed when the next comes */
@@ -195,20 +197,26 @@ take_answer(struct phxd_client *c, struct ready_line *l)
 static int add_sub(struct phxd_client *c, int rc, char *result, phxd_line_fn fn, void *arg,
 		   uint64_t *out);
 
+static void
+dispatch_stream(struct phxd_client *c, uint64_t sub, const char *json, size_t len)
+{
+	for (struct sub *s = c->subs; s; s = s->next) {
+		if (s->id != sub)
+			continue;
+		c->lines++;
+		c->depth++;
+		s->fn(s->arg, sub, json, len);
+		c->depth--;
+		break;
+	}
+}
+
 /* Stream lines to their subscription, answers to their phxd_send callback. */
 static void
 dispatch_line(struct phxd_client *c, struct ready_line *l)
 {
 	if (l->sub != 0) {
-		for (struct sub *s = c->subs; s; s = s->next) {
-			if (s->id != l->sub)
-				continue;
-			c->lines++;
-			c->depth++;
-			s->fn(s->arg, l->sub, l->raw + l->body, l->len - l->body);
-			c->depth--;
-			break;
-		}
+		dispatch_stream(c, l->sub, l->raw + l->body, l->len - l->body);
 		return;
 	}
 	struct pending **pp = &c->pending;
@@ -346,11 +354,26 @@ scan_response(struct ready_line *l)
 	return m == JSON_MEMBERS_END && cur.p == cur.end && seen_ok;
 }
 
+/* What phxd sends is checked, not trusted: a stream line's text, its tag
+ * replaced by '{', is one valid object. */
+static int
+check_stream_text(struct phxd_client *c, const char *json, size_t len)
+{
+	struct json_cursor cur;
+
+	json_cursor_init(&cur, json, len);
+	if (!json_skip_value(&cur) || (json_skip_ws(&cur), cur.p != cur.end))
+		return fail(c, PHXD_EPROTOCOL, "protocol", "phxd sent a stream line that is "
+			    "not one JSON object");
+	return PHXD_OK;
+}
+
 /* Scans one line into the ready queue. */
 static int
 queue_line(struct phxd_client *c, const char *line, size_t len)
 {
 	struct ready_line *l = malloc(sizeof(*l) + len + 1);
+	int rc;
 
 	if (l == NULL)
 		return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
@@ -359,13 +382,9 @@ queue_line(struct phxd_client *c, const char *line, size_t len)
 	l->raw[len] = '\0';
 	if ((l->sub = stream_tag(line, len, &l->body)) != 0) {
 		l->raw[l->body] = '{';	/* the rest of the object, as its own */
-		/* what phxd sends is checked, not trusted: one valid object */
-		struct json_cursor cur;
-		json_cursor_init(&cur, l->raw + l->body, len - l->body);
-		if (!json_skip_value(&cur) || (json_skip_ws(&cur), cur.p != cur.end)) {
+		if ((rc = check_stream_text(c, l->raw + l->body, len - l->body)) != PHXD_OK) {
 			line_free(l);
-			return fail(c, PHXD_EPROTOCOL, "protocol", "phxd sent a stream line that is "
-				    "not one JSON object");
+			return rc;
 		}
 	} else if (!scan_response(l)) {
 		line_free(l);
@@ -381,15 +400,30 @@ queue_line(struct phxd_client *c, const char *line, size_t len)
  * connections holds a thousand of them, and room the allocator shares
  * costs less than a large buffer each (a mapping of its own).
  */
+/* The room a read wants with `held` bytes of a line already in hand. */
+static size_t
+room_wanted(const struct phxd_client *c, size_t held)
+{
+	return held + (c->in_backlog ? READ_MAX : READ_MIN);
+}
+
+/* A buffer of cap bytes (0: none yet), doubled until it holds want. */
+static size_t
+room_for(size_t cap, size_t want)
+{
+	for (cap = cap ? cap : READ_MIN; cap < want; cap *= 2)
+		;
+	return cap;
+}
+
 static bool
 make_room(struct phxd_client *c)
 {
-	size_t want = c->in_len + (c->in_backlog ? READ_MAX : READ_MIN), cap;
+	size_t want = room_wanted(c, c->in_len), cap;
 
 	if (c->in_cap >= want)
 		return true;
-	for (cap = c->in_cap ? c->in_cap : READ_MIN; cap < want; cap *= 2)
-		;
+	cap = room_for(c->in_cap, want);
 	char *in = realloc(c->in, cap);
 	if (in == NULL)
 		return false;
@@ -409,8 +443,72 @@ give_back_room(struct phxd_client *c)
 	}
 }
 
-/* Reads what the socket has (once), queues every complete line, then
- * handles them. */
+/* Moves what follows the whole lines just read (the start of a line) out
+ * of the input buffer, and the buffer out of the client: the lines stay
+ * where they were read while they are handled, and a callback's blocking
+ * call reads into a buffer of its own. */
+static bool
+keep_partial_line(struct phxd_client *c, size_t whole)
+{
+	size_t rest = c->in_len - whole;
+
+	if (rest == 0) {
+		c->in = NULL;
+		c->in_cap = c->in_len = 0;
+		return true;
+	}
+	size_t cap = room_for(0, room_wanted(c, rest));
+	char *in = malloc(cap);
+	if (in == NULL)
+		return false;
+	memcpy(in, c->in + whole, rest);
+	c->in = in;
+	c->in_cap = cap;
+	c->in_len = rest;
+	return true;
+}
+
+/*
+ * Handles the whole lines read, each ending in '\n'. A stream line that
+ * nothing waits before, outside any callback, goes to its callback from
+ * where it was read, neither copied nor allocated: the common case of a
+ * reader that keeps up. The rest are queued as ready lines, and so are all
+ * that follow a callback whose blocking call read on: what that read
+ * queued came later, and stays behind this read's lines.
+ */
+static int
+take_lines(struct phxd_client *c, char *lines, size_t len)
+{
+	struct ready_list later;
+	bool direct = c->depth == 0;
+	size_t start = 0;
+	int rc = PHXD_OK;
+
+	STAILQ_INIT(&later);
+	while (start < len && rc != PHXD_ENOMEM) {
+		char *line = lines + start;
+		size_t n = (size_t)((char *)memchr(line, '\n', len - start) - line), body;
+		uint64_t sub;
+		start += n + 1;
+		if (!direct || !STAILQ_EMPTY(&c->ready) || (sub = stream_tag(line, n, &body)) == 0) {
+			rc = queue_line(c, line, n);
+			continue;
+		}
+		line[body] = '{';	/* the rest of the object, as its own */
+		line[n] = '\0';
+		if (check_stream_text(c, line + body, n - body) != PHXD_OK)
+			continue;
+		dispatch_stream(c, sub, line + body, n - body);
+		if (!STAILQ_EMPTY(&c->ready)) {
+			STAILQ_CONCAT(&later, &c->ready);
+			direct = false;
+		}
+	}
+	STAILQ_CONCAT(&c->ready, &later);
+	return rc;
+}
+
+/* Reads what the socket has (once), hands on every complete line. */
 static int
 read_some(struct phxd_client *c)
 {
@@ -427,19 +525,27 @@ read_some(struct phxd_client *c)
 	}
 	c->in_backlog = (size_t)n == room;
 	c->in_len += (size_t)n;
-	size_t start = 0;
-	for (;;) {
-		char *nl = memchr(c->in + start, '\n', c->in_len - start);
-		if (nl == NULL)
-			break;
-		size_t len = (size_t)(nl - (c->in + start));
-		int rc = queue_line(c, c->in + start, len);
-		start += len + 1;
-		if (rc == PHXD_ENOMEM)
-			return rc;
+	char *last = memrchr(c->in + c->in_len - n, '\n', (size_t)n);
+	if (last != NULL) {
+		size_t whole = (size_t)(last - c->in) + 1;
+		char *lines = c->in;
+		size_t cap = c->in_cap;
+		if (!keep_partial_line(c, whole))
+			return fail(c, PHXD_ENOMEM, "nomem", "out of memory");
+		int rc = take_lines(c, lines, whole);
+		if (c->in == NULL) {
+			c->in = lines;
+			c->in_cap = cap;
+		} else {
+			free(lines);
+		}
+		if (rc == PHXD_ENOMEM) {
+			c->dead = true;	/* the lines after the failure are gone */
+			deliver(c);
+			return fail(c, PHXD_ENOMEM, "nomem", "out of memory: lines from phxd were lost, "
+				    "and the connection with them");
+		}
 	}
-	memmove(c->in, c->in + start, c->in_len - start);
-	c->in_len -= start;
 	if (c->in_len > MAX_LINE)
 		lost(c, "sent an overlong line");
 	give_back_room(c);

@@ -3,10 +3,11 @@
  * libphxd on any bytes "phxd" can send: the input is what the daemon
  * writes on the socket after the hello. A subscription, a phxd_send
  * callback and a blocking call are waiting, so stream lines, answers and
- * errors all have somewhere to go. Beyond not crashing: every callback
- * runs at most once and every pending one runs by the end, a stream line
- * reaches its callback as one JSON object, and a result or an awaited
- * push's response is JSON.
+ * errors all have somewhere to go; the subscription's callback reads on
+ * while it runs. Beyond not crashing: every callback runs at most once
+ * and every pending one runs by the end, a stream line reaches its
+ * callback as one JSON object, and a result or an awaited push's
+ * response is JSON.
  */
 #include "tests/fuzz/fuzz_check.h"
 #include "client-lib/libphxd.c"
@@ -27,6 +28,10 @@ on_line(void *arg, uint64_t sub, const char *json, size_t len)
 	CHECK(strlen(json) == len);
 	json_cursor_init(&c, json, len);
 	CHECK(json_peek(&c) == JSON_KIND_OBJECT);
+	/* read on from inside the callback, as a blocking call there does:
+	 * the lines of the read under it wait where they were read */
+	if (arg != NULL)
+		phxd_wait(arg, 0);
 }
 
 static void
@@ -61,6 +66,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s = calloc(1, sizeof(*s));
 	s->id = 7;
 	s->fn = on_line;
+	s->arg = c;
 	c->subs = s;
 	answers = 0;
 	CHECK(phxd_send(c, "{\"op\":\"status\"}", on_answer, NULL) == PHXD_OK);

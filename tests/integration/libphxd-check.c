@@ -145,6 +145,52 @@ check_backlog_and_long_line(const char *path, struct phxd_client *pusher)
 	phxd_disconnect(reader);
 }
 
+/* A backlog read by a callback that makes a blocking call for each line:
+ * the call reads on while the lines of the read before it wait, and every
+ * line still reaches the callback once, in order, each call its answer. */
+static long calls_ok;
+
+static void
+count_and_call(void *arg, uint64_t sub, const char *json, size_t len)
+{
+	struct phxd_client *reader = arg;
+	char *out = NULL;
+
+	count_in_order(NULL, sub, json, len);
+	if (phxd_push(reader, NULL, "rooms:c", "ping", "{}", 0, PHXD_PUSH_AWAIT, 0, &out) ==
+		    PHXD_OK &&
+	    out && strcmp(out, "{\"pong\":\"pong\"}") == 0)
+		calls_ok++;
+	free(out);
+}
+
+static void
+check_backlog_with_calls(const char *path, struct phxd_client *pusher)
+{
+	char payload[160];
+	struct phxd_client *reader;
+	uint64_t sub;
+	int pushed = 0;
+
+	seq_next = seq_wrong = 0;
+	CHECK(phxd_connect(path, &reader) == PHXD_OK &&
+		      phxd_subscribe(reader, NULL, "rooms:c", NULL, count_and_call, reader, &sub) ==
+			      PHXD_OK,
+	      "a reader that calls from its callback subscribed");
+	for (int i = 0; i < BACKLOG_LINES; i++) {
+		snprintf(payload, sizeof(payload), "{\"seq\":%d,\"pad\":\"%0100d\"}", i, i);
+		pushed += phxd_push(pusher, NULL, "rooms:c", "broadcast", payload, 0,
+				    PHXD_PUSH_AWAIT, 0, NULL) == PHXD_OK;
+	}
+	for (int i = 0; i < 100 && seq_next < BACKLOG_LINES; i++)
+		phxd_wait(reader, 100);
+	CHECK(pushed == BACKLOG_LINES && seq_next == BACKLOG_LINES && seq_wrong == 0 &&
+		      calls_ok == BACKLOG_LINES,
+	      "a backlog of %d lines, a blocking call for each: %ld read, %ld wrong, %ld calls "
+	      "answered", BACKLOG_LINES, seq_next, seq_wrong, calls_ok);
+	phxd_disconnect(reader);
+}
+
 /* A request sent with phxd_send whose answer never comes, then phxd goes
  * away (80-libphxd.py kills it after "sent"): the callback still fires. */
 static int
@@ -483,6 +529,7 @@ main(int argc, char **argv)
 	CHECK(gone, "the hold ended with its client");
 
 	check_backlog_and_long_line(argv[1], c);
+	check_backlog_with_calls(argv[1], c);
 
 	phxd_disconnect(c);
 	printf("%d failed\n", failures);
