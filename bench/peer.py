@@ -4,7 +4,7 @@
 the work of the other peers of bench/run; its own CPU (bench/run adds
 phxd's). One JSON line.
 
-    peer.py SOCKET fire N | await N | receive N
+    peer.py SOCKET fire N | notify N | await N | receive N
 """
 import json
 import os
@@ -37,11 +37,12 @@ def count(c):
 def main():
     sock, mode, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     with phxd.Client(sock) as c:
-        if mode == "fire":
+        if mode in ("fire", "notify"):
+            send = c.push if mode == "fire" else c.notify
             before = count(c)
             t0, c0 = time.monotonic_ns(), cpu_ns()
             for _ in range(n):
-                c.push("load:bench", "sink", {"n": 1})
+                send("load:bench", "sink", {"n": 1})
             while count(c) - before < n:
                 pass
             result(n, t0, c0)

@@ -36,7 +36,8 @@ def bench_run_quick_prints_every_table(w):
     node = shutil.which("node") is not None and os.path.isdir(os.path.join(modules, "phoenix"))
     assert ("phoenix.js: not measured" in out) == (not node), out[:600]
     rows = {"fire": ["floor", "phxd + libphxd", "phxd + libphxd, notifications",
-                     "phxd + Python", "phxd + phxctl push -l"] + (["phoenix.js"] if node else []),
+                     "phxd + Python", "phxd + Python, notifications", "phxd + phxctl push -l"] +
+                    (["phoenix.js"] if node else []),
             }
     fire = out.split("### Fire pushes")[1].split("###")[0]
     for peer in rows["fire"]:
