@@ -106,24 +106,42 @@ count_in_order(void *arg, uint64_t sub, const char *json, size_t len)
 		longest_line = len;
 }
 
-static void
-check_backlog_and_long_line(const char *path, struct phxd_client *pusher)
+/* A reader of rooms:c whose lines go to fn. */
+static struct phxd_client *
+backlog_reader(const char *path, phxd_line_fn fn, const char *what)
 {
-	static char payload[LONG_LINE_PAD + 64];
-	struct phxd_client *reader;
+	struct phxd_client *reader = NULL;
 	uint64_t sub;
-	int pushed = 0;
 
 	CHECK(phxd_connect(path, &reader) == PHXD_OK &&
-		      phxd_subscribe(reader, NULL, "rooms:c", NULL, count_in_order, NULL, &sub) ==
-			      PHXD_OK,
-	      "a reader subscribed");
-	/* the reader does not read while the pusher's pushes are answered */
+		      phxd_subscribe(reader, NULL, "rooms:c", NULL, fn, reader, &sub) == PHXD_OK,
+	      "%s subscribed", what);
+	return reader;
+}
+
+/* BACKLOG_LINES broadcasts in order, each awaited by the pusher: the
+ * reader does not read meanwhile. How many were answered ok. */
+static int
+push_backlog(struct phxd_client *pusher)
+{
+	char payload[160];
+	int pushed = 0;
+
 	for (int i = 0; i < BACKLOG_LINES; i++) {
 		snprintf(payload, sizeof(payload), "{\"seq\":%d,\"pad\":\"%0100d\"}", i, i);
 		pushed += phxd_push(pusher, NULL, "rooms:c", "broadcast", payload, 0,
 				    PHXD_PUSH_AWAIT, 0, NULL) == PHXD_OK;
 	}
+	return pushed;
+}
+
+static void
+check_backlog_and_long_line(const char *path, struct phxd_client *pusher)
+{
+	static char payload[LONG_LINE_PAD + 64];
+	struct phxd_client *reader = backlog_reader(path, count_in_order, "a reader");
+	int pushed = push_backlog(pusher);
+
 	int n = snprintf(payload, sizeof(payload), "{\"seq\":%d,\"pad\":\"", BACKLOG_LINES);
 	memset(payload + n, 'x', LONG_LINE_PAD);
 	strcpy(payload + n + LONG_LINE_PAD, "\"}");
@@ -167,21 +185,11 @@ count_and_call(void *arg, uint64_t sub, const char *json, size_t len)
 static void
 check_backlog_with_calls(const char *path, struct phxd_client *pusher)
 {
-	char payload[160];
-	struct phxd_client *reader;
-	uint64_t sub;
-	int pushed = 0;
-
 	seq_next = seq_wrong = 0;
-	CHECK(phxd_connect(path, &reader) == PHXD_OK &&
-		      phxd_subscribe(reader, NULL, "rooms:c", NULL, count_and_call, reader, &sub) ==
-			      PHXD_OK,
-	      "a reader that calls from its callback subscribed");
-	for (int i = 0; i < BACKLOG_LINES; i++) {
-		snprintf(payload, sizeof(payload), "{\"seq\":%d,\"pad\":\"%0100d\"}", i, i);
-		pushed += phxd_push(pusher, NULL, "rooms:c", "broadcast", payload, 0,
-				    PHXD_PUSH_AWAIT, 0, NULL) == PHXD_OK;
-	}
+	struct phxd_client *reader = backlog_reader(path, count_and_call,
+						    "a reader that calls from its callback");
+	int pushed = push_backlog(pusher);
+
 	for (int i = 0; i < 100 && seq_next < BACKLOG_LINES; i++)
 		phxd_wait(reader, 100);
 	CHECK(pushed == BACKLOG_LINES && seq_next == BACKLOG_LINES && seq_wrong == 0 &&
