@@ -107,6 +107,25 @@ def subscribe_iterates_and_events_stream(w):
 
 
 @test
+def a_backlog_and_a_long_line_arrive_whole_and_in_order(w):
+    """A subscriber that was away reads its backlog many lines a read, and a
+    line longer than any read: each once, whole, in order."""
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a"))
+    d.wait_joined("rooms:a")
+    c = phxd.Client(d.sock)
+    n, pad = 300, 200_000
+    with c.subscribe("rooms:a", events=["broadcast"], count=n + 2, timeout=10) as sub:
+        for i in range(n):
+            c.push("rooms:a", "broadcast", {"seq": i, "pad": "%0100d" % i}, await_reply=True)
+        c.push("rooms:a", "broadcast", {"seq": n, "pad": "x" * pad}, await_reply=True)
+        c.push("rooms:a", "broadcast", {"seq": n + 1}, await_reply=True)
+        got = [m["payload"] for m in sub]
+    assert [p["seq"] for p in got] == list(range(n + 2)), [p["seq"] for p in got][:20]
+    assert got[n]["pad"] == "x" * pad and got[7]["pad"] == "%0100d" % 7
+
+
+@test
 def pip_installs_the_package(w):
     """pyproject.toml: pip builds and installs it (offline, with the setuptools
     already there) and the installed package works against a live phxd."""

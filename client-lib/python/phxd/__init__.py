@@ -144,6 +144,8 @@ class _Conn:
             self.sock.close()
             raise Unreachable(e.errno, f"cannot reach phxd at {path}: {e.strerror}") from None
         self.buf = b""
+        self.pos = 0                # where the next line starts in buf
+        self.scanned = 0            # buf holds no newline before this
 
     def send(self, obj: Dict[str, Any]) -> None:
         try:
@@ -152,8 +154,15 @@ class _Conn:
             raise Unreachable(e.errno, f"lost phxd at {self.path}: {e.strerror}") from None
 
     def recv(self, deadline: Optional[float] = None) -> Dict[str, Any]:
-        while b"\n" not in self.buf:
-            if len(self.buf) > MAX_LINE:
+        # Lines are taken from buf where they lie, and what is left is kept
+        # only when more must be read: a read of many lines is not copied
+        # again for each of them.
+        while True:
+            end = self.buf.find(b"\n", max(self.pos, self.scanned))
+            if end >= 0:
+                break
+            self.scanned = len(self.buf)
+            if self.scanned - self.pos > MAX_LINE:
                 raise Error("line_too_long", "phxd sent an overlong line")
             if deadline is not None:
                 # 0 left still reads what is already there (a poll)
@@ -168,8 +177,11 @@ class _Conn:
                 raise Unreachable(e.errno, f"lost phxd at {self.path}: {e.strerror}") from None
             if not chunk:
                 raise Unreachable(0, f"phxd at {self.path} closed the connection")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
+            self.buf = self.buf[self.pos:] + chunk
+            self.scanned -= self.pos
+            self.pos = 0
+        line = self.buf[self.pos:end]
+        self.pos = end + 1
         return _parse_line(line)
 
     def close(self) -> None:
@@ -221,9 +233,14 @@ def _reply(result: Dict[str, Any]) -> JSON:
     return resp
 
 
+_decode = json.JSONDecoder().decode
+
+
 def _parse_line(line: bytes) -> Dict[str, Any]:
     try:
-        msg = json.loads(line)
+        # what json.loads does, less finding out the bytes' encoding: phxd
+        # writes UTF-8 (a bad byte is a UnicodeDecodeError, a ValueError)
+        msg = _decode(line.decode())
     except ValueError:
         msg = None
     if not isinstance(msg, dict):
