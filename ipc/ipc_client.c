@@ -98,9 +98,11 @@ mark_dirty(struct ipc_client *c)
 
 	if (c->dirty)
 		return;
+	/* Another dirty client: the flush that writes it is already due. */
+	bool due = !TAILQ_EMPTY(&srv->dirty);
 	c->dirty = true;
 	TAILQ_INSERT_TAIL(&srv->dirty, c, dirty_entry);
-	if (srv->window.armed || event_pending(srv->flush_ev, EV_TIMEOUT, NULL))
+	if (due || srv->window.armed || event_pending(srv->flush_ev, EV_TIMEOUT, NULL))
 		return;
 	uint64_t since = utimer_now_us() - srv->last_flush_us;
 	if (since < srv->flush_window_us &&
@@ -266,6 +268,18 @@ after_progress(struct ipc_client *c)
 		ipc_client_lost(c, "half-closed, every request answered", false);
 }
 
+/* A stream line's tag: the client's kept one (that of the line at the
+ * head of its queue when the write began: a client mostly follows one
+ * subscription), or encoded into scratch. */
+static const char *
+item_tag(const struct ipc_client *c, const struct ipc_out_item *it, char *scratch)
+{
+	if (it->sub == c->tag_sub)
+		return c->tag;
+	ipc_encode_tag(it->sub, scratch);
+	return scratch;
+}
+
 /* Writes what the socket takes now; never runs anything else. */
 static void
 write_out(struct ipc_client *c)
@@ -273,15 +287,19 @@ write_out(struct ipc_client *c)
 	struct iovec iov[2 * WRITE_BATCH];
 	char tags[WRITE_BATCH][IPC_TAG_SIZE];
 
+	if (c->out_count > 0 && out_at(c, 0)->tag_len && out_at(c, 0)->sub != c->tag_sub) {
+		c->tag_sub = out_at(c, 0)->sub;
+		ipc_encode_tag(c->tag_sub, c->tag);
+	}
 	while (c->out_count > 0 && c->fd >= 0) {
 		int n = 0;
 		size_t skip = c->out_head_off;
 		for (size_t i = 0; i < c->out_count && i < WRITE_BATCH; i++) {
 			struct ipc_out_item *it = out_at(c, i);
 			if (it->tag_len) {
-				ipc_encode_tag(it->sub, tags[i]);
+				const char *tag = item_tag(c, it, tags[i]);
 				if (skip < it->tag_len) {
-					iov[n].iov_base = tags[i] + skip;
+					iov[n].iov_base = (char *)tag + skip;
 					iov[n++].iov_len = it->tag_len - skip;
 					skip = 0;
 				} else {

@@ -75,6 +75,8 @@ struct ipc_hold {
 };
 SLIST_HEAD(ipc_hold_list, ipc_hold);
 
+#define IPC_TAG_SIZE 32	/* {"sub":, 20 digits, a comma and a NUL */
+
 struct ipc_client {
 	TAILQ_ENTRY(ipc_client) entry;
 	TAILQ_ENTRY(ipc_client) dirty_entry;
@@ -97,6 +99,8 @@ struct ipc_client {
 	size_t out_head, out_count, out_cap;
 	size_t out_head_off;		/* bytes of the head item already written */
 	size_t out_bytes;		/* what the queue costs, IPC_ITEM_COST included */
+	uint64_t tag_sub;		/* whose tag `tag` holds; 0: none */
+	char tag[IPC_TAG_SIZE];
 	uint64_t last_progress_ms;	/* the client last read, or had nothing to */
 
 	bool dirty;		/* on srv->dirty: output to write this pass */
@@ -164,7 +168,6 @@ struct ipc_line *ipc_encode_message(const char *conn, const struct phx_msg *m);
 struct ipc_line *ipc_encode_tail(json_t *o);
 /* Writes the tag of subscription `sub` into buf (IPC_TAG_SIZE bytes); its
  * length. */
-#define IPC_TAG_SIZE 32	/* {"sub":, 20 digits, a comma and a NUL */
 size_t ipc_encode_tag(uint64_t sub, char *buf);
 
 /* ipc_client.c */
