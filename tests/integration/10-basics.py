@@ -136,6 +136,29 @@ def a_wide_fan_out_holds_its_writes_only_when_messages_outrun_them(w):
 
 
 @test
+def one_client_two_subscriptions_each_line_tagged_with_its_own(w):
+    """Lines of two subscriptions of one client, queued together while it
+    does not read, each carry their own subscription's id."""
+    ts = TestServer(w)
+    d = Daemon(w, config(ts.url, "rooms:a", "rooms:b"))
+    d.wait_joined("rooms:a", "rooms:b")
+    s = d.client()
+    exact = s.ok("subscribe", topic="rooms:a")["sub"]
+    pattern = s.ok("subscribe", topic="rooms:*")["sub"]
+    c = d.client()
+    topics = ["rooms:a", "rooms:b", "rooms:b", "rooms:a"] * 25
+    for i, topic in enumerate(topics):
+        c.ok("push", topic=topic, event="broadcast", payload={"i": i}, **{"await": True})
+    want = []
+    for i, topic in enumerate(topics):
+        want += [(exact, i)] if topic == "rooms:a" else []
+        want += [(pattern, i)]
+    got = [s.line(timeout=5) for _ in want]
+    assert [(m["sub"], m["payload"]["i"]) for m in got] == want, got[:6]
+    assert all(m["topic"] == topics[m["payload"]["i"]] for m in got)
+
+
+@test
 def two_subscribers_and_a_pattern(w):
     ts = TestServer(w)
     d = Daemon(w, config(ts.url, "rooms:a", "rooms:b", "load:c"))
