@@ -336,9 +336,12 @@ watchdog_ping(evutil_socket_t fd, short what, void *arg)
 
 /* Bursts leave freed memory in the heap (the trim threshold is high so
  * that a burst does not trim and regrow it every few batches); once it is
- * over, what is free goes back to the system. */
+ * over, what is free goes back to the system. A burst's peak that stayed
+ * under the limit would otherwise stay whole: so the limit is a fraction
+ * of the 2 MiB a burst may leave behind (bench/README.md), and a trim
+ * that finds nothing to give back costs a walk of the free lists. */
 #define TRIM_EVERY_MS 2000
-#define TRIM_ABOVE (2u << 20)
+#define TRIM_ABOVE (512u << 10)
 
 static void
 trim_memory(evutil_socket_t fd, short what, void *arg)
