@@ -149,7 +149,7 @@ class _Conn:
 
     def send(self, obj: Dict[str, Any]) -> None:
         try:
-            self.sock.sendall(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+            self.sock.sendall(_encode(obj).encode() + b"\n")
         except OSError as e:
             raise Unreachable(e.errno, f"lost phxd at {self.path}: {e.strerror}") from None
 
@@ -234,6 +234,8 @@ def _reply(result: Dict[str, Any]) -> JSON:
 
 
 _decode = json.JSONDecoder().decode
+# json.dumps builds an encoder for each call that names separators
+_encode = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _parse_line(line: bytes) -> Dict[str, Any]:

@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import time
 from types import TracebackType
 from typing import Any, AsyncIterator, Dict, Optional, Sequence, Type
 
 from . import (_OPEN, FOLLOW_RETRY_MAX, FOLLOW_RETRY_MIN, JSON, MAX_LINE, PROTOCOL_VERSION,
-               Error, Hold, Timeout, Unreachable, _fields, _hold_request, _log_lost,
+               Error, Hold, Timeout, Unreachable, _encode, _fields, _hold_request, _log_lost,
                _log_resumed, _parse_line, _push_fields, _raise, _reply, _stream_line,
                _stream_opened, _stream_requests, default_socket)
 
@@ -65,7 +64,7 @@ class _Conn:
     async def send(self, obj: Dict[str, Any]) -> None:
         # Written whole at once, so that a cancelled sender never leaves
         # half a line behind it.
-        self.writer.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+        self.writer.write(_encode(obj).encode() + b"\n")
         try:
             async with self._drain:
                 await self.writer.drain()
