@@ -359,10 +359,9 @@ scan_response(struct ready_line *l)
 static int
 check_stream_text(struct phxd_client *c, const char *json, size_t len)
 {
-	struct json_cursor cur;
+	const char *why;
 
-	json_cursor_init(&cur, json, len);
-	if (!json_skip_value(&cur) || (json_skip_ws(&cur), cur.p != cur.end))
+	if (!json_validate(json, len, &why))
 		return fail(c, PHXD_EPROTOCOL, "protocol", "phxd sent a stream line that is "
 			    "not one JSON object");
 	return PHXD_OK;
@@ -394,12 +393,6 @@ queue_line(struct phxd_client *c, const char *line, size_t len)
 	return PHXD_OK;
 }
 
-/*
- * The input buffer is small while the connection keeps up, and grows
- * while a backlog lasts or a line is long: a process with a thousand
- * connections holds a thousand of them, and room the allocator shares
- * costs less than a large buffer each (a mapping of its own).
- */
 /* The room a read wants with `held` bytes of a line already in hand. */
 static size_t
 room_wanted(const struct phxd_client *c, size_t held)
@@ -416,6 +409,12 @@ room_for(size_t cap, size_t want)
 	return cap;
 }
 
+/*
+ * The input buffer is small while the connection keeps up, and grows
+ * while a backlog lasts or a line is long: a process with a thousand
+ * connections holds a thousand of them, and room the allocator shares
+ * costs less than a large buffer each (a mapping of its own).
+ */
 static bool
 make_room(struct phxd_client *c)
 {
@@ -998,7 +997,7 @@ queue_push(struct phxd_client *c, const char *conn, const char *topic, const cha
 	   const char *payload, size_t payload_len, unsigned flags, unsigned timeout_ms,
 	   uint64_t id, bool lines_ok)
 {
-	struct json_cursor cur;
+	const char *why;
 	char *b64 = NULL, *p;
 	size_t plen;
 	int rc;
@@ -1013,8 +1012,7 @@ queue_push(struct phxd_client *c, const char *conn, const char *topic, const cha
 		if (payload == NULL)
 			payload = "{}";
 		plen = strlen(payload);
-		json_cursor_init(&cur, payload, plen);
-		if (!json_skip_value(&cur) || (json_skip_ws(&cur), cur.p != cur.end))
+		if (!json_validate(payload, plen, &why))
 			return fail(c, PHXD_EINVAL, "invalid", "the payload is not JSON");
 		if (!lines_ok && memchr(payload, '\n', plen) != NULL)
 			return fail(c, PHXD_EINVAL, "invalid", "the payload is not on one line");

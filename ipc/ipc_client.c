@@ -287,8 +287,9 @@ write_out(struct ipc_client *c)
 	struct iovec iov[2 * WRITE_BATCH];
 	char tags[WRITE_BATCH][IPC_TAG_SIZE];
 
-	if (c->out_count > 0 && out_at(c, 0)->tag_len && out_at(c, 0)->sub != c->tag_sub) {
-		c->tag_sub = out_at(c, 0)->sub;
+	const struct ipc_out_item *head = c->out_count > 0 ? out_at(c, 0) : NULL;
+	if (head != NULL && head->tag_len && head->sub != c->tag_sub) {
+		c->tag_sub = head->sub;
 		ipc_encode_tag(c->tag_sub, c->tag);
 	}
 	while (c->out_count > 0 && c->fd >= 0) {
