@@ -10,6 +10,9 @@ import subprocess
 
 from harness import BUILD, Skip, run, test
 
+# bench/run's name for the fan-out latency target at 100 subscribers
+FAN_100 = ("fan-out, 100 subs at 2000/s: p99 − the more of 1 ms and the p99 of one write per "
+           "copy, through a hop ≤ 0")
 BENCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench", "run")
 
 
@@ -113,8 +116,7 @@ def bench_run_quick_prints_every_table(w):
               "await, phxd + libphxd, busy polling: p50 ≤ the floor's + 15 µs",
               "await on one CPU, phxd + libphxd: p50 ≤ the floor through a relay's + 15 µs",
               "received message, phxd + libphxd: CPU ≤ 1.5× the floor's",
-              "fan-out, 100 subs at 2000/s: p99 ≤ 1 ms, or the p99 of one write per copy, "
-              "through a hop, if more",
+              FAN_100,
               "fan-out through phxd: no message dropped",
               "memory per joined topic ≤ 1 KiB", "idle private RSS ≤ 2 MiB"]
     for name in judged:
@@ -132,20 +134,32 @@ def bench_run_quick_prints_every_table(w):
             continue
         least, most = spread.split(" – ")
         assert number(least) <= number(value) <= number(most), (name, goals[name])
-    # the fan-out p99 is held to the hop's p99 exactly where that misses 1 ms
-    label, hop_p99 = None, None
+    # each round holds phxd's fan-out p99 to 1 ms, or to the hop's p99 of
+    # that round where that is more; the verdict is the median of the two
+    # rounds' excesses (their mean), so it is phxd's p99 (the table's, a
+    # median of two) less 1 ms where the hop met 1 ms in both rounds, and
+    # no more than that where it did not; the hop's p99 over 1 ms in the
+    # table means it missed 1 ms in at least one round
+    label, p99s = None, {}
     for l in fan.splitlines():
         cells = [c.strip() for c in l.strip("|").split("|")]
         if len(cells) > 3 and cells[0]:
             label = cells[0]
-        if label == "100 subs at 2000/s" and cells[1:2] == ["one write per copy, through a hop"]:
-            hop_p99 = number(cells[3])
-    verdict = goals["fan-out, 100 subs at 2000/s: p99 ≤ 1 ms, or the p99 of one write per copy, "
-                    "through a hop, if more"][2]
-    assert hop_p99 is not None, fan
-    assert ("(against the hop's" in verdict) == (hop_p99 > 1000), (hop_p99, verdict)
-    for name in ("fan-out, 1000 subs at 1000/s: p99 ≤ 5 ms, or the p99 of one write per copy, "
-                 "through a hop, if more",
+        if label == "100 subs at 2000/s" and len(cells) > 3:
+            p99s[cells[1]] = number(cells[3])
+    hop_p99, phxd_p99 = p99s.get("one write per copy, through a hop"), p99s.get("phxd + libphxd")
+    assert hop_p99 is not None and phxd_p99 is not None, fan
+    value, _, verdict = goals[FAN_100]
+    held = re.search(r"\(against the hop's in ([0-9]+) of 2 rounds\)", verdict)
+    assert held is None or 1 <= int(held[1]) <= 2, verdict
+    assert hop_p99 <= 1000 or held, (hop_p99, verdict)
+    if held:
+        assert number(value) <= phxd_p99 - 1000 + 0.02, (phxd_p99, goals[FAN_100])
+    else:
+        assert abs(number(value) - (phxd_p99 - 1000)) <= 0.02, (phxd_p99, goals[FAN_100])
+    assert (verdict.split(" (")[0] == "met") == (number(value) <= 0), goals[FAN_100]
+    for name in ("fan-out, 1000 subs at 1000/s: p99 − the more of 5 ms and the p99 of one "
+                 "write per copy, through a hop ≤ 0",
                  "10,000 topics: joined within 1 s of exec"):
         assert goals.get(name) == ["—", "—", "not measured"], (name, goals)
 
