@@ -158,7 +158,9 @@ def bench_run_quick_prints_every_table(w):
         cells = [c.strip() for c in l.strip("|").split("|")]
         if len(cells) > 3 and cells[0]:
             label = cells[0]
-        if label == "100 subs at 2000/s" and len(cells) > 3:
+        # (phoenix.js, when not measured, has no figures)
+        if label == "100 subs at 2000/s" and cells[1:2] in (["phxd + libphxd"],
+                                                            ["one write per copy, through a hop"]):
             p99s[cells[1]] = number(cells[3])
     hop_p99, phxd_p99 = p99s.get("one write per copy, through a hop"), p99s.get("phxd + libphxd")
     assert hop_p99 is not None and phxd_p99 is not None, fan
